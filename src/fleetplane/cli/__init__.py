@@ -1,0 +1,1 @@
+"""The `fleetplane` command line."""

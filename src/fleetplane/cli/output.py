@@ -1,0 +1,83 @@
+"""What every command shares: output formats, the error boundary, consoles.
+
+stdout carries only the result (a table, or with ``-o json|yaml`` only that
+document); progress, warnings and errors go to stderr so pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from fleetplane.errors import FleetplaneError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    yaml = "yaml"
+    json = "json"
+
+
+OUTPUT_OPTION = typer.Option(
+    OutputFormat.table, "-o", "--output", help="What to print on stdout: table, yaml or json."
+)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn fleetplane's typed errors into a message on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except FleetplaneError as error:
+            stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper
+
+
+def dump_yaml(documents: list[dict[str, Any]] | dict[str, Any]) -> str:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buffer = io.StringIO()
+    if isinstance(documents, list):
+        yaml.dump_all(documents, buffer)
+    else:
+        yaml.dump(documents, buffer)
+    return buffer.getvalue()
+
+
+def dump_json(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def emit_document(document: Any, fmt: OutputFormat) -> None:
+    """Print a machine-readable document alone on stdout."""
+    text = dump_json(document) if fmt is OutputFormat.json else dump_yaml(document)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def write_document(document: Any, path: Path) -> None:
+    """Write YAML, or JSON when the file name ends in .json."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = dump_json(document) if path.suffix == ".json" else dump_yaml(document)
+    path.write_text(text, encoding="utf-8")

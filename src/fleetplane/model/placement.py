@@ -1,0 +1,103 @@
+"""The Placement kind: the plan for the whole fleet, with predictions and reasons."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from fleetplane.model.base import EmptyStatus, Resource, Spec
+
+
+class Assignment(Spec):
+    site: str
+    pool: str
+    profile: str
+    replicas: int = Field(ge=1)
+    sources: dict[str, float] = Field(
+        default_factory=dict, description="data source → share of its traffic routed here"
+    )
+    pinned: bool = False
+
+
+class CostBreakdown(Spec):
+    """Money per month."""
+
+    compute: float = 0.0
+    egress: float = 0.0
+    model_distribution: float = 0.0
+    energy: float = 0.0
+    preference_penalty: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.egress + self.model_distribution + self.energy
+
+    def __add__(self, other: CostBreakdown) -> CostBreakdown:
+        return CostBreakdown(
+            compute=self.compute + other.compute,
+            egress=self.egress + other.egress,
+            model_distribution=self.model_distribution + other.model_distribution,
+            energy=self.energy + other.energy,
+            preference_penalty=self.preference_penalty + other.preference_penalty,
+        )
+
+
+class LatencyPrediction(Spec):
+    """Predicted end-to-end latency percentiles in seconds (None: not a request workload)."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+
+
+class WorkloadPlacement(Spec):
+    workload: str
+    workload_class: str
+    assignments: list[Assignment]
+    predicted: LatencyPrediction = Field(default_factory=LatencyPrediction)
+    slo_p99: float | None = None
+    completion_time: float | None = Field(default=None, description="batch/training, seconds")
+    cost: CostBreakdown = Field(default_factory=CostBreakdown)
+    cost_per_1k_requests: float | None = None
+    failure_domains: list[str] = Field(default_factory=list)
+    rules_fired: list[str] = Field(default_factory=list)
+
+
+class RejectionSummary(Spec):
+    constraint: str
+    sites: int
+    example: str = Field(description="one site's reason, in words")
+
+
+class Unplaceable(Spec):
+    workload: str
+    reason: str
+    rejections: list[RejectionSummary] = Field(default_factory=list)
+    closest_miss: str | None = None
+
+
+class SolverInfo(Spec):
+    name: str
+    version: str
+    seed: int
+    optimality_gap: float | None = None
+    time_seconds: float | None = None
+    status: str = "ok"
+
+
+class PlacementSpec(Spec):
+    fleet: str = "default"
+    policy: str | None = None
+    workloads: list[WorkloadPlacement] = Field(default_factory=list)
+    unplaceable: list[Unplaceable] = Field(default_factory=list)
+    cost: CostBreakdown = Field(default_factory=CostBreakdown)
+    solver: SolverInfo
+    explanation: list[str] = Field(default_factory=list)
+
+
+class Placement(Resource[PlacementSpec, EmptyStatus]):
+    KIND: ClassVar[str] = "Placement"
+    PLURAL: ClassVar[str] = "placements"
+    kind: str = "Placement"
