@@ -1,0 +1,594 @@
+"""Read fleet YAML into validated resources, with every problem at file:line:column.
+
+The loader never stops at the first problem: it reads every file and every
+document, validates each against its kind's model, checks names across the
+whole fleet, and only then raises one :class:`ValidationError` listing all of
+them, sorted by file (in reading order) and position. People fix a fleet in
+one pass instead of one error per run.
+
+YAML is read with ruamel.yaml's round-trip loader, which keeps the line and
+column of every key and value; pydantic's error locations (``loc`` tuples of
+camelCase keys and list indices) are walked back through the document to the
+offending node. ruamel counts from 0, messages count from 1 like editors.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import pydantic
+from pydantic.alias_generators import to_snake
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from fleetplane.errors import Problem, SourcePosition, ValidationError, did_you_mean
+from fleetplane.model.base import API_VERSION
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.kinds import KINDS, AnyResource
+from fleetplane.model.references import Loc, check_references, render_path
+
+YAML_SUFFIXES = (".yaml", ".yml")
+DEFAULT_FLEET_NAME = "default"
+
+
+@dataclass(frozen=True)
+class _Source:
+    file: str
+    root: CommentedMap
+
+
+class SourceMap:
+    """Where every field of every loaded resource is in its YAML source.
+
+    Keeps the round-trip documents (not a precomputed table) so that a
+    position costs nothing until someone asks for it.
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[tuple[str, str], _Source] = {}
+
+    def add(self, kind: str, name: str, file: str, root: CommentedMap) -> None:
+        self._sources[(kind, name)] = _Source(file, root)
+
+    def locate(self, kind: str, name: str, loc: Loc) -> SourcePosition | None:
+        """Position of a field, e.g. ``("spec", "nodePools", 0, "nodeImage")``.
+
+        A field that is not in the document (a default) is placed at the
+        nearest enclosing object that is.
+        """
+        source = self._sources.get((kind, name))
+        if source is None:
+            return None
+        return _walk(source.root, loc).position(source.file)
+
+
+@dataclass
+class LoadResult:
+    """A fleet made of the documents that were valid, and every problem found."""
+
+    fleet: Fleet
+    problems: list[Problem] = field(default_factory=list)
+    sources: SourceMap = field(default_factory=SourceMap)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> Fleet:
+        if self.problems:
+            raise ValidationError(self.problems)
+        return self.fleet
+
+
+def load_fleet(*paths: Path | str, references: bool = True) -> Fleet:
+    """Load files and directories (recursively, ``*.yaml``/``*.yml``) into one fleet.
+
+    Raises :class:`ValidationError` with every problem found.
+    """
+    return read_fleet(*paths, references=references).raise_for_problems()
+
+
+def load_documents(text: str, filename: str = "<input>", *, references: bool = True) -> Fleet:
+    """Load multi-document YAML text (e.g. an upload); ``filename`` names it in messages.
+
+    With ``references=False`` names of other resources are not checked, for
+    callers that resolve them elsewhere (the control plane's store).
+    """
+    return read_text(text, filename, references=references).raise_for_problems()
+
+
+def read_fleet(*paths: Path | str, references: bool = True) -> LoadResult:
+    """Like :func:`load_fleet` but returns the problems instead of raising."""
+    reader = _Reader(_fleet_name(paths))
+    for file in reader.discover([Path(p) for p in paths]):
+        reader.read_file(file)
+    return reader.finish(references)
+
+
+def read_text(text: str, filename: str = "<input>", *, references: bool = True) -> LoadResult:
+    """Like :func:`load_documents` but returns the problems instead of raising."""
+    reader = _Reader(DEFAULT_FLEET_NAME)
+    reader.read_text(text, filename)
+    return reader.finish(references)
+
+
+def _fleet_name(paths: Sequence[Path | str]) -> str:
+    if not paths:
+        return DEFAULT_FLEET_NAME
+    first = Path(paths[0]).resolve()
+    directory = first if first.is_dir() else first.parent
+    return directory.name or DEFAULT_FLEET_NAME
+
+
+class _Reader:
+    """Accumulates resources and problems over any number of files."""
+
+    def __init__(self, fleet_name: str) -> None:
+        self.result = LoadResult(Fleet(name=fleet_name))
+        self._file_order: dict[str, int] = {}
+        # Names of documents that had a kind and a name but failed validation:
+        # references to them are not reported again as dangling.
+        self._invalid: dict[str, set[str]] = {}
+        self._unreadable = False
+
+    def discover(self, paths: list[Path]) -> list[Path]:
+        files: list[Path] = []
+        seen: set[Path] = set()
+        for path in paths:
+            for file in self._expand(path):
+                resolved = file.resolve()
+                if resolved not in seen:
+                    seen.add(resolved)
+                    files.append(file)
+        return files
+
+    def _expand(self, path: Path) -> list[Path]:
+        if path.is_file():
+            return [path]
+        if not path.is_dir():
+            self._problem(Problem("no such file or directory", SourcePosition(str(path))))
+            return []
+        found = sorted(
+            (f for f in path.rglob("*") if f.suffix in YAML_SUFFIXES and f.is_file()),
+            # Hidden directories (.git, .github workflows) are not fleet input.
+            key=lambda f: f.relative_to(path).parts,
+        )
+        found = [f for f in found if not any(p.startswith(".") for p in f.relative_to(path).parts)]
+        if not found:
+            self._problem(
+                Problem(
+                    "no *.yaml or *.yml files in this directory",
+                    SourcePosition(str(path)),
+                    hint="give the directory that holds the fleet's manifests",
+                )
+            )
+        return found
+
+    def read_file(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            self._unreadable = True
+            self._problem(Problem(f"cannot read file: {error}", SourcePosition(str(path))))
+            return
+        self.read_text(text, str(path))
+
+    def read_text(self, text: str, filename: str) -> None:
+        self._file_order.setdefault(filename, len(self._file_order))
+        for root in self._documents(text, filename):
+            resource = self._validate(root, filename)
+            if resource is not None:
+                self._add(resource, root, filename)
+
+    def _documents(self, text: str, filename: str) -> Iterator[Any]:
+        yaml = YAML(typ="rt")
+        nodes = yaml.compose_all(text)
+        while True:
+            try:
+                node = next(nodes)
+            except StopIteration:
+                return
+            except MarkedYAMLError as error:
+                # The rest of the file cannot be read, so what it defines is unknown.
+                self._unreadable = True
+                self._problem(_yaml_problem(error, filename))
+                return
+            try:
+                document = yaml.constructor.construct_document(node)
+            except MarkedYAMLError as error:
+                self._invalid_node(node)
+                self._problem(_yaml_problem(error, filename))
+                _reset_constructor(yaml.constructor)
+                continue
+            if document is None:
+                continue
+            if not isinstance(document, CommentedMap):
+                line, column = node.start_mark.line, node.start_mark.column
+                self._problem(
+                    Problem(
+                        f"a document must be a mapping, found a {_yaml_type(document)}",
+                        SourcePosition(filename, line + 1, column + 1),
+                        hint="start it with apiVersion: fleetplane/v1, kind, metadata and spec",
+                    )
+                )
+                continue
+            yield document
+
+    def _invalid_node(self, node: Any) -> None:
+        """Remember kind/name of a document whose construction failed, from its raw node."""
+        if not isinstance(getattr(node, "value", None), list):
+            return
+        top = {key.value: value for key, value in node.value if isinstance(key.value, str)}
+        kind = getattr(top.get("kind"), "value", None)
+        fields = getattr(top.get("metadata"), "value", None)
+        if not isinstance(kind, str) or not isinstance(fields, list):
+            return
+        for key, value in fields:
+            if key.value == "name" and isinstance(value.value, str):
+                self._invalid.setdefault(kind, set()).add(value.value)
+
+    def _validate(self, root: CommentedMap, filename: str) -> AnyResource | None:
+        header = _check_header(root, filename)
+        self._problems(header.problems)
+        if header.kind is None:
+            return None
+        plain = _plain(root)
+        # A wrong apiVersion is reported once, by the header check.
+        plain["apiVersion"] = API_VERSION
+        model = KINDS[header.kind]
+        try:
+            resource = model.model_validate(plain)
+        except pydantic.ValidationError as error:
+            self._problems(_translate(error, model, root, filename))
+            name = _metadata_name(root)
+            if name is not None:
+                self._invalid.setdefault(header.kind, set()).add(name)
+            return None
+        if header.problems:
+            self._invalid.setdefault(header.kind, set()).add(resource.name)
+            return None
+        return resource
+
+    def _add(self, resource: AnyResource, root: CommentedMap, filename: str) -> None:
+        kind, name = resource.kind, resource.name
+        here = _node_position(root, filename)
+        fleet = self.result.fleet
+        if name in fleet.collection(kind):
+            first = fleet.position_of(kind, name)
+            self._problem(
+                Problem(
+                    f"{kind} {name!r} is defined twice; first at {first}",
+                    _walk(root, ("metadata", "name")).position(filename),
+                    field_path="metadata.name",
+                    hint="rename one of them or delete the duplicate",
+                )
+            )
+            return
+        fleet.add(resource, here)
+        self.result.sources.add(kind, name, filename, root)
+
+    def finish(self, references: bool) -> LoadResult:
+        # When a file could not be read to its end, what it defines is unknown:
+        # cross-references would report names that may well exist there.
+        if references and not self._unreadable:
+            self._problems(
+                check_references(
+                    self.result.fleet,
+                    locate=self.result.sources.locate,
+                    invalid_names=self._invalid,
+                )
+            )
+        self.result.problems.sort(key=self._problem_order)
+        return self.result
+
+    def _problem_order(self, problem: Problem) -> tuple[int, int, int]:
+        position = problem.position
+        if position is None:
+            return (len(self._file_order) + 1, 0, 0)
+        order = self._file_order.get(position.file, len(self._file_order))
+        return (order, position.line or 0, position.column or 0)
+
+    def _problem(self, problem: Problem) -> None:
+        self.result.problems.append(problem)
+
+    def _problems(self, problems: list[Problem]) -> None:
+        self.result.problems.extend(problems)
+
+
+def _reset_constructor(constructor: Any) -> None:
+    """Drop the half-built state a failed document leaves, so the next one starts clean."""
+    constructor.constructed_objects = {}
+    constructor.recursive_objects = {}
+    constructor.state_generators = []
+    constructor.deep_construct = False
+
+
+def _yaml_problem(error: MarkedYAMLError, filename: str) -> Problem:
+    mark = error.problem_mark or error.context_mark
+    position = SourcePosition(filename, mark.line + 1, mark.column + 1) if mark else None
+    problem = (error.problem or "invalid YAML").strip()
+    if type(error).__name__ == "DuplicateKeyError":
+        key = re.search(r'duplicate key "([^"]*)"', problem)
+        context = error.context_mark
+        first = f" (first at line {context.line + 1})" if context else ""
+        name = f" {key.group(1)!r}" if key else ""
+        return Problem(
+            f"duplicate key{name}{first}",
+            position,
+            hint="a key may appear only once in a mapping; remove or rename one",
+        )
+    message = f"invalid YAML: {problem}"
+    if error.context:
+        message += f" ({error.context.strip()})"
+    return Problem(message, position, hint="check indentation, quotes and ':' after keys")
+
+
+def _yaml_type(document: Any) -> str:
+    if isinstance(document, CommentedSeq):
+        return "list"
+    if isinstance(document, str):
+        return f"string ({document!r})" if len(document) < 40 else "string"
+    return type(document).__name__
+
+
+@dataclass
+class _Header:
+    kind: str | None
+    problems: list[Problem]
+
+
+def _check_header(root: CommentedMap, filename: str) -> _Header:
+    """apiVersion and kind decide which model validates the rest, so they are checked first."""
+    problems: list[Problem] = []
+    start = _node_position(root, filename)
+    if "apiVersion" not in root:
+        problems.append(Problem("missing apiVersion", start, hint=f"add apiVersion: {API_VERSION}"))
+    elif root["apiVersion"] != API_VERSION:
+        problems.append(
+            Problem(
+                f"must be {API_VERSION!r}, got {root['apiVersion']!r}",
+                _walk(root, ("apiVersion",)).position(filename),
+                field_path="apiVersion",
+                hint=f"write apiVersion: {API_VERSION}",
+            )
+        )
+    known = ", ".join(KINDS)
+    if "kind" not in root:
+        problems.append(Problem("missing kind", start, hint=f"add kind: one of {known}"))
+        return _Header(None, problems)
+    kind = root["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        suggestion = did_you_mean(str(kind), list(KINDS))
+        hint = f"{suggestion} known kinds: {known}" if suggestion else f"known kinds: {known}"
+        problems.append(
+            Problem(
+                f"unknown kind {kind!r}",
+                _walk(root, ("kind",)).position(filename),
+                field_path="kind",
+                hint=hint,
+            )
+        )
+        return _Header(None, problems)
+    return _Header(kind, problems)
+
+
+def _metadata_name(root: CommentedMap) -> str | None:
+    metadata = root.get("metadata")
+    if isinstance(metadata, CommentedMap) and isinstance(metadata.get("name"), str):
+        return str(metadata["name"])
+    return None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types → plain dict/list/str/int/float/bool for pydantic."""
+    if isinstance(node, Mapping):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+# ---------------------------------------------------------------- positions
+
+
+@dataclass
+class _Found:
+    """Where a ``loc`` ends up in a document (0-based, as ruamel counts)."""
+
+    line: int
+    column: int
+    key_line: int | None = None
+    key_column: int | None = None
+
+    def position(self, filename: str) -> SourcePosition:
+        return SourcePosition(filename, self.line + 1, self.column + 1)
+
+    def key_position(self, filename: str) -> SourcePosition:
+        if self.key_line is None or self.key_column is None:
+            return self.position(filename)
+        return SourcePosition(filename, self.key_line + 1, self.key_column + 1)
+
+
+def _node_position(node: Any, filename: str) -> SourcePosition:
+    return SourcePosition(filename, node.lc.line + 1, node.lc.col + 1)
+
+
+def _walk(root: Any, loc: Loc) -> _Found:
+    """Follow ``loc`` through the document as far as it goes.
+
+    Containers are placed at their key (the ``nodePools:`` line) or at their
+    list item; scalars at their value. A part that is not in the document
+    (a missing field) leaves the position at the enclosing object.
+    """
+    found = _Found(root.lc.line, root.lc.col)
+    node = root
+    for part in loc:
+        if part == "[key]":
+            # pydantic's marker for an invalid mapping key: point at the key.
+            if found.key_line is not None and found.key_column is not None:
+                found.line, found.column = found.key_line, found.key_column
+            continue
+        if isinstance(node, CommentedMap) and isinstance(part, str):
+            key = part if part in node else to_snake(part)
+            if key not in node:
+                break
+            child = node[key]
+            key_line, key_column = node.lc.key(key)
+            found = _Found(key_line, key_column, key_line, key_column)
+            if child is not None and not isinstance(child, CommentedMap | CommentedSeq):
+                found.line, found.column = node.lc.value(key)
+            node = child
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, column = node.lc.item(part)
+            found = _Found(line, column)
+            node = node[part]
+        else:
+            break
+    return found
+
+
+# ------------------------------------------------------- pydantic → Problem
+
+
+def _translate(
+    error: pydantic.ValidationError,
+    model: type[AnyResource],
+    root: CommentedMap,
+    filename: str,
+) -> list[Problem]:
+    return [_problem_from(detail, model, root, filename) for detail in error.errors()]
+
+
+def _problem_from(
+    detail: Any, model: type[AnyResource], root: CommentedMap, filename: str
+) -> Problem:
+    loc: Loc = tuple(detail["loc"])
+    kind: str = detail["type"]
+    found = _walk(root, loc)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _field_names(_model_at(model, loc[:-1]))
+        hint = did_you_mean(key, allowed) or (
+            f"allowed fields: {', '.join(allowed)}" if allowed else None
+        )
+        return Problem(
+            f"unknown field {key!r}",
+            found.key_position(filename),
+            field_path=render_path(loc),
+            hint=hint,
+        )
+    if kind == "missing":
+        return Problem(
+            f"missing required field {loc[-1]!r}",
+            found.position(filename),
+            field_path=render_path(loc),
+            hint=_field_hint(model, loc),
+        )
+    return Problem(
+        _message(detail),
+        found.position(filename),
+        field_path=render_path(loc),
+        hint=_literal_hint(detail),
+    )
+
+
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _message(detail: Any) -> str:
+    message: str = detail["msg"]
+    for prefix in _PREFIXES:
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    if message.startswith("Input should be "):
+        message = "must be " + message[len("Input should be ") :]
+    value = detail.get("input")
+    if isinstance(value, str | int | float | bool) or value is None:
+        message += f", got {value!r}"
+    return message
+
+
+def _literal_hint(detail: Any) -> str | None:
+    if detail["type"] != "literal_error" or not isinstance(detail.get("input"), str):
+        return None
+    expected = re.findall(r"'([^']*)'", str(detail.get("ctx", {}).get("expected", "")))
+    return did_you_mean(detail["input"], expected)
+
+
+def _field_hint(model: type[AnyResource], loc: Loc) -> str | None:
+    parent = _model_at(model, loc[:-1])
+    if parent is None:
+        return None
+    for name, info in parent.model_fields.items():
+        if loc[-1] in (name, info.alias) and info.description:
+            return f"{info.alias or name}: {info.description}"
+    return None
+
+
+def _field_names(model: type[pydantic.BaseModel] | None) -> list[str]:
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(model: type[pydantic.BaseModel], loc: Loc) -> type[pydantic.BaseModel] | None:
+    """The pydantic model that validates the object at ``loc``, if it is one."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return None
+    return _as_model(current)
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    annotation = _strip(annotation)
+    model = _as_model(annotation)
+    if model is not None:
+        for name, info in model.model_fields.items():
+            if part in (name, info.alias):
+                return info.annotation
+        return None
+    origin = get_origin(annotation)
+    args = get_args(annotation)
+    if origin in (list, Sequence, tuple, set, frozenset) and isinstance(part, int) and args:
+        return args[0]
+    if origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _strip(annotation: Any) -> Any:
+    """Remove Annotated[...] and Optional[...] wrappers."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _as_model(annotation: Any) -> type[pydantic.BaseModel] | None:
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    return None
