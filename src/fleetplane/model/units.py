@@ -280,6 +280,53 @@ def format_fraction(fraction: float) -> str:
     return f"{fraction * 100:.6g}%"
 
 
+def _format_scaled(value: float, units: tuple[tuple[str, float], ...]) -> str:
+    """``value`` in the largest unit it reaches (``units`` largest first); zero in the base unit."""
+    if value == 0:
+        return "0" + next(unit for unit, factor in units if factor == 1.0)
+    for unit, factor in units:
+        if abs(value) >= factor:
+            return f"{value / factor:.12g}{unit}"
+    unit, factor = units[-1]
+    return f"{value / factor:.12g}{unit}"
+
+
+_BANDWIDTH_SCALE = (("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3), ("bps", 1.0))
+_BYTE_RATE_SCALE = (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3), ("B/s", 1.0))
+
+
+def format_bandwidth(bits_per_second: float) -> str:
+    return _format_scaled(bits_per_second, _BANDWIDTH_SCALE)
+
+
+def format_byte_rate(bytes_per_second: float) -> str:
+    return _format_scaled(bytes_per_second, _BYTE_RATE_SCALE)
+
+
+def format_power(watts: float) -> str:
+    return _format_scaled(watts, (("MW", 1e6), ("kW", 1e3), ("W", 1.0), ("mW", 1e-3)))
+
+
+def format_energy(joules: float) -> str:
+    return _format_scaled(joules, (("kJ", 1e3), ("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6)))
+
+
+def format_rate(per_second: float) -> str:
+    return f"{per_second:.12g}/s"
+
+
+def format_price_per_gb(price: float) -> str:
+    return f"{price:.12g}/GB"
+
+
+def format_energy_price(price: float) -> str:
+    return f"{price:.12g}/kWh"
+
+
+def format_hourly_price(price: float) -> str:
+    return f"{price:.12g}/h"
+
+
 def _typed(parser: Callable[[Any], Any], fmt: Callable[[Any], Any] | None = None) -> Any:
     if fmt is None:
         return BeforeValidator(parser)
@@ -287,17 +334,18 @@ def _typed(parser: Callable[[Any], Any], fmt: Callable[[Any], Any] | None = None
 
 
 # Annotated types for pydantic models. Values are stored in internal units;
-# durations, sizes and fractions serialise back to the human form in JSON/YAML.
+# every quantity whose parser rejects a bare number serialises back to a
+# human form in JSON/YAML, so ``to_document()`` output loads again.
 Duration = Annotated[float, *_typed(parse_duration, format_duration)]
 Size = Annotated[int, *_typed(parse_size, format_size)]
-Bandwidth = Annotated[float, _typed(parse_bandwidth)]
-ByteRate = Annotated[float, _typed(parse_byte_rate)]
-Rate = Annotated[float, _typed(parse_rate)]
-PricePerGB = Annotated[float, _typed(parse_price_per_gb)]
-EnergyPrice = Annotated[float, _typed(parse_energy_price)]
-HourlyPrice = Annotated[float, _typed(parse_hourly_price)]
-Power = Annotated[float, _typed(parse_power)]
-Energy = Annotated[float, _typed(parse_energy)]
+Bandwidth = Annotated[float, *_typed(parse_bandwidth, format_bandwidth)]
+ByteRate = Annotated[float, *_typed(parse_byte_rate, format_byte_rate)]
+Rate = Annotated[float, *_typed(parse_rate, format_rate)]
+PricePerGB = Annotated[float, *_typed(parse_price_per_gb, format_price_per_gb)]
+EnergyPrice = Annotated[float, *_typed(parse_energy_price, format_energy_price)]
+HourlyPrice = Annotated[float, *_typed(parse_hourly_price, format_hourly_price)]
+Power = Annotated[float, *_typed(parse_power, format_power)]
+Energy = Annotated[float, *_typed(parse_energy, format_energy)]
 Fraction = Annotated[float, *_typed(parse_fraction, format_fraction)]
 Cpu = Annotated[float, _typed(parse_cpu)]
 Money = Annotated[float, _typed(parse_money)]
