@@ -8,10 +8,12 @@ from typing import Any, ClassVar
 
 from fleetplane.errors import SourcePosition
 from fleetplane.model.base import Resource
+from fleetplane.model.desired_state import SiteDesiredState
 from fleetplane.model.infrastructure import DataSource, Link, NodeImage, Site
 from fleetplane.model.placement import Placement
 from fleetplane.model.policy import PlacementPolicy
 from fleetplane.model.scenario import Scenario
+from fleetplane.model.secret import Secret
 from fleetplane.model.workload import Workload
 
 
@@ -28,6 +30,8 @@ class Fleet:
     policies: dict[str, PlacementPolicy] = field(default_factory=dict)
     placements: dict[str, Placement] = field(default_factory=dict)
     scenarios: dict[str, Scenario] = field(default_factory=dict)
+    site_desired_states: dict[str, SiteDesiredState] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
     # (kind, name) → where the document starts; for error messages after loading.
     positions: dict[tuple[str, str], SourcePosition] = field(default_factory=dict)
 
@@ -40,6 +44,8 @@ class Fleet:
         "PlacementPolicy": "policies",
         "Placement": "placements",
         "Scenario": "scenarios",
+        "SiteDesiredState": "site_desired_states",
+        "Secret": "secrets",
     }
 
     def collection(self, kind: str) -> dict[str, Any]:
