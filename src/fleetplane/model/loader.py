@@ -25,7 +25,9 @@ import pydantic
 from pydantic.alias_generators import to_snake
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode
 
 from fleetplane.errors import Problem, SourcePosition, ValidationError, did_you_mean
 from fleetplane.model.base import API_VERSION
@@ -197,13 +199,16 @@ class _Reader:
             except MarkedYAMLError as error:
                 # The rest of the file cannot be read, so what it defines is unknown.
                 self._unreadable = True
-                self._problem(_yaml_problem(error, filename))
+                self._problem(_syntax_problem(error, filename))
                 return
             try:
                 document = yaml.constructor.construct_document(node)
             except MarkedYAMLError as error:
                 self._invalid_node(node)
-                self._problem(_yaml_problem(error, filename))
+                if isinstance(error, DuplicateKeyError):
+                    self._problem(_duplicate_key_problem(error, node, filename))
+                else:
+                    self._problem(_syntax_problem(error, filename))
                 _reset_constructor(yaml.constructor)
                 continue
             if document is None:
@@ -309,24 +314,50 @@ def _reset_constructor(constructor: Any) -> None:
     constructor.deep_construct = False
 
 
-def _yaml_problem(error: MarkedYAMLError, filename: str) -> Problem:
+def _syntax_problem(error: MarkedYAMLError, filename: str) -> Problem:
     mark = error.problem_mark or error.context_mark
     position = SourcePosition(filename, mark.line + 1, mark.column + 1) if mark else None
-    problem = (error.problem or "invalid YAML").strip()
-    if type(error).__name__ == "DuplicateKeyError":
-        key = re.search(r'duplicate key "([^"]*)"', problem)
-        context = error.context_mark
-        first = f" (first at line {context.line + 1})" if context else ""
-        name = f" {key.group(1)!r}" if key else ""
-        return Problem(
-            f"duplicate key{name}{first}",
-            position,
-            hint="a key may appear only once in a mapping; remove or rename one",
-        )
-    message = f"invalid YAML: {problem}"
-    if error.context:
-        message += f" ({error.context.strip()})"
+    message = f"invalid YAML: {(error.problem or 'cannot parse').strip()}"
+    context, context_mark = error.context, error.context_mark
+    if context:
+        # "while scanning a quoted scalar": where it started is where the mistake usually is.
+        started = ""
+        if context_mark is not None and mark is not None and context_mark.line != mark.line:
+            started = f" that started at line {context_mark.line + 1}"
+        message += f" ({context.strip()}{started})"
     return Problem(message, position, hint="check indentation, quotes and ':' after keys")
+
+
+def _duplicate_key_problem(error: DuplicateKeyError, node: Any, filename: str) -> Problem:
+    mark = error.problem_mark
+    position = SourcePosition(filename, mark.line + 1, mark.column + 1)
+    key, first_line = _first_of_duplicate(node, mark.line, mark.column)
+    name = f" {key!r}" if key is not None else ""
+    first = f" (first at line {first_line})" if first_line is not None else ""
+    return Problem(
+        f"duplicate key{name}{first}",
+        position,
+        hint="a key may appear only once in a mapping; remove or rename one",
+    )
+
+
+def _first_of_duplicate(node: Any, line: int, column: int) -> tuple[str | None, int | None]:
+    """The repeated key at (line, column) and the 1-based line of its first occurrence."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        children = current.value if isinstance(current.value, list) else []
+        if isinstance(current, MappingNode):
+            keys = [key for key, _ in children]
+            for key in keys:
+                if (key.start_mark.line, key.start_mark.column) == (line, column):
+                    first = next(k for k in keys if k.value == key.value)
+                    return str(key.value), first.start_mark.line + 1
+            pending.extend(value for _, value in children)
+            pending.extend(keys)
+        else:
+            pending.extend(children)
+    return None, None
 
 
 def _yaml_type(document: Any) -> str:

@@ -147,6 +147,9 @@ class _Checker:
         if len(sites) < 2 or self.invalid.get("Site") or self.invalid.get("Link"):
             return
         linked = {end for link in self.fleet.links.values() for end in (link.spec.a, link.spec.b)}
+        if not linked <= sites.keys():
+            # A Link end is misspelt (reported already): which site it meant is unknown.
+            return
         sources_at: dict[str, list[str]] = {}
         for source in self.fleet.data_sources.values():
             if source.spec.site in sites and source.spec.site not in linked:
@@ -197,16 +200,12 @@ def _hint(name: str, known: list[str], what: str) -> str:
 
 
 def _neighbour(fleet: Fleet, site_name: str) -> str:
-    """A sensible other end for a missing Link: a linked site in the same region if any."""
+    """A sensible other end for a missing Link: a linked regional site nearby, if any."""
     region = fleet.sites[site_name].spec.region
-    others = [s for s in fleet.sites.values() if s.name != site_name]
     linked = {end for link in fleet.links.values() for end in (link.spec.a, link.spec.b)}
-    for candidates in (
-        [s for s in others if s.spec.region == region and s.name in linked],
-        [s for s in others if s.spec.region == region],
-        [s for s in others if s.name in linked],
+    others = [site for site in fleet.sites.values() if site.name != site_name]
+    best = min(
         others,
-    ):
-        if candidates:
-            return candidates[0].name
-    return "<another site>"
+        key=lambda s: (s.spec.region != region, s.name not in linked, s.spec.tier == "edge"),
+    )
+    return best.name
