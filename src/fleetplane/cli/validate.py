@@ -11,9 +11,10 @@ from fleetplane.cli.main import app
 from fleetplane.cli.output import OUTPUT_OPTION, OutputFormat, emit_document, stderr, user_errors
 from fleetplane.errors import Problem
 from fleetplane.model.fleet import Fleet
+from fleetplane.model.kinds import KINDS
 from fleetplane.model.loader import read_fleet
 
-# Singular and plural words for the summary line, in the order kinds are listed.
+# Singular and plural words for the summary line; a kind missing here is shown by its name.
 _NOUNS: dict[str, tuple[str, str]] = {
     "Site": ("site", "sites"),
     "Link": ("link", "links"),
@@ -23,6 +24,8 @@ _NOUNS: dict[str, tuple[str, str]] = {
     "PlacementPolicy": ("placement policy", "placement policies"),
     "Placement": ("placement", "placements"),
     "Scenario": ("scenario", "scenarios"),
+    "SiteDesiredState": ("site desired state", "site desired states"),
+    "Secret": ("secret", "secrets"),
 }
 
 
@@ -73,7 +76,7 @@ def summary(counts: dict[str, int]) -> str:
 
 
 def _counts(fleet: Fleet) -> dict[str, int]:
-    return {kind: len(fleet.collection(kind)) for kind in _NOUNS}
+    return {kind: len(fleet.collection(kind)) for kind in KINDS}
 
 
 def _problem_document(problem: Problem) -> dict[str, Any]:
