@@ -540,16 +540,31 @@ def _problem_from(
 _PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
+# pydantic speaks Python ("instance of NodePool"); people wrote YAML.
+_CONTAINER_MESSAGES = {
+    "model_type": "must be a mapping (key: value lines)",
+    "model_attributes_type": "must be a mapping (key: value lines)",
+    "dict_type": "must be a mapping (key: value lines)",
+    "list_type": "must be a list ('- item' lines or [a, b])",
+}
+
+
 def _message(detail: Any) -> str:
     message: str = detail["msg"]
     for prefix in _PREFIXES:
         if message.startswith(prefix):
             return message[len(prefix) :]
-    if message.startswith("Input should be "):
+    if detail["type"] in _CONTAINER_MESSAGES:
+        message = _CONTAINER_MESSAGES[detail["type"]]
+    elif message.startswith("Input should be "):
         message = "must be " + message[len("Input should be ") :]
     value = detail.get("input")
     if isinstance(value, str | int | float | bool) or value is None:
         message += f", got {value!r}"
+    elif isinstance(value, list):
+        message += ", got a list"
+    elif isinstance(value, dict):
+        message += ", got a mapping"
     return message
 
 

@@ -256,6 +256,19 @@ def test_wrong_type_is_located_at_the_value() -> None:
     assert where(problem) == at(text, "two")
 
 
+def test_a_mapping_where_a_list_belongs_and_vice_versa() -> None:
+    text = site_with("metadata:\n  name: edge-1\n", "metadata: edge-1\n")
+    problem = only(text)
+    assert problem.message == "must be a mapping (key: value lines), got 'edge-1'"
+    assert where(problem) == at(text, "edge-1")
+
+    text = site_with("    - name: small\n", "      name: small\n")
+    problem = only(text)
+    assert problem.field_path == "spec.nodePools"
+    assert problem.message == "must be a list ('- item' lines or [a, b]), got a mapping"
+    assert where(problem) == at(text, "nodePools")
+
+
 def test_bad_unit_names_the_known_units() -> None:
     text = site_with("memory: 16Gi", "memory: 16Gb")
     problem = only(text)
