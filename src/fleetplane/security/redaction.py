@@ -1,0 +1,91 @@
+"""Keep secrets out of logs: a ``logging.Filter`` that masks them.
+
+Masks fleetplane credentials (keeping the non-secret ``fp_<id>_`` part, so
+the log still says which token was used), ``Bearer``/``Basic``
+authorisation values, PEM private keys, ``password=…``-style assignments
+(also in JSON and query strings), and any literal values the server knows
+to be secret (e.g. its encryption key text).
+
+Install it on every handler (:func:`install_redaction`): filters attached
+to a logger do not see records propagated from child loggers, handler
+filters see everything the handler writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+MASK = "[REDACTED]"
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+            re.DOTALL,
+        ),
+        rf"-----BEGIN \1PRIVATE KEY-----{MASK}-----END \1PRIVATE KEY-----",
+    ),
+    (re.compile(r"\b(fp[br]?)_([a-z2-7]{16})_[a-z2-7]+"), rf"\1_\2_{MASK}"),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{MASK}"),
+    (
+        re.compile(
+            r"(?i)\b([a-z0-9_-]*(?:password|passwd|secret(?:[_-]?key)?|api[_-]?key|"
+            r"private[_-]?key|access[_-]?key|token|credential))"
+            r"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)"
+        ),
+        rf"\1\2{MASK}",
+    ),
+)
+
+# Literal secrets shorter than this are not masked: masking "a" or "1"
+# everywhere would destroy the log without protecting anything.
+_MIN_LITERAL = 8
+
+
+def redact(text: str, literals: Iterable[str] = ()) -> str:
+    """``text`` with every recognisable secret replaced by ``[REDACTED]``."""
+    for literal in literals:
+        if len(literal) >= _MIN_LITERAL:
+            text = text.replace(literal, MASK)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message, exception text and stack with secrets masked."""
+
+    def __init__(self, literals: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._literals = tuple(literals)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # Mismatched %-arguments: the handler reports that itself; still
+            # make sure the template it prints carries no secret.
+            message = str(record.msg)
+        record.msg = redact(message, self._literals)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._literals)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._literals)
+        return True
+
+
+def install_redaction(
+    logger: logging.Logger | None = None, literals: Iterable[str] = ()
+) -> RedactingFilter:
+    """Add one :class:`RedactingFilter` to every handler of ``logger`` (default: root)."""
+    target = logger or logging.getLogger()
+    redacting = RedactingFilter(literals)
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(redacting)
+    return redacting
