@@ -533,7 +533,7 @@ def _problem_from(
         _message(detail),
         found.position(filename),
         field_path=render_path(loc),
-        hint=_literal_hint(detail),
+        hint=_literal_hint(detail) or _quote_hint(detail),
     )
 
 
@@ -573,6 +573,16 @@ def _literal_hint(detail: Any) -> str | None:
         return None
     expected = re.findall(r"'([^']*)'", str(detail.get("ctx", {}).get("expected", "")))
     return did_you_mean(detail["input"], expected)
+
+
+def _quote_hint(detail: Any) -> str | None:
+    """Versions like ``cuda: 12.2`` are numbers to YAML; the fix is quotes."""
+    value = detail.get("input")
+    if detail["type"] != "string_type" or isinstance(value, bool):
+        return None
+    if not isinstance(value, int | float):
+        return None
+    return f'quote it: "{value}" (YAML reads an unquoted {value} as a number)'
 
 
 def _field_hint(model: type[AnyResource], loc: Loc) -> str | None:

@@ -269,6 +269,15 @@ def test_a_mapping_where_a_list_belongs_and_vice_versa() -> None:
     assert where(problem) == at(text, "nodePools")
 
 
+def test_unquoted_versions_get_a_quoting_hint() -> None:
+    text = IMAGE.replace('version: "1.7"', "version: 1.7")
+    problem = only(text)
+    assert problem.field_path == "spec.containerRuntime.version"
+    assert problem.message == "must be a valid string, got 1.7"
+    assert problem.hint == 'quote it: "1.7" (YAML reads an unquoted 1.7 as a number)'
+    assert where(problem) == at(text, "1.7")
+
+
 def test_bad_unit_names_the_known_units() -> None:
     text = site_with("memory: 16Gi", "memory: 16Gb")
     problem = only(text)
