@@ -1,0 +1,121 @@
+"""The audit log table, chained with ``fleetplane.security.audit``.
+
+Entries are appended inside the write transaction of the change they
+describe, under the store's write lock, so the chain never forks and an
+entry exists exactly when its change does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from fleetplane.control.store.database import read_transaction
+from fleetplane.control.store.schema import AuditRow
+from fleetplane.security.audit import AuditEvent, AuditRecord, VerifyResult, append, verify
+from fleetplane.security.canonical import canonical_json, digest, format_timestamp
+from fleetplane.security.keyring import Keyring
+
+__all__ = ["AuditEntry", "AuditLog", "digest"]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """What the store records about a change; the time is taken when it is appended."""
+
+    actor: str
+    action: str
+    kind: str
+    name: str
+    before_digest: str | None = None
+    after_digest: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AuditLog:
+    """Appends to and reads the chain; ``keyring`` makes the chain HMAC-keyed."""
+
+    def __init__(self, keyring: Keyring | None = None) -> None:
+        self.keyring = keyring
+
+    def append(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
+        """Append in the caller's write transaction (which holds the write lock)."""
+        last = connection.execute(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        previous = _record(last) if last is not None else None
+        event = AuditEvent(
+            time=datetime.now(UTC),
+            actor=entry.actor,
+            action=entry.action,
+            kind=entry.kind,
+            name=entry.name,
+            before_digest=entry.before_digest,
+            after_digest=entry.after_digest,
+            details=dict(entry.details),
+        )
+        key = self.keyring.primary if self.keyring is not None else None
+        record = append(previous, event, key=key)
+        connection.execute(insert(AuditRow).values(**row_values(record)))
+        return record
+
+    def records(
+        self, engine: Engine, *, after: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        with read_transaction(engine) as connection:
+            return list(_records(connection, after=after, limit=limit))
+
+    def verify(self, engine: Engine) -> VerifyResult:
+        """Verify the whole chain in one snapshot."""
+        with read_transaction(engine, snapshot=True) as connection:
+            return verify(_records(connection), keyring=self.keyring)
+
+
+def _records(
+    connection: Connection, *, after: int = 0, limit: int | None = None
+) -> Iterator[AuditRecord]:
+    query = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    for row in connection.execute(query):
+        yield _record(row)
+
+
+def _record(row: Any) -> AuditRecord:
+    try:
+        details = json.loads(row.details)
+    except (TypeError, ValueError):
+        # A hand-edited row: keep the text so verification reports the row.
+        details = {"unparseable": str(row.details)}
+    return AuditRecord(
+        seq=int(row.seq),
+        time=datetime.fromisoformat(row.time.replace("Z", "+00:00")),
+        actor=row.actor,
+        action=row.action,
+        kind=row.kind,
+        name=row.name,
+        before_digest=row.before_digest,
+        after_digest=row.after_digest,
+        details=details if isinstance(details, dict) else {"value": details},
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def row_values(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "time": format_timestamp(record.time),
+        "actor": record.actor,
+        "action": record.action,
+        "kind": record.kind,
+        "name": record.name,
+        "before_digest": record.before_digest,
+        "after_digest": record.after_digest,
+        "details": canonical_json(record.details).decode("utf-8"),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }

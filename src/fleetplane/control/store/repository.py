@@ -1,0 +1,643 @@
+"""The resource store: CRUD with optimistic concurrency, atomic apply, the event log.
+
+Every write runs in one write transaction (see ``database.py``) that
+
+1. takes the global write lock,
+2. checks the caller's expectations (existence, ``resourceVersion``),
+3. allocates one new global resource version per changed object,
+4. writes the object, its watch event and its audit entry,
+
+and commits; only then are listeners (the in-process watch notifier) told
+the new version. Nothing is ever half-written: any error rolls the whole
+transaction back.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from fleetplane.control.diff import FieldChange, diff
+from fleetplane.control.store.audit import AuditEntry, AuditLog, digest
+from fleetplane.control.store.codec import PlainCodec, SpecCodec
+from fleetplane.control.store.database import read_transaction, write_transaction
+from fleetplane.control.store.errors import AlreadyExists, Conflict, Expired, NotFound
+from fleetplane.control.store.records import EventBatch, StoredResource, WatchEvent
+from fleetplane.control.store.schema import (
+    COMPACTED_THROUGH,
+    RESOURCE_VERSION,
+    CounterRow,
+    EventRow,
+    ResourceRow,
+)
+from fleetplane.security.keyring import Keyring
+
+# Called inside the write transaction with the state the write would leave
+# behind (every resource, after the change); raises to refuse the write.
+Check = Callable[[Sequence[StoredResource]], None]
+Listener = Callable[[int], None]
+T = TypeVar("T")
+# Compaction runs on every Nth version, so its cost is spread thin.
+_COMPACT_EVERY = 64
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    kind: str
+    name: str
+    action: str  # created | changed | unchanged
+    changes: list[FieldChange] = field(default_factory=list)
+    resource_version: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name, "action": self.action}
+        if self.changes:
+            out["changes"] = [change.to_json() for change in self.changes]
+        if self.resource_version is not None:
+            out["resourceVersion"] = str(self.resource_version)
+        return out
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What a caller asks a resource to be: the user-controlled parts of a document."""
+
+    kind: str
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any] | None = None
+    # metadata.resourceVersion the caller read, for optimistic concurrency.
+    expected_version: int | None = None
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Desired:
+        """From a document already validated against its kind's model."""
+        metadata = document["metadata"]
+        expected = metadata.get("resourceVersion")
+        return cls(
+            kind=document["kind"],
+            name=metadata["name"],
+            labels=dict(metadata.get("labels") or {}),
+            annotations=dict(metadata.get("annotations") or {}),
+            spec=dict(document.get("spec") or {}),
+            status=document.get("status"),
+            expected_version=int(expected) if expected not in (None, "") else None,
+        )
+
+    def user_part(self) -> dict[str, Any]:
+        return {"labels": self.labels, "annotations": self.annotations, "spec": self.spec}
+
+
+class Store:
+    """Thread-safe; one per process, shared by the API and the controllers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        codec: SpecCodec | None = None,
+        event_history: int = 10_000,
+        audit_keyring: Keyring | None = None,
+    ) -> None:
+        self.engine = engine
+        self.codec: SpecCodec = codec or PlainCodec()
+        self.event_history = event_history
+        self.audit = AuditLog(audit_keyring)
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ listeners
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(version)`` runs after every commit that produced a new version."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _committed(self, version: int | None) -> None:
+        if version is None:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(version)
+
+    # ---------------------------------------------------------------- reads
+
+    def current_version(self) -> int:
+        with read_transaction(self.engine) as connection:
+            return _counter(connection, RESOURCE_VERSION)
+
+    def get(self, kind: str, name: str) -> StoredResource:
+        with read_transaction(self.engine) as connection:
+            found = _load(connection, kind, name)
+        if found is None:
+            raise NotFound(kind, name)
+        return found
+
+    def list_resources(
+        self, kind: str | None = None, *, where: Callable[[dict[str, str]], bool] | None = None
+    ) -> tuple[list[StoredResource], int]:
+        """Resources (of one kind, or all) and the version this consistent view is at."""
+        with read_transaction(self.engine, snapshot=True) as connection:
+            version = _counter(connection, RESOURCE_VERSION)
+            query = select(ResourceRow).order_by(ResourceRow.kind, ResourceRow.name)
+            if kind is not None:
+                query = query.where(ResourceRow.kind == kind)
+            rows = connection.execute(query).all()
+        items = [_record(row) for row in rows]
+        if where is not None:
+            items = [item for item in items if where(item.labels)]
+        return items, version
+
+    def events_since(
+        self, after: int, *, kind: str | None = None, limit: int = 500
+    ) -> EventBatch:
+        """Events with versions above ``after``, in order; 410-style :class:`Expired` if gone.
+
+        ``through`` is the version the caller may resume from next: every
+        event up to it (of any kind) has been committed and considered.
+        """
+        with read_transaction(self.engine, snapshot=True) as connection:
+            compacted = _counter(connection, COMPACTED_THROUGH)
+            if after < compacted:
+                raise Expired(after, compacted)
+            latest = _counter(connection, RESOURCE_VERSION)
+            query = (
+                select(EventRow)
+                .where(EventRow.resource_version > after, EventRow.resource_version <= latest)
+                .order_by(EventRow.resource_version)
+                .limit(limit)
+            )
+            if kind is not None:
+                query = query.where(EventRow.kind == kind)
+            rows = connection.execute(query).all()
+        events = [
+            WatchEvent(
+                type=row.type,
+                resource_version=row.resource_version,
+                kind=row.kind,
+                name=row.name,
+                object=row.object,
+                prev_labels=row.prev_labels,
+            )
+            for row in rows
+        ]
+        through = events[-1].resource_version if len(events) == limit else max(latest, after)
+        return EventBatch(events, through)
+
+    def reveal(self, resource: StoredResource) -> StoredResource:
+        """The resource with its spec unsealed (Secrets); callers authorise first."""
+        if resource.kind not in self.codec.kinds:
+            return resource
+        spec = self.codec.open(resource.kind, resource.name, resource.spec)
+        return _replace_spec(resource, spec)
+
+    # --------------------------------------------------------------- writes
+
+    def create(self, desired: Desired, *, actor: str, check: Check | None = None) -> StoredResource:
+        def write(connection: Connection) -> StoredResource:
+            if _load(connection, desired.kind, desired.name) is not None:
+                raise AlreadyExists(desired.kind, desired.name)
+            _run_check(connection, check, [(desired.kind, desired.name, self._preview(desired))])
+            return self._insert(connection, desired, actor, "create")
+
+        return self.run_write(write)
+
+    def replace(
+        self, desired: Desired, *, actor: str, check: Check | None = None
+    ) -> StoredResource:
+        """Replace labels, annotations and spec; status is kept (it has its own writer)."""
+
+        def write(connection: Connection) -> StoredResource:
+            current = self._current(connection, desired)
+            _run_check(connection, check, [(desired.kind, desired.name, self._preview(desired))])
+            return self._update(connection, current, desired, actor, "replace")
+
+        return self.run_write(write)
+
+    def modify(
+        self,
+        kind: str,
+        name: str,
+        change: Callable[[StoredResource], Desired],
+        *,
+        actor: str,
+        status: bool = False,
+        check: Check | None = None,
+    ) -> StoredResource:
+        """Read-modify-write in one transaction (merge patches): ``change`` sees the latest."""
+
+        def write(connection: Connection) -> StoredResource:
+            current = _load(connection, kind, name)
+            if current is None:
+                raise NotFound(kind, name)
+            desired = change(self.reveal(current))
+            _expect(current, desired.expected_version)
+            if status:
+                return self._update_status(connection, current, desired.status)
+            _run_check(connection, check, [(kind, name, self._preview(desired))])
+            return self._update(connection, current, desired, actor, "patch")
+
+        return self.run_write(write)
+
+    def replace_status(
+        self, kind: str, name: str, status: dict[str, Any] | None, *,
+        expected_version: int | None = None,
+    ) -> StoredResource:
+        """Write only the status; not audited (heartbeats and reports are not desired state)."""
+
+        def write(connection: Connection) -> StoredResource:
+            current = _load(connection, kind, name)
+            if current is None:
+                raise NotFound(kind, name)
+            _expect(current, expected_version)
+            return self._update_status(connection, current, status)
+
+        return self.run_write(write)
+
+    def delete(
+        self, kind: str, name: str, *, actor: str, expected_version: int | None = None
+    ) -> StoredResource:
+        def write(connection: Connection) -> StoredResource:
+            current = _load(connection, kind, name)
+            if current is None:
+                raise NotFound(kind, name)
+            _expect(current, expected_version)
+            version = _next_version(connection)
+            connection.execute(
+                delete(ResourceRow).where(ResourceRow.kind == kind, ResourceRow.name == name)
+            )
+            gone = _with_version(current, version)
+            self._event(connection, "DELETED", gone, current.labels)
+            self.audit.append(
+                connection,
+                AuditEntry(
+                    actor=actor,
+                    action="delete",
+                    kind=kind,
+                    name=name,
+                    before_digest=digest(current.desired()),
+                ),
+            )
+            return gone
+
+        return self.run_write(write)
+
+    def apply(
+        self,
+        batch: Sequence[Desired],
+        *,
+        actor: str,
+        dry_run: bool = False,
+        check: Check | None = None,
+    ) -> list[ApplyOutcome]:
+        """Create or update every resource of ``batch`` in one transaction, or none of them."""
+
+        def plan(connection: Connection) -> list[tuple[Desired, StoredResource | None, str]]:
+            steps = []
+            for desired in batch:
+                current = _load(connection, desired.kind, desired.name)
+                if current is not None:
+                    _expect(current, desired.expected_version)
+                elif desired.expected_version is not None:
+                    raise NotFound(desired.kind, desired.name)
+                steps.append((desired, current, self._action(current, desired)))
+            previews = [(d.kind, d.name, self._preview(d)) for d in batch]
+            _run_check(connection, check, previews)
+            return steps
+
+        def outcome(
+            desired: Desired, current: StoredResource | None, action: str, version: int | None
+        ) -> ApplyOutcome:
+            before = self._shown(current) if current is not None else None
+            changes = (
+                diff(before, self._shown_desired(desired)) if action == "changed" else []
+            )
+            return ApplyOutcome(desired.kind, desired.name, action, changes, version)
+
+        if dry_run:
+            with read_transaction(self.engine, snapshot=True) as connection:
+                return [outcome(d, c, a, None) for d, c, a in plan(connection)]
+
+        def write(connection: Connection) -> list[ApplyOutcome]:
+            outcomes = []
+            for desired, current, action in plan(connection):
+                version: int | None = None
+                if action == "created":
+                    version = self._insert(connection, desired, actor, "apply").resource_version
+                elif action == "changed" and current is not None:
+                    version = self._update(
+                        connection, current, desired, actor, "apply"
+                    ).resource_version
+                else:
+                    version = current.resource_version if current is not None else None
+                outcomes.append(outcome(desired, current, action, version))
+            return outcomes
+
+        return self.run_write(write)
+
+    # ------------------------------------------------------------- internals
+
+    def run_write(self, body: Callable[[Connection], T]) -> T:
+        """Run ``body`` in a write transaction; listeners hear the new version after commit.
+
+        For writes that must share the transaction (token records with their
+        audit entry, controllers writing several tables at once).
+        """
+        with write_transaction(self.engine) as connection:
+            result = body(connection)
+            version = _counter(connection, RESOURCE_VERSION)
+        self._committed(version)
+        return result
+
+    def _current(self, connection: Connection, desired: Desired) -> StoredResource:
+        current = _load(connection, desired.kind, desired.name)
+        if current is None:
+            raise NotFound(desired.kind, desired.name)
+        _expect(current, desired.expected_version)
+        return current
+
+    def _action(self, current: StoredResource | None, desired: Desired) -> str:
+        if current is None:
+            return "created"
+        if self.reveal(current).desired() == desired.user_part():
+            return "unchanged"
+        return "changed"
+
+    def _seal(self, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.codec.seal(kind, name, spec) if kind in self.codec.kinds else spec
+
+    def _preview(self, desired: Desired) -> StoredResource:
+        now = utc_now()
+        return StoredResource(
+            desired.kind, desired.name, "", 0, 0, desired.labels, desired.annotations,
+            desired.spec, desired.status, now, now,
+        )
+
+    def _shown(self, resource: StoredResource) -> dict[str, Any]:
+        opened = self.reveal(resource)
+        return self._shown_desired(
+            Desired(opened.kind, opened.name, opened.labels, opened.annotations, opened.spec)
+        )
+
+    def _shown_desired(self, desired: Desired) -> dict[str, Any]:
+        spec = desired.spec
+        if desired.kind in self.codec.kinds:
+            spec = self.codec.redact(desired.kind, desired.name, spec)
+        return {
+            "metadata": {"labels": desired.labels, "annotations": desired.annotations},
+            "spec": spec,
+        }
+
+    def _insert(
+        self, connection: Connection, desired: Desired, actor: str, action: str
+    ) -> StoredResource:
+        version = _next_version(connection)
+        now = utc_now()
+        created = StoredResource(
+            kind=desired.kind,
+            name=desired.name,
+            uid=str(uuid.uuid4()),
+            resource_version=version,
+            generation=1,
+            labels=desired.labels,
+            annotations=desired.annotations,
+            spec=self._seal(desired.kind, desired.name, desired.spec),
+            status=desired.status,
+            created_at=now,
+            updated_at=now,
+        )
+        connection.execute(insert(ResourceRow).values(**_row_values(created)))
+        self._event(connection, "ADDED", created, None)
+        self.audit.append(
+            connection,
+            AuditEntry(
+                actor=actor,
+                action=action,
+                kind=desired.kind,
+                name=desired.name,
+                after_digest=digest(desired.user_part()),
+            ),
+        )
+        return created
+
+    def _update(
+        self,
+        connection: Connection,
+        current: StoredResource,
+        desired: Desired,
+        actor: str,
+        action: str,
+    ) -> StoredResource:
+        opened = self.reveal(current)
+        if opened.desired() == desired.user_part():
+            return current
+        spec_changed = opened.spec != desired.spec
+        updated = StoredResource(
+            kind=current.kind,
+            name=current.name,
+            uid=current.uid,
+            resource_version=_next_version(connection),
+            generation=current.generation + (1 if spec_changed else 0),
+            labels=desired.labels,
+            annotations=desired.annotations,
+            spec=(
+                self._seal(current.kind, current.name, desired.spec)
+                if spec_changed
+                else current.spec
+            ),
+            status=current.status,
+            created_at=current.created_at,
+            updated_at=utc_now(),
+        )
+        self._save(connection, current, updated)
+        self.audit.append(
+            connection,
+            AuditEntry(
+                actor=actor,
+                action=action,
+                kind=current.kind,
+                name=current.name,
+                before_digest=digest(opened.desired()),
+                after_digest=digest(desired.user_part()),
+            ),
+        )
+        return updated
+
+    def _update_status(
+        self, connection: Connection, current: StoredResource, status: dict[str, Any] | None
+    ) -> StoredResource:
+        if current.status == status:
+            return current
+        updated = StoredResource(
+            **{
+                **current.__dict__,
+                "resource_version": _next_version(connection),
+                "status": status,
+                "updated_at": utc_now(),
+            }
+        )
+        self._save(connection, current, updated)
+        return updated
+
+    def _save(
+        self, connection: Connection, current: StoredResource, updated: StoredResource
+    ) -> None:
+        result = connection.execute(
+            update(ResourceRow)
+            .where(
+                ResourceRow.kind == current.kind,
+                ResourceRow.name == current.name,
+                # Belt and braces: the write lock already makes this hold.
+                ResourceRow.resource_version == current.resource_version,
+            )
+            .values(**_row_values(updated))
+        )
+        if result.rowcount != 1:
+            raise Conflict(
+                current.kind, current.name, current.resource_version, updated.resource_version
+            )
+        self._event(connection, "MODIFIED", updated, current.labels)
+
+    def _event(
+        self,
+        connection: Connection,
+        type_: str,
+        resource: StoredResource,
+        prev_labels: dict[str, str] | None,
+    ) -> None:
+        connection.execute(
+            insert(EventRow).values(
+                resource_version=resource.resource_version,
+                type=type_,
+                kind=resource.kind,
+                name=resource.name,
+                object=resource.to_document(),
+                prev_labels=prev_labels,
+                created_at=resource.updated_at,
+            )
+        )
+        if resource.resource_version % _COMPACT_EVERY == 0:
+            self._compact(connection, resource.resource_version)
+
+    def _compact(self, connection: Connection, version: int) -> None:
+        horizon = version - self.event_history
+        if horizon <= _counter(connection, COMPACTED_THROUGH):
+            return
+        connection.execute(delete(EventRow).where(EventRow.resource_version <= horizon))
+        connection.execute(
+            update(CounterRow).where(CounterRow.name == COMPACTED_THROUGH).values(value=horizon)
+        )
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _counter(connection: Connection, name: str) -> int:
+    value = connection.execute(select(CounterRow.value).where(CounterRow.name == name)).scalar()
+    return int(value or 0)
+
+
+def _next_version(connection: Connection) -> int:
+    """One more than the last version; runs under the write lock, so in commit order."""
+    value = connection.execute(
+        update(CounterRow)
+        .where(CounterRow.name == RESOURCE_VERSION)
+        .values(value=CounterRow.value + 1)
+        .returning(CounterRow.value)
+    ).scalar_one()
+    return int(value)
+
+
+def _load(connection: Connection, kind: str, name: str) -> StoredResource | None:
+    row = connection.execute(
+        select(ResourceRow).where(ResourceRow.kind == kind, ResourceRow.name == name)
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def _record(source: Any) -> StoredResource:
+    """A row of ``select(ResourceRow)`` (Core rows: columns as attributes)."""
+    return StoredResource(
+        kind=source.kind,
+        name=source.name,
+        uid=source.uid,
+        resource_version=int(source.resource_version),
+        generation=int(source.generation),
+        labels=dict(source.labels or {}),
+        annotations=dict(source.annotations or {}),
+        spec=dict(source.spec or {}),
+        status=source.status,
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+    )
+
+
+def _row_values(resource: StoredResource) -> dict[str, Any]:
+    return {
+        "kind": resource.kind,
+        "name": resource.name,
+        "uid": resource.uid,
+        "resource_version": resource.resource_version,
+        "generation": resource.generation,
+        "labels": resource.labels,
+        "annotations": resource.annotations,
+        "spec": resource.spec,
+        "status": resource.status,
+        "created_at": resource.created_at,
+        "updated_at": resource.updated_at,
+    }
+
+
+def _expect(current: StoredResource, expected: int | None) -> None:
+    if expected is not None and expected != current.resource_version:
+        raise Conflict(current.kind, current.name, expected, current.resource_version)
+
+
+def _with_version(resource: StoredResource, version: int) -> StoredResource:
+    return StoredResource(**{**resource.__dict__, "resource_version": version})
+
+
+def _replace_spec(resource: StoredResource, spec: dict[str, Any]) -> StoredResource:
+    return StoredResource(**{**resource.__dict__, "spec": spec})
+
+
+def _run_check(
+    connection: Connection,
+    check: Check | None,
+    changes: Iterable[tuple[str, str, StoredResource]],
+) -> None:
+    if check is None:
+        return
+    merged = {
+        (resource.kind, resource.name): resource
+        for resource in (
+            _record(row)
+            for row in connection.execute(select(ResourceRow)).all()
+        )
+    }
+    for kind, name, preview in changes:
+        merged[(kind, name)] = preview
+    check(list(merged.values()))
+
+
+def count_resources(engine: Engine) -> int:
+    with read_transaction(engine) as connection:
+        return int(connection.execute(select(func.count()).select_from(ResourceRow)).scalar_one())
