@@ -83,7 +83,7 @@ def parse_credential(text: str, kind: CredentialKind) -> ParsedCredential:
     if prefix != kind.value:
         other = _LABEL[CredentialKind(prefix)]
         raise MalformedTokenError(
-            f"this is a {other}, not a {label} (prefix '{prefix}_' instead of '{kind.value}_')",
+            f"this is a {other} (prefix '{prefix}_'); {label}s start with '{kind.value}_'",
             token_id=token_id,
         )
     return ParsedCredential(kind, token_id, secret)

@@ -79,13 +79,13 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_redaction(
-    logger: logging.Logger | None = None, literals: Iterable[str] = ()
-) -> RedactingFilter:
-    """Add one :class:`RedactingFilter` to every handler of ``logger`` (default: root)."""
+def install_redaction(logger: logging.Logger | None = None, literals: Iterable[str] = ()) -> None:
+    """Add a :class:`RedactingFilter` to every handler of ``logger`` (default: root) lacking one.
+
+    Call it after logging is configured (handlers added later are not covered).
+    """
     target = logger or logging.getLogger()
     redacting = RedactingFilter(literals)
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(redacting)
-    return redacting

@@ -268,7 +268,7 @@ def test_save_without_passphrase_and_missing_files(tmp_path: Path, now: datetime
     assert CertificateAuthority.load(tmp_path).fleet == "acme"
     with pytest.raises(CertificateError, match="not encrypted"):
         CertificateAuthority.load(tmp_path, passphrase=b"x")
-    with pytest.raises(CertificateError, match="ca.crt: CA file not found"):
+    with pytest.raises(CertificateError, match=r"ca\.crt: CA file not found"):
         CertificateAuthority.load(tmp_path / "nowhere")
 
 
