@@ -18,6 +18,7 @@ import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -473,15 +474,20 @@ def _walk(root: Any, loc: Loc) -> _Found:
             if found.key_line is not None and found.key_column is not None:
                 found.line, found.column = found.key_line, found.key_column
             continue
-        if isinstance(node, CommentedMap) and isinstance(part, str):
-            key = part if part in node else to_snake(part)
+        if isinstance(node, CommentedMap):
+            # A camelCase loc part may have been written snake_case; non-string
+            # keys (``1: x``) show up in loc as themselves.
+            key = part if part in node else to_snake(str(part))
             if key not in node:
                 break
+            owner = _defining_map(node, key)
+            if owner is None:
+                break
             child = node[key]
-            key_line, key_column = node.lc.key(key)
+            key_line, key_column = owner.lc.key(key)
             found = _Found(key_line, key_column, key_line, key_column)
             if child is not None and not isinstance(child, CommentedMap | CommentedSeq):
-                found.line, found.column = node.lc.value(key)
+                found.line, found.column = owner.lc.value(key)
             node = child
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             line, column = node.lc.item(part)
@@ -490,6 +496,18 @@ def _walk(root: Any, loc: Loc) -> _Found:
         else:
             break
     return found
+
+
+def _defining_map(node: CommentedMap, key: Any) -> CommentedMap | None:
+    """The mapping where ``key`` is written: ``node`` itself or one it merges with ``<<``."""
+    if key in node.lc.data:
+        return node
+    for source in getattr(node, "merge", ()):
+        # ruamel < 0.19 keeps (index, mapping) pairs, later versions the mappings.
+        mapping = source[1] if isinstance(source, tuple) else source
+        if isinstance(mapping, CommentedMap) and key in mapping:
+            return _defining_map(mapping, key)
+    return None
 
 
 # ------------------------------------------------------- pydantic → Problem
@@ -510,6 +528,8 @@ def _problem_from(
     loc: Loc = tuple(detail["loc"])
     kind: str = detail["type"]
     found = _walk(root, loc)
+    if kind == "invalid_key":
+        return Problem(_message(detail), found.key_position(filename), field_path=render_path(loc))
     if kind == "extra_forbidden":
         key = str(loc[-1])
         allowed = _field_names(_model_at(model, loc[:-1]))
@@ -558,9 +578,15 @@ def _message(detail: Any) -> str:
         message = _CONTAINER_MESSAGES[detail["type"]]
     elif message.startswith("Input should be "):
         message = "must be " + message[len("Input should be ") :]
+    elif message.startswith("Keys should be "):
+        message = "keys must be " + message[len("Keys should be ") :]
+    if "got " in message:
+        return message
     value = detail.get("input")
     if isinstance(value, str | int | float | bool) or value is None:
         message += f", got {value!r}"
+    elif isinstance(value, date):
+        message += f", got the date {value.isoformat()}"
     elif isinstance(value, list):
         message += ", got a list"
     elif isinstance(value, dict):
@@ -576,13 +602,27 @@ def _literal_hint(detail: Any) -> str | None:
 
 
 def _quote_hint(detail: Any) -> str | None:
-    """Versions like ``cuda: 12.2`` are numbers to YAML; the fix is quotes."""
+    """``cuda: 12.2`` or ``version: 2024-01-01`` are not strings to YAML; quotes fix that."""
     value = detail.get("input")
-    if detail["type"] != "string_type" or isinstance(value, bool):
+    if detail["type"] != "string_type":
         return None
-    if not isinstance(value, int | float):
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, date):
+        text = value.isoformat()
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
         return None
-    return f'quote it: "{value}" (YAML reads an unquoted {value} as a number)'
+    return f'quote it: "{text}" (YAML reads it unquoted as a {_scalar_kind(value)})'
+
+
+def _scalar_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, date):
+        return "date"
+    return "number"
 
 
 def _field_hint(model: type[AnyResource], loc: Loc) -> str | None:

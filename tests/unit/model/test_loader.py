@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleetplane.errors import Problem, ValidationError
 from fleetplane.model import Site
@@ -274,8 +276,48 @@ def test_unquoted_versions_get_a_quoting_hint() -> None:
     problem = only(text)
     assert problem.field_path == "spec.containerRuntime.version"
     assert problem.message == "must be a valid string, got 1.7"
-    assert problem.hint == 'quote it: "1.7" (YAML reads an unquoted 1.7 as a number)'
+    assert problem.hint == 'quote it: "1.7" (YAML reads it unquoted as a number)'
     assert where(problem) == at(text, "1.7")
+
+    text = IMAGE.replace("os: ubuntu-22.04", "os: 2024-01-01")
+    problem = only(text)
+    assert problem.message == "must be a valid string, got the date 2024-01-01"
+    assert problem.hint == 'quote it: "2024-01-01" (YAML reads it unquoted as a date)'
+
+
+def test_non_string_keys_are_located_at_the_key() -> None:
+    text = IMAGE.replace("  os: ubuntu", "  drivers: {12: x}\n  os: ubuntu")
+    problem = only(text)
+    assert problem.field_path == "spec.drivers[12]"
+    assert problem.message == "must be a valid string, got 12"
+    assert where(problem) == at(text, "12")
+
+    text = IMAGE.replace("  os: ubuntu", "  7: x\n  os: ubuntu")
+    problem = only(text)
+    assert problem.message == "keys must be strings, got 7"
+    assert where(problem) == at(text, "7: x")
+
+
+def test_values_merged_from_an_anchor_are_located_where_they_are_written() -> None:
+    pools = """\
+    - &small
+      name: small
+      count: 2
+      cpu: 4
+      memory: 16Gx
+      nodeImage: img
+    - <<: *small
+      name: big
+      cpu: 0.5Gi
+"""
+    text = site_with(SITE[SITE.index("    - name: small") : SITE.index("  cost:")], pools)
+    found = problems(text)
+    # Sorted by position: the merged pool's memory error is where the anchor wrote it.
+    assert [(p.field_path, where(p)) for p in found] == [
+        ("spec.nodePools[0].memory", at(text, "16Gx")),
+        ("spec.nodePools[1].memory", at(text, "16Gx")),
+        ("spec.nodePools[1].cpu", at(text, "0.5Gi")),
+    ]
 
 
 def test_bad_unit_names_the_known_units() -> None:
@@ -554,3 +596,22 @@ def test_valid_documents_are_kept_when_others_fail() -> None:
 def only_problem(found: list[Problem]) -> Problem:
     assert len(found) == 1, [str(p) for p in found]
     return found[0]
+
+
+# ------------------------------------------------------------- robustness
+
+_TOKENS = [":", "- ", "  ", "{", "}", "[", "]", "&a ", "*a", "<<: *a", '"', "'", "---", "!t ", "~"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_TOKENS)), max_size=4))
+def test_mangled_input_gives_located_problems_never_a_crash(edits: list[tuple[int, str]]) -> None:
+    text = SITE + "---\n" + IMAGE + "---\n" + WORKLOAD
+    for offset, token in edits:
+        offset %= len(text)
+        text = text[:offset] + token + text[offset:]
+    result = read_text(text, "f.yaml")
+    for problem in result.problems:
+        assert problem.position is not None and problem.position.file == "f.yaml"
+        assert problem.position.line is None or 1 <= problem.position.line <= text.count("\n") + 1
+        assert str(problem)
