@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from fleetplane.errors import Problem, ValidationError
 from fleetplane.security.clock import resolve_now
 from fleetplane.security.csr import check_csr, load_csr
 from fleetplane.security.errors import CertificateError
@@ -130,7 +131,10 @@ class CertificateAuthority:
         cls, fleet: str, *, now: datetime | None = None, lifetime: timedelta = DEFAULT_CA_LIFETIME
     ) -> Self:
         """A new CA for ``fleet`` (the SPIFFE trust domain) with a fresh P-256 key."""
-        check_name(fleet, "fleet name")
+        try:
+            check_name(fleet, "fleet name")
+        except ValueError as error:
+            raise ValidationError(Problem(str(error), field_path="fleet")) from None
         start = resolve_now(now)
         key = generate_private_key()
         name = x509.Name(

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fleetplane.errors import ValidationError
 from fleetplane.security import (
     CertificateAuthority,
     CertificateError,
@@ -97,6 +98,17 @@ def test_server_certificate_needs_a_name(ca: CertificateAuthority, now: datetime
         ca.issue_server_certificate(key.public_key(), now=now)
     with pytest.raises(CertificateError, match="not an IP address"):
         ca.issue_server_certificate(key.public_key(), ip_addresses=["localhost"], now=now)
+
+
+def test_ca_certificate_is_not_an_agent_identity(ca: CertificateAuthority, now: datetime) -> None:
+    with pytest.raises(CertificateError, match="rejected"):
+        ca.verify_agent_certificate(ca.certificate, now=now)
+
+
+def test_fleet_name_is_validated(now: datetime) -> None:
+    with pytest.raises(ValidationError, match="fleet name 'Acme Corp'") as caught:
+        CertificateAuthority.create("Acme Corp", now=now)
+    assert caught.value.problems[0].field_path == "fleet"
 
 
 def test_server_certificate_is_not_an_agent_identity(
