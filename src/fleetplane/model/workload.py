@@ -19,6 +19,12 @@ WorkloadClass = Literal["inference", "training", "streaming", "control", "batch"
 REQUEST_CLASSES: frozenset[str] = frozenset({"inference", "streaming", "control"})
 JOB_CLASSES: frozenset[str] = frozenset({"training", "batch"})
 
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 
@@ -159,24 +165,25 @@ class WorkloadSpec(Spec):
     @model_validator(mode="after")
     def _slo_fits_class(self) -> WorkloadSpec:
         cls = self.class_
+        a_cls = f"{_article(cls)} {cls}"
         if cls in REQUEST_CLASSES:
             if self.slo.latency is None:
-                raise ValueError(f"a {cls} workload needs slo.latency (e.g. p99: 50ms)")
+                raise ValueError(f"{a_cls} workload needs slo.latency (e.g. p99: 50ms)")
             if self.slo.deadline is not None:
                 raise ValueError(f"slo.deadline is for batch/training, not {cls} workloads")
             if not self.demand:
-                raise ValueError(f"a {cls} workload needs demand: the data sources it serves")
+                raise ValueError(f"{a_cls} workload needs demand: the data sources it serves")
             missing = [p.hardware for p in self.profiles if p.service_time is None]
             if missing:
-                raise ValueError(f"profiles {missing} need serviceTime for a {cls} workload")
+                raise ValueError(f"profiles {missing} need serviceTime for {a_cls} workload")
         else:
             if self.slo.deadline is None:
-                raise ValueError(f"a {cls} workload needs slo.deadline (e.g. 6h)")
+                raise ValueError(f"{a_cls} workload needs slo.deadline (e.g. 6h)")
             if self.slo.latency is not None:
                 raise ValueError(f"slo.latency is for request-serving workloads, not {cls}")
             missing = [p.hardware for p in self.profiles if p.runtime is None]
             if missing:
-                raise ValueError(f"profiles {missing} need runtime for a {cls} workload")
+                raise ValueError(f"profiles {missing} need runtime for {a_cls} workload")
         hardware = [p.hardware for p in self.profiles]
         dupes = sorted({h for h in hardware if hardware.count(h) > 1})
         if dupes:

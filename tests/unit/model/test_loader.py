@@ -437,7 +437,7 @@ spec:
         (
             "    latency: {p99: 50ms}\n",
             "    throughput: 10/s\n",
-            "a inference workload needs slo.latency (e.g. p99: 50ms)",
+            "an inference workload needs slo.latency (e.g. p99: 50ms)",
         ),
         (
             "class: inference",
@@ -452,7 +452,7 @@ spec:
         (
             "      serviceTime: {mean: 5ms}\n",
             "      concurrency: 2\n",
-            "profiles ['cpu'] need serviceTime for a inference workload",
+            "profiles ['cpu'] need serviceTime for an inference workload",
         ),
     ],
 )
