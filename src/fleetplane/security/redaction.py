@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 MASK = "[REDACTED]"
 
@@ -55,7 +56,14 @@ def redact(text: str, literals: Iterable[str] = ()) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message, exception text and stack with secrets masked."""
+    """Rewrites each record's message, exception text and stack with secrets masked.
+
+    Where it can, it masks inside the %-arguments and keeps their shape,
+    because some formatters read ``record.args`` themselves (uvicorn's access
+    log unpacks a 5-tuple). Only when a secret spans the template and an
+    argument does it replace the message with the masked text and drop the
+    arguments.
+    """
 
     def __init__(self, literals: Iterable[str] = ()) -> None:
         super().__init__()
@@ -67,16 +75,46 @@ class RedactingFilter(logging.Filter):
         except (TypeError, ValueError):
             # Mismatched %-arguments: the handler reports that itself; still
             # make sure the template it prints carries no secret.
-            message = str(record.msg)
-        record.msg = redact(message, self._literals)
-        record.args = None
+            message = None
+        if message is None:
+            record.msg = self._redact(str(record.msg))
+        elif self._redact(message) != message:
+            self._mask_message(record, message)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text, self._literals)
+            record.exc_text = self._redact(record.exc_text)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info, self._literals)
+            record.stack_info = self._redact(record.stack_info)
         return True
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._literals)
+
+    def _mask_message(self, record: logging.LogRecord, message: str) -> None:
+        args = self._masked_args(record.args)
+        if args is not None:
+            try:
+                candidate = str(record.msg) % args
+            except (TypeError, ValueError, KeyError):
+                candidate = None
+            if candidate is not None and self._redact(candidate) == candidate:
+                record.args = args
+                return
+        record.msg = self._redact(message)
+        record.args = None
+
+    def _masked_args(self, args: Any) -> tuple[Any, ...] | Mapping[str, Any] | None:
+        if isinstance(args, tuple):
+            return tuple(self._masked_value(value) for value in args)
+        if isinstance(args, Mapping):
+            return {key: self._masked_value(value) for key, value in args.items()}
+        return None
+
+    def _masked_value(self, value: Any) -> Any:
+        text = str(value)
+        masked = self._redact(text)
+        return value if masked == text else masked
 
 
 def install_redaction(logger: logging.Logger | None = None, literals: Iterable[str] = ()) -> None:

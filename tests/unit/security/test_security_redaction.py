@@ -160,3 +160,41 @@ def test_pseudonymize_fields() -> None:
 def test_short_pseudonymisation_key_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         Pseudonymizer(b"short")
+
+
+def test_uvicorn_access_log_keeps_its_argument_shape() -> None:
+    from uvicorn.logging import AccessFormatter
+
+    token, record_ = create_token("alice", "viewer", timedelta(hours=1))
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/apis/fleetplane/v1/sites?api_key={token}", "1.1", 200),
+        None,
+    )
+    RedactingFilter().filter(record)
+    assert isinstance(record.args, tuple) and len(record.args) == 5
+    line = AccessFormatter(
+        '%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False
+    ).format(record)
+    assert (
+        line
+        == '127.0.0.1:5000 - "GET /apis/fleetplane/v1/sites?api_key=[REDACTED] HTTP/1.1" 200 OK'
+    )
+    assert record_.token_id not in line
+
+
+def test_secret_across_template_and_argument_is_masked() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "password=%s", ("hunter22",), None)
+    RedactingFilter().filter(record)
+    assert record.getMessage() == f"password={MASK}"
+
+
+def test_clean_records_are_left_untouched() -> None:
+    args = ("store-1", 3)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "site %s rev %d", args, None)
+    RedactingFilter().filter(record)
+    assert record.args is args and record.msg == "site %s rev %d"
