@@ -1,0 +1,369 @@
+"""Measure one replication: percentiles, outcomes, utilisation, egress, time series, Little's law.
+
+Only requests sent at or after the warm-up count. Percentiles of the
+client-observed latency exclude dropped requests (they got an immediate
+error, not a latency) and count timed-out ones at the timeout. Quantiles use
+numpy's default (linear interpolation between order statistics), computed for
+many groups at once by sorting once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fleetplane.sim.engine import DROPPED, EXPIRED, LATE, LOST, OK, Prepared, Requests
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Quantile levels reported per workload, in this order.
+LEVELS = (0.5, 0.95, 0.99, 0.999)
+#: Levels of the stored latency CDF: evenly spaced, then dense in the tail.
+CDF_LEVELS = np.unique(
+    np.concatenate([np.linspace(0.0, 1.0, 101), [0.995, 0.998, 0.999, 0.9995, 0.9999]])
+)
+#: The time series has at most this many buckets (one per minute up to a day).
+MAX_BUCKETS = 1440
+
+
+@dataclass
+class WorkloadRun:
+    counts: dict[str, int]  # per outcome name, plus "requests"
+    latency: FloatArray  # quantiles at LEVELS
+    latency_mean: float
+    wait: FloatArray  # quantiles at LEVELS
+    wait_mean: float
+    breakdown: dict[str, float]  # mean network, storage, wait, service of answered requests
+    cdf: FloatArray  # latency at CDF_LEVELS
+    within: dict[float, float]  # SLO threshold (s) → fraction of requests within it
+    egress_bytes: float
+    egress_cost: float  # money spent on egress in the counted window
+
+
+@dataclass
+class SeriesRun:
+    bucket: float
+    starts: FloatArray
+    requests: IntArray  # (workloads, buckets)
+    timeouts: IntArray
+    dropped: IntArray
+    p50: FloatArray
+    p99: FloatArray
+    utilisation: FloatArray  # (sites with servers, buckets)
+    in_system: FloatArray  # mean number of requests at queues per bucket
+
+
+@dataclass
+class LittleRun:
+    in_system: float  # L, time-averaged
+    arrival_rate: float  # lambda
+    time_in_system: float  # W
+    relative_error: float
+
+
+@dataclass
+class RunMetrics:
+    workloads: list[WorkloadRun]
+    site_servers: IntArray  # per site (all sites; 0 where nothing runs)
+    site_requests: IntArray
+    site_utilisation: FloatArray
+    link_bytes: FloatArray  # (links, 2): a→b, b→a
+    series: SeriesRun
+    little: LittleRun
+    simulated: int  # every request generated, warm-up included
+
+
+def measure(prep: Prepared, req: Requests) -> RunMetrics:
+    model = prep.model
+    spec = model.scenario.spec
+    counted = req.dispatch >= spec.warmup
+    window = spec.duration - spec.warmup
+    stream_workload = np.array([s.workload for s in model.streams], dtype=np.int64)
+    workload = stream_workload[req.stream] if req.size else np.zeros(0, np.int64)
+    link_bytes, request_bytes, request_cost = _egress(prep, req, counted)
+    workloads = []
+    for w, sim_workload in enumerate(model.workloads):
+        mine = counted & (workload == w)
+        targets = sim_workload.workload.spec.slo.latency
+        thresholds = [t for _, t in targets.targets()] if targets else []
+        workloads.append(_workload_run(req, mine, thresholds, request_bytes, request_cost))
+    servers, requests, utilisation = _sites(prep, req, counted, window)
+    steps = CountProcess.of(*_queue_stays(req))
+    return RunMetrics(
+        workloads=workloads,
+        site_servers=servers,
+        site_requests=requests,
+        site_utilisation=utilisation,
+        link_bytes=link_bytes,
+        series=_series(prep, req, counted, workload, steps),
+        little=_little(req, steps, spec.warmup, spec.duration),
+        simulated=req.size,
+    )
+
+
+def grouped_quantiles(
+    values: FloatArray, groups: IntArray, n_groups: int, levels: FloatArray
+) -> FloatArray:
+    """Quantiles (numpy's linear method) of ``values`` within each group; NaN for empty groups.
+
+    Sorting by group is cheap when ``groups`` comes in sorted runs (the stable
+    sort merges them); each group is then partitioned, not sorted.
+    """
+    out = np.full((n_groups, levels.shape[0]), np.nan)
+    if values.shape[0] == 0:
+        return out
+    ordered = values[np.argsort(groups, kind="stable")]
+    counts = np.bincount(groups, minlength=n_groups)
+    ends = np.cumsum(counts)
+    for g in np.flatnonzero(counts):
+        chunk = ordered[ends[g] - counts[g] : ends[g]]
+        position = (chunk.shape[0] - 1) * levels
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, chunk.shape[0] - 1)
+        part = np.partition(chunk, np.unique(np.concatenate([low, high])))
+        out[g] = part[low] + (part[high] - part[low]) * (position - low)
+    return out
+
+
+def _quantiles(values: FloatArray, levels: FloatArray) -> FloatArray:
+    if values.shape[0] == 0:
+        return np.full(levels.shape[0], np.nan)
+    return np.asarray(np.quantile(values, levels), dtype=np.float64)
+
+
+def _workload_run(
+    req: Requests,
+    mine: npt.NDArray[np.bool_],
+    thresholds: list[float],
+    request_bytes: FloatArray,
+    request_cost: FloatArray,
+) -> WorkloadRun:
+    outcome = req.outcome[mine]
+    counts = {"requests": int(outcome.shape[0])}
+    for name, code in (("ok", OK), ("late", LATE), ("lost", LOST), ("expired", EXPIRED)):
+        counts[name] = int(np.count_nonzero(outcome == code))
+    counts["dropped"] = int(np.count_nonzero(outcome == DROPPED))
+    observed = req.latency[mine]
+    observed = observed[outcome != DROPPED]
+    levels = np.asarray(LEVELS + tuple(CDF_LEVELS))
+    quantiles = _quantiles(observed, levels)
+    answered = mine & ((req.outcome == OK) | (req.outcome == LATE))
+    wait = (req.start - req.arrival)[answered]
+    total = max(counts["requests"], 1)
+    return WorkloadRun(
+        counts=counts,
+        latency=quantiles[: len(LEVELS)],
+        latency_mean=float(observed.mean()) if observed.shape[0] else float("nan"),
+        wait=_quantiles(wait, np.asarray(LEVELS)),
+        wait_mean=float(wait.mean()) if wait.shape[0] else float("nan"),
+        breakdown={
+            "network": _mean(req.network[answered]),
+            "storage": _mean(req.storage[answered]),
+            "wait": _mean(wait),
+            "service": _mean(req.service[answered]),
+        },
+        cdf=quantiles[len(LEVELS) :],
+        within={
+            t: float(np.count_nonzero((outcome == OK) & (req.latency[mine] <= t)) / total)
+            for t in thresholds
+        },
+        egress_bytes=float(request_bytes[mine].sum()),
+        egress_cost=float(request_cost[mine].sum()),
+    )
+
+
+def _mean(values: FloatArray) -> float:
+    return float(values.mean()) if values.shape[0] else float("nan")
+
+
+def _egress(
+    prep: Prepared, req: Requests, counted: npt.NDArray[np.bool_]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Bytes per link and direction, and bytes and egress money per request.
+
+    A request's payload (its source's ``requestSize``) crosses every link of
+    its route once, even when it is then lost; requests served where they
+    originate send nothing, and responses have no size in the model. Egress
+    is priced per link in the direction crossed.
+    """
+    model = prep.model
+    n_links = len(model.link_names)
+    link_bytes = np.zeros((n_links, 2))
+    size = np.array([s.source.spec.request_size for s in model.streams], dtype=np.float64)
+    crosses = np.array([len(model.routes[r].links) > 0 for r in prep.delays.candidate_route])
+    sent = req.candidate >= 0
+    sent[sent] = crosses[req.candidate[sent]]
+    request_bytes = np.where(sent, size[req.stream], 0.0)
+    request_cost = np.zeros(req.size)
+    if n_links == 0:
+        return link_bytes, request_bytes, request_cost
+    links = list(model.fleet.links.values())
+    per_candidate = np.bincount(
+        req.candidate[counted & (req.candidate >= 0)],
+        weights=request_bytes[counted & (req.candidate >= 0)],
+        minlength=prep.cand_assignment.shape[0],
+    )
+    price = np.zeros(prep.cand_assignment.shape[0])  # money per byte along each candidate route
+    for c, route_index in enumerate(prep.delays.candidate_route):
+        route = model.routes[int(route_index)]
+        for link, forward in zip(route.links, route.forward, strict=True):
+            spec = links[link].spec.egress_price
+            link_bytes[link, 0 if forward else 1] += per_candidate[c]
+            price[c] += (spec.a_to_b if forward else spec.b_to_a) / 1e9
+    routed = req.candidate >= 0
+    request_cost[routed] = request_bytes[routed] * price[req.candidate[routed]]
+    return link_bytes, request_bytes, request_cost
+
+
+def _busy(prep: Prepared, req: Requests) -> tuple[IntArray, FloatArray, FloatArray]:
+    """Site, start and end of every stretch of service that happened."""
+    served = (req.queue >= 0) & ((req.outcome == OK) | (req.outcome == LATE))
+    site = prep.queue_site[req.queue[served]]
+    start = req.start[served]
+    return site, start, start + req.service[served]
+
+
+def _sites(
+    prep: Prepared, req: Requests, counted: npt.NDArray[np.bool_], window: float
+) -> tuple[IntArray, IntArray, FloatArray]:
+    n_sites = len(prep.model.site_names)
+    servers = np.bincount(prep.queue_site, weights=prep.queue_servers, minlength=n_sites)
+    reached = counted & (req.queue >= 0)
+    requests = np.bincount(prep.queue_site[req.queue[reached]], minlength=n_sites)
+    site, start, end = _busy(prep, req)
+    lo = prep.model.scenario.spec.warmup
+    hi = prep.model.scenario.spec.duration
+    busy = np.clip(end, lo, hi) - np.clip(start, lo, hi)
+    busy_time = np.bincount(site, weights=busy, minlength=n_sites)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        utilisation = np.where(servers > 0, busy_time / (servers * window), 0.0)
+    return servers.astype(np.int64), requests.astype(np.int64), utilisation
+
+
+def bucket_width(duration: float) -> float:
+    minutes = max(1, int(np.ceil(duration / 60.0 / MAX_BUCKETS)))
+    return 60.0 * minutes
+
+
+def _series(
+    prep: Prepared,
+    req: Requests,
+    counted: npt.NDArray[np.bool_],
+    workload: IntArray,
+    steps: CountProcess,
+) -> SeriesRun:
+    spec = prep.model.scenario.spec
+    width = bucket_width(spec.duration)
+    n_buckets = int(np.ceil(spec.duration / width))
+    n_w = len(prep.model.workloads)
+    bucket = np.minimum((req.dispatch // width).astype(np.int64), n_buckets - 1)
+    key = workload * n_buckets + bucket
+    size = n_w * n_buckets
+    timed_out = (req.outcome == LATE) | (req.outcome == LOST) | (req.outcome == EXPIRED)
+    requests = np.bincount(key, minlength=size).reshape(n_w, n_buckets)
+    timeouts = np.bincount(key[timed_out], minlength=size).reshape(n_w, n_buckets)
+    dropped = np.bincount(key[req.outcome == DROPPED], minlength=size).reshape(n_w, n_buckets)
+    observed = req.outcome != DROPPED
+    quantiles = grouped_quantiles(
+        req.latency[observed], key[observed], size, np.array([0.5, 0.99])
+    ).reshape(n_w, n_buckets, 2)
+    sites_used = np.flatnonzero(np.bincount(prep.queue_site, minlength=len(prep.model.site_names)))
+    return SeriesRun(
+        bucket=width,
+        starts=np.arange(n_buckets, dtype=np.float64) * width,
+        requests=requests,
+        timeouts=timeouts,
+        dropped=dropped,
+        p50=quantiles[:, :, 0],
+        p99=quantiles[:, :, 1],
+        utilisation=_utilisation_series(prep, req, sites_used, width, n_buckets),
+        in_system=steps.integral(np.arange(n_buckets + 1, dtype=np.float64) * width) / width,
+    )
+
+
+def _utilisation_series(
+    prep: Prepared, req: Requests, sites_used: IntArray, width: float, n_buckets: int
+) -> FloatArray:
+    """Busy fraction per site and bucket; a service stretch spanning buckets is split."""
+    site, start, end = _busy(prep, req)
+    end = np.minimum(end, n_buckets * width)
+    keep = start < end
+    site, start, end = site[keep], start[keep], end[keep]
+    first = (start // width).astype(np.int64)
+    last = np.minimum((np.nextafter(end, -np.inf) // width).astype(np.int64), n_buckets - 1)
+    pieces = last - first + 1
+    piece_site = np.repeat(site, pieces)
+    piece_bucket = np.repeat(first, pieces) + (
+        np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    )
+    lo = np.maximum(np.repeat(start, pieces), piece_bucket * width)
+    hi = np.minimum(np.repeat(end, pieces), (piece_bucket + 1) * width)
+    n_sites = len(prep.model.site_names)
+    busy = np.bincount(
+        piece_site * n_buckets + piece_bucket, weights=hi - lo, minlength=n_sites * n_buckets
+    ).reshape(n_sites, n_buckets)
+    servers = np.bincount(prep.queue_site, weights=prep.queue_servers, minlength=n_sites)
+    return np.asarray(busy[sites_used] / (servers[sites_used, None] * width), dtype=np.float64)
+
+
+def _queue_stays(req: Requests) -> tuple[FloatArray, FloatArray]:
+    """Arrival and departure at the queue of every request that stayed in one.
+
+    Served requests leave when service ends, skipped (expired) ones when
+    their turn comes; lost ones are left out on both sides of Little's law.
+    """
+    stayed = (req.queue >= 0) & (req.outcome != LOST) & (req.outcome != DROPPED)
+    served = req.outcome[stayed] != EXPIRED
+    arrival = req.arrival[stayed]
+    leave = req.start[stayed] + np.where(served, req.service[stayed], 0.0)
+    return arrival, leave
+
+
+@dataclass(frozen=True)
+class CountProcess:
+    """N(t) = A(t) - D(t): requests that have arrived at a queue minus those that left.
+
+    Its integral is exact between events: ∫₀ˣ A(t) dt = Σ (x - aᵢ)⁺, evaluated
+    with sorted event times and prefix sums.
+    """
+
+    arrivals: FloatArray  # sorted
+    arrival_sums: FloatArray  # prefix sums, with a leading 0
+    departures: FloatArray
+    departure_sums: FloatArray
+
+    @classmethod
+    def of(cls, arrival: FloatArray, leave: FloatArray) -> CountProcess:
+        # Both come in nearly sorted runs (per stream, per queue): timsort is fast on them.
+        a = np.sort(arrival, kind="stable")
+        d = np.sort(leave, kind="stable")
+        return cls(
+            a, np.concatenate([[0.0], np.cumsum(a)]), d, np.concatenate([[0.0], np.cumsum(d)])
+        )
+
+    def integral(self, edges: FloatArray) -> FloatArray:
+        """∫ N(t) dt over each [edges[i], edges[i+1])."""
+        up = _area(self.arrivals, self.arrival_sums, edges)
+        down = _area(self.departures, self.departure_sums, edges)
+        return np.diff(up - down)
+
+
+def _area(times: FloatArray, sums: FloatArray, x: FloatArray) -> FloatArray:
+    count = np.searchsorted(times, x, side="right")
+    return np.asarray(count * x - sums[count], dtype=np.float64)
+
+
+def _little(req: Requests, steps: CountProcess, start: float, end: float) -> LittleRun:
+    """L (time average of the number at the queues) against λW, over [start, end)."""
+    arrival, leave = _queue_stays(req)
+    window = end - start
+    in_system = float(steps.integral(np.array([start, end], dtype=np.float64))[0]) / window
+    arriving = (arrival >= start) & (arrival < end)
+    rate = float(np.count_nonzero(arriving)) / window
+    stay = float((leave - arrival)[arriving].mean()) if np.any(arriving) else 0.0
+    product = rate * stay
+    error = abs(in_system - product) / in_system if in_system > 0 else abs(product)
+    return LittleRun(in_system, rate, stay, error)
