@@ -34,7 +34,14 @@ def _register() -> None:
     # Each command module adds itself to `app` on import. Imports are here,
     # not at the top, so `fleetplane --help` stays fast and a command's heavy
     # libraries load only when the module is imported.
-    from fleetplane.cli import validate  # noqa: F401
+    from fleetplane.cli import (  # noqa: F401
+        audit,
+        db,
+        resources,
+        serve,
+        token,
+        validate,
+    )
 
 
 _register()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from fleetplane.control.api.auth import authenticate, plane_of, require
+from fleetplane.control.api.auth import authenticate, limit, plane_of, require
 from fleetplane.control.api.status import invalid
 from fleetplane.control.store.tokens import list_tokens, revoke_token, save_token
 from fleetplane.errors import Problem, UnitError
@@ -58,6 +58,7 @@ def _ttl(text: str) -> timedelta:
 @router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
 async def create(request: Request, body: TokenRequest, caller: Caller) -> dict[str, Any]:
     await require(request, caller, Verb.CREATE, "ApiToken", name=body.name)
+    limit(request, caller)
     plaintext, record = create_token(body.name, body.role, _ttl(body.ttl), now=datetime.now(UTC))
     await run_in_threadpool(save_token, plane_of(request).store, record, actor=caller.name)
     return {**_token_json(record, caller.name), "token": plaintext}
@@ -73,6 +74,7 @@ async def list_all(request: Request, caller: Caller) -> dict[str, Any]:
 @router.delete("/tokens/{token_id}", summary="Revoke an API token")
 async def revoke(request: Request, token_id: str, caller: Caller) -> dict[str, Any]:
     await require(request, caller, Verb.DELETE, "ApiToken", name=token_id)
+    limit(request, caller)
     record = await run_in_threadpool(
         revoke_token, plane_of(request).store, token_id, actor=caller.name, now=datetime.now(UTC)
     )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from fleetplane.control.api.auth import authenticate, plane_of, require
+from fleetplane.control.api.auth import authenticate, limit, plane_of, require
 from fleetplane.control.api.status import ApiError
 from fleetplane.control.validation import parse_batch
 from fleetplane.model.base import API_VERSION
@@ -50,6 +50,7 @@ async def apply(
         # Apply creates or updates, so it needs both rights on every object.
         for verb in (Verb.CREATE, Verb.UPDATE):
             await require(request, caller, verb, desired.kind, name=desired.name)
+    limit(request, caller)
     outcomes = await run_in_threadpool(
         plane.store.apply,
         batch.desired,

@@ -98,7 +98,7 @@ async def require(
     subresource: str | None = None,
     site: str | None = None,
 ) -> Decision:
-    """403 unless the policy allows it; writes also pass the caller's rate limit."""
+    """403 unless the policy allows it (writes then call :func:`limit` once per request)."""
     plane = plane_of(request)
     referenced = plane.referenced(principal, kind) if name is not None else frozenset()
     decision = authorize(
@@ -118,12 +118,12 @@ async def require(
             f"forbidden for {principal.name} ({principal.role.value}): {decision.reason}",
             details={"kind": kind, "name": name, "verb": verb.value},
         )
-    if verb not in (Verb.GET, Verb.LIST, Verb.WATCH):
-        limit(plane, principal)
     return decision
 
 
-def limit(plane: ControlPlane, principal: Principal) -> None:
+def limit(request: Request, principal: Principal) -> None:
+    """429 when ``principal`` writes faster than its token bucket allows."""
+    plane = plane_of(request)
     wait = plane.limiter.acquire(f"{principal.role.value}:{principal.name}")
     if wait is not None:
         plane.metrics.rate_limited.inc()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from fleetplane.control.api.auth import authenticate, plane_of, require
+from fleetplane.control.api.auth import authenticate, limit, plane_of, require
 from fleetplane.control.api.status import ApiError, invalid
 from fleetplane.control.api.watch import WatchRequest, open_watch
 from fleetplane.control.merge_patch import merge_patch
@@ -144,6 +144,7 @@ async def create(request: Request, plural: str, caller: Caller) -> JSONResponse:
     document = await read_json(request)
     name = _body_name(document)
     await require(request, caller, Verb.CREATE, kind, name=name)
+    limit(request, caller)
     batch = parse_document(_expect_kind(document, kind))
     created = await run_in_threadpool(
         plane.store.create,
@@ -172,6 +173,7 @@ async def replace(request: Request, plural: str, name: str, caller: Caller) -> d
     kind = kind_of(plural)
     plane = plane_of(request)
     await require(request, caller, Verb.UPDATE, kind, name=name)
+    limit(request, caller)
     document = _expect_kind(await read_json(request), kind)
     _expect_name(document, name)
     batch = parse_document(document)
@@ -193,6 +195,7 @@ async def patch(request: Request, plural: str, name: str, caller: Caller) -> dic
     kind = kind_of(plural)
     plane = plane_of(request)
     await require(request, caller, Verb.PATCH, kind, name=name)
+    limit(request, caller)
     patch_body = _patch_object(await read_json(request))
     checks: list[Any] = []
 
@@ -226,6 +229,7 @@ async def delete(
     kind = kind_of(plural)
     plane = plane_of(request)
     await require(request, caller, Verb.DELETE, kind, name=name)
+    limit(request, caller)
     deleted = await run_in_threadpool(
         plane.store.delete,
         kind,
@@ -259,6 +263,7 @@ async def replace_status(
     kind = kind_of(plural)
     plane = plane_of(request)
     await require(request, caller, Verb.UPDATE, kind, name=name, subresource=STATUS)
+    limit(request, caller)
     document = _expect_kind(await read_json(request), kind)
     _expect_name(document, name)
     expected = _version(str(document["metadata"].get("resourceVersion") or "") or None)
@@ -284,6 +289,7 @@ async def patch_status(
     kind = kind_of(plural)
     plane = plane_of(request)
     await require(request, caller, Verb.PATCH, kind, name=name, subresource=STATUS)
+    limit(request, caller)
     patch_body = _patch_object(await read_json(request))
     metadata = patch_body.get("metadata")
     expected_text = metadata.get("resourceVersion") if isinstance(metadata, dict) else None

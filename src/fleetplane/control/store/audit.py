@@ -16,12 +16,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from fleetplane.control.store.database import read_transaction
-from fleetplane.control.store.schema import AuditRow
+from fleetplane.control.store.schema import AUDIT
 from fleetplane.security.audit import AuditEvent, AuditRecord, VerifyResult, append, verify
 from fleetplane.security.canonical import canonical_json, digest, format_timestamp
 from fleetplane.security.keyring import Keyring
 
 __all__ = ["AuditEntry", "AuditLog", "digest"]
+
+_LAST = select(AUDIT).order_by(AUDIT.c.seq.desc()).limit(1)
+_INSERT = insert(AUDIT)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class AuditLog:
 
     def append(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
         """Append in the caller's write transaction (which holds the write lock)."""
-        last = connection.execute(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        last = connection.execute(_LAST).first()
         previous = _record(last) if last is not None else None
         event = AuditEvent(
             time=datetime.now(UTC),
@@ -59,7 +62,7 @@ class AuditLog:
         )
         key = self.keyring.primary if self.keyring is not None else None
         record = append(previous, event, key=key)
-        connection.execute(insert(AuditRow).values(**row_values(record)))
+        connection.execute(_INSERT, row_values(record))
         return record
 
     def records(
@@ -77,7 +80,7 @@ class AuditLog:
 def _records(
     connection: Connection, *, after: int = 0, limit: int | None = None
 ) -> Iterator[AuditRecord]:
-    query = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq)
+    query = select(AUDIT).where(AUDIT.c.seq > after).order_by(AUDIT.c.seq)
     if limit is not None:
         query = query.limit(limit)
     for row in connection.execute(query):

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from fleetplane.control.store.schema import RESOURCE_VERSION, CounterRow
+from fleetplane.control.store.schema import COUNTERS, RESOURCE_VERSION
 from fleetplane.errors import ValidationError
 
 _WRITE = "fleetplane_write"
@@ -103,8 +103,8 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with connection.begin():
             if not is_sqlite(engine):
                 connection.execute(
-                    select(CounterRow.value)
-                    .where(CounterRow.name == RESOURCE_VERSION)
+                    select(COUNTERS.c.value)
+                    .where(COUNTERS.c.name == RESOURCE_VERSION)
                     .with_for_update()
                 )
             yield connection

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from fleetplane.control.diff import FieldChange, diff
 from fleetplane.control.store.audit import AuditEntry, AuditLog, digest
@@ -31,10 +31,10 @@ from fleetplane.control.store.errors import AlreadyExists, Conflict, Expired, No
 from fleetplane.control.store.records import EventBatch, StoredResource, WatchEvent
 from fleetplane.control.store.schema import (
     COMPACTED_THROUGH,
+    COUNTERS,
+    EVENTS,
     RESOURCE_VERSION,
-    CounterRow,
-    EventRow,
-    ResourceRow,
+    RESOURCES,
 )
 from fleetplane.security.keyring import Keyring
 
@@ -157,9 +157,9 @@ class Store:
         """Resources (of one kind, or all) and the version this consistent view is at."""
         with read_transaction(self.engine, snapshot=True) as connection:
             version = _counter(connection, RESOURCE_VERSION)
-            query = select(ResourceRow).order_by(ResourceRow.kind, ResourceRow.name)
+            query = select(RESOURCES).order_by(RESOURCES.c.kind, RESOURCES.c.name)
             if kind is not None:
-                query = query.where(ResourceRow.kind == kind)
+                query = query.where(RESOURCES.c.kind == kind)
             rows = connection.execute(query).all()
         items = [_record(row) for row in rows]
         if where is not None:
@@ -180,13 +180,13 @@ class Store:
                 raise Expired(after, compacted)
             latest = _counter(connection, RESOURCE_VERSION)
             query = (
-                select(EventRow)
-                .where(EventRow.resource_version > after, EventRow.resource_version <= latest)
-                .order_by(EventRow.resource_version)
+                select(EVENTS)
+                .where(EVENTS.c.resource_version > after, EVENTS.c.resource_version <= latest)
+                .order_by(EVENTS.c.resource_version)
                 .limit(limit)
             )
             if kind is not None:
-                query = query.where(EventRow.kind == kind)
+                query = query.where(EVENTS.c.kind == kind)
             rows = connection.execute(query).all()
         events = [
             WatchEvent(
@@ -282,7 +282,7 @@ class Store:
             _expect(current, expected_version)
             version = _next_version(connection)
             connection.execute(
-                delete(ResourceRow).where(ResourceRow.kind == kind, ResourceRow.name == name)
+                delete(RESOURCES).where(RESOURCES.c.kind == kind, RESOURCES.c.name == name)
             )
             gone = _with_version(current, version)
             self._event(connection, "DELETED", gone, current.labels)
@@ -424,7 +424,7 @@ class Store:
             created_at=now,
             updated_at=now,
         )
-        connection.execute(insert(ResourceRow).values(**_row_values(created)))
+        connection.execute(_INSERT_RESOURCE, _row_values(created))
         self._event(connection, "ADDED", created, None)
         self.audit.append(
             connection,
@@ -501,14 +501,13 @@ class Store:
         self, connection: Connection, current: StoredResource, updated: StoredResource
     ) -> None:
         result = connection.execute(
-            update(ResourceRow)
-            .where(
-                ResourceRow.kind == current.kind,
-                ResourceRow.name == current.name,
-                # Belt and braces: the write lock already makes this hold.
-                ResourceRow.resource_version == current.resource_version,
-            )
-            .values(**_row_values(updated))
+            _UPDATE_RESOURCE,
+            {
+                **{f"new_{key}": value for key, value in _row_values(updated).items()},
+                "old_kind": current.kind,
+                "old_name": current.name,
+                "old_version": current.resource_version,
+            },
         )
         if result.rowcount != 1:
             raise Conflict(
@@ -524,15 +523,16 @@ class Store:
         prev_labels: dict[str, str] | None,
     ) -> None:
         connection.execute(
-            insert(EventRow).values(
-                resource_version=resource.resource_version,
-                type=type_,
-                kind=resource.kind,
-                name=resource.name,
-                object=resource.to_document(),
-                prev_labels=prev_labels,
-                created_at=resource.updated_at,
-            )
+            _INSERT_EVENT,
+            {
+                "resource_version": resource.resource_version,
+                "type": type_,
+                "kind": resource.kind,
+                "name": resource.name,
+                "object": resource.to_document(),
+                "prev_labels": prev_labels,
+                "created_at": resource.updated_at,
+            },
         )
         if resource.resource_version % _COMPACT_EVERY == 0:
             self._compact(connection, resource.resource_version)
@@ -541,40 +541,59 @@ class Store:
         horizon = version - self.event_history
         if horizon <= _counter(connection, COMPACTED_THROUGH):
             return
-        connection.execute(delete(EventRow).where(EventRow.resource_version <= horizon))
+        connection.execute(delete(EVENTS).where(EVENTS.c.resource_version <= horizon))
         connection.execute(
-            update(CounterRow).where(CounterRow.name == COMPACTED_THROUGH).values(value=horizon)
+            update(COUNTERS).where(COUNTERS.c.name == COMPACTED_THROUGH).values(value=horizon)
         )
 
 
 # ------------------------------------------------------------------ helpers
 
 
+# Statements on the write path are built once with bound parameters: building
+# and cache-keying a statement per call costs more CPU than SQLite's work.
+_COLUMNS = [column.name for column in RESOURCES.columns]
+_INSERT_RESOURCE = insert(RESOURCES)
+_INSERT_EVENT = insert(EVENTS)
+_UPDATE_RESOURCE = (
+    update(RESOURCES)
+    .where(
+        RESOURCES.c.kind == bindparam("old_kind"),
+        RESOURCES.c.name == bindparam("old_name"),
+        # Belt and braces: the write lock already makes this hold.
+        RESOURCES.c.resource_version == bindparam("old_version"),
+    )
+    .values({name: bindparam(f"new_{name}") for name in _COLUMNS})
+)
+_SELECT_RESOURCE = select(RESOURCES).where(
+    RESOURCES.c.kind == bindparam("kind"), RESOURCES.c.name == bindparam("name")
+)
+_SELECT_COUNTER = select(COUNTERS.c.value).where(COUNTERS.c.name == bindparam("name"))
+_NEXT_VERSION = (
+    update(COUNTERS)
+    .where(COUNTERS.c.name == RESOURCE_VERSION)
+    .values(value=COUNTERS.c.value + 1)
+    .returning(COUNTERS.c.value)
+)
+
+
 def _counter(connection: Connection, name: str) -> int:
-    value = connection.execute(select(CounterRow.value).where(CounterRow.name == name)).scalar()
+    value = connection.execute(_SELECT_COUNTER, {"name": name}).scalar()
     return int(value or 0)
 
 
 def _next_version(connection: Connection) -> int:
     """One more than the last version; runs under the write lock, so in commit order."""
-    value = connection.execute(
-        update(CounterRow)
-        .where(CounterRow.name == RESOURCE_VERSION)
-        .values(value=CounterRow.value + 1)
-        .returning(CounterRow.value)
-    ).scalar_one()
-    return int(value)
+    return int(connection.execute(_NEXT_VERSION).scalar_one())
 
 
 def _load(connection: Connection, kind: str, name: str) -> StoredResource | None:
-    row = connection.execute(
-        select(ResourceRow).where(ResourceRow.kind == kind, ResourceRow.name == name)
-    ).first()
+    row = connection.execute(_SELECT_RESOURCE, {"kind": kind, "name": name}).first()
     return _record(row) if row is not None else None
 
 
 def _record(source: Any) -> StoredResource:
-    """A row of ``select(ResourceRow)`` (Core rows: columns as attributes)."""
+    """A row of ``select(RESOURCES)`` (Core rows: columns as attributes)."""
     return StoredResource(
         kind=source.kind,
         name=source.name,
@@ -630,7 +649,7 @@ def _run_check(
         (resource.kind, resource.name): resource
         for resource in (
             _record(row)
-            for row in connection.execute(select(ResourceRow)).all()
+            for row in connection.execute(select(RESOURCES)).all()
         )
     }
     for kind, name, preview in changes:
@@ -640,4 +659,4 @@ def _run_check(
 
 def count_resources(engine: Engine) -> int:
     with read_transaction(engine) as connection:
-        return int(connection.execute(select(func.count()).select_from(ResourceRow)).scalar_one())
+        return int(connection.execute(select(func.count()).select_from(RESOURCES)).scalar_one())

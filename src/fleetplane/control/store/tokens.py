@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -10,7 +11,7 @@ from fleetplane.control.store.audit import AuditEntry
 from fleetplane.control.store.database import read_transaction
 from fleetplane.control.store.errors import NotFound
 from fleetplane.control.store.repository import Store
-from fleetplane.control.store.schema import TokenRow
+from fleetplane.control.store.schema import TOKENS
 from fleetplane.security.clock import as_utc
 from fleetplane.security.rbac import Role
 from fleetplane.security.tokens import TokenRecord
@@ -28,7 +29,7 @@ def _parse(text: str | None) -> datetime | None:
     return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
-def _record(row: TokenRow) -> TokenRecord:
+def _record(row: Any) -> TokenRecord:
     expires = _parse(row.expires_at)
     created = _parse(row.created_at)
     assert expires is not None and created is not None, "written by save_token"
@@ -50,7 +51,7 @@ def save_token(store: Store, record: TokenRecord, *, actor: str) -> None:
 def insert_token(connection: Connection, store: Store, record: TokenRecord, *, actor: str) -> None:
     """Insert a token record and its audit entry in the caller's write transaction."""
     connection.execute(
-        insert(TokenRow).values(
+        insert(TOKENS).values(
             id=record.token_id,
             name=record.name,
             role=record.role.value,
@@ -79,32 +80,32 @@ def insert_token(connection: Connection, store: Store, record: TokenRecord, *, a
 
 def find_token(store: Store, token_id: str) -> TokenRecord | None:
     with read_transaction(store.engine) as connection:
-        row = connection.execute(select(TokenRow).where(TokenRow.id == token_id)).first()
-    return _record(row) if row is not None else None  # type: ignore[arg-type]
+        row = connection.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
+    return _record(row) if row is not None else None
 
 
 def list_tokens(store: Store) -> list[tuple[TokenRecord, str]]:
     """Every token record with who created it, oldest first."""
     with read_transaction(store.engine) as connection:
-        rows = connection.execute(select(TokenRow).order_by(TokenRow.created_at)).all()
-    return [(_record(row), row.created_by) for row in rows]  # type: ignore[arg-type]
+        rows = connection.execute(select(TOKENS).order_by(TOKENS.c.created_at)).all()
+    return [(_record(row), row.created_by) for row in rows]
 
 
 def count_tokens(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).select_from(TokenRow)).scalar_one())
+    return int(connection.execute(select(func.count()).select_from(TOKENS)).scalar_one())
 
 
 def revoke_token(store: Store, token_id: str, *, actor: str, now: datetime) -> TokenRecord:
     def write(connection: Connection) -> TokenRecord:
-        row = connection.execute(select(TokenRow).where(TokenRow.id == token_id)).first()
+        row = connection.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
         if row is None:
             raise NotFound("ApiToken", token_id)
-        record = _record(row)  # type: ignore[arg-type]
+        record = _record(row)
         revoked = record.revoke(now=now)
         if record.revoked_at is None:
             connection.execute(
-                update(TokenRow)
-                .where(TokenRow.id == token_id)
+                update(TOKENS)
+                .where(TOKENS.c.id == token_id)
                 .values(revoked_at=_iso(revoked.revoked_at))
             )
             store.audit.append(

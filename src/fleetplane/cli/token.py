@@ -1,0 +1,94 @@
+"""``fleetplane token create|list|revoke``: API tokens for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fleetplane.cli.client import CA_OPTION, SERVER_OPTION, TOKEN_OPTION, connect
+from fleetplane.cli.main import app
+from fleetplane.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    emit_document,
+    stderr,
+    stdout,
+    user_errors,
+)
+
+token_app = typer.Typer(help="Create, list and revoke API tokens (admin).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+@user_errors
+def create(
+    name: str = typer.Option(..., "--name", help="Who the token is for (login or e-mail)."),
+    role: str = typer.Option(..., "--role", help="admin, operator or viewer."),
+    ttl: str = typer.Option("30d", "--ttl", help="Lifetime, e.g. 12h, 30d."),
+    output: OutputFormat = OUTPUT_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_cert: Path | None = CA_OPTION,
+) -> None:
+    """Create a token; it is printed once on stdout and never shown again."""
+    with connect(server, token, ca_cert) as client:
+        created = client.request(
+            "POST", "/api/v1/tokens", json={"name": name, "role": role, "ttl": ttl}
+        )
+    if output is not OutputFormat.table:
+        emit_document(created, output)
+        return
+    stderr.print(
+        f"token {created['id']} for {created['name']} ({created['role']}), expires "
+        f"{created['expiresAt']}; shown once, store it now:",
+        highlight=False,
+        markup=False,
+    )
+    print(created["token"])
+
+
+@token_app.command("list")
+@user_errors
+def list_tokens(
+    output: OutputFormat = OUTPUT_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_cert: Path | None = CA_OPTION,
+) -> None:
+    """List tokens (ids, names, roles, expiry; never secrets)."""
+    with connect(server, token, ca_cert) as client:
+        listing = client.get("/api/v1/tokens")
+    if output is not OutputFormat.table:
+        emit_document(listing, output)
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "NAME", "ROLE", "CREATED", "EXPIRES", "STATE"):
+        table.add_column(column)
+    for item in listing["items"]:
+        state = "revoked" if item["revokedAt"] else "expired" if item["expired"] else "active"
+        table.add_row(
+            item["id"], item["name"], item["role"], item["createdAt"][:19],
+            item["expiresAt"][:19], state,
+        )
+    stdout.print(table)
+
+
+@token_app.command("revoke")
+@user_errors
+def revoke(
+    token_id: str = typer.Argument(..., help="Token id (the part after fp_, or the whole token)."),
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_cert: Path | None = CA_OPTION,
+) -> None:
+    """Revoke a token at once; requests with it are refused from now on."""
+    if token_id.startswith("fp_"):
+        token_id = token_id.split("_")[1]
+    with connect(server, token, ca_cert) as client:
+        revoked = client.request("DELETE", f"/api/v1/tokens/{token_id}")
+    stdout.print(
+        f"token {revoked['id']} ({revoked['name']}) revoked", highlight=False, markup=False
+    )
