@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from fleetplane.cli.client import CA_OPTION, SERVER_OPTION, TOKEN_OPTION, connect
+from fleetplane.cli.columns import print_columns
 from fleetplane.cli.main import app
 from fleetplane.cli.output import OUTPUT_OPTION, OutputFormat, emit_document, stdout, user_errors
 from fleetplane.errors import FleetplaneError
@@ -36,13 +36,11 @@ def log(
     if output is not OutputFormat.table:
         emit_document(listing, output)
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("SEQ", "TIME", "ACTOR", "ACTION", "TARGET"):
-        table.add_column(column)
+    rows = []
     for item in listing["items"]:
         target = f"{item['kind']}/{item['name']}" if item["name"] else item["kind"]
-        table.add_row(str(item["seq"]), item["time"][:23], item["actor"], item["action"], target)
-    stdout.print(table)
+        rows.append([str(item["seq"]), item["time"][:23], item["actor"], item["action"], target])
+    print_columns(("SEQ", "TIME", "ACTOR", "ACTION", "TARGET"), rows)
 
 
 @audit_app.command("verify")

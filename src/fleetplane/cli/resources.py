@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from fleetplane.cli.client import (
     API,
@@ -23,6 +22,7 @@ from fleetplane.cli.client import (
     Unreachable,
     connect,
 )
+from fleetplane.cli.columns import print_columns
 from fleetplane.cli.main import app
 from fleetplane.cli.output import (
     OUTPUT_OPTION,
@@ -207,7 +207,7 @@ def get(
     if output in (GetFormat.yaml, GetFormat.json):
         emit_document(document, OutputFormat(output.value))
         return
-    stdout.print(_table(items, wide=output is GetFormat.wide))
+    _table(items, wide=output is GetFormat.wide)
 
 
 def _age(timestamp: str | None) -> str:
@@ -221,17 +221,15 @@ def _age(timestamp: str | None) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def _table(items: list[dict[str, Any]], *, wide: bool) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    columns = ["NAME", "VERSION", "GENERATION", "AGE"]
+def _table(items: list[dict[str, Any]], *, wide: bool) -> None:
+    headers = ["NAME", "VERSION", "GENERATION", "AGE"]
     if wide:
-        columns += ["LABELS", "STATUS"]
-    for column in columns:
-        table.add_column(column)
+        headers += ["LABELS", "STATUS"]
+    rows = []
     for item in items:
         metadata = item.get("metadata", {})
         row = [
-            metadata.get("name", ""),
+            str(metadata.get("name", "")),
             str(metadata.get("resourceVersion", "")),
             str(metadata.get("generation", "")),
             _age(metadata.get("creationTimestamp")),
@@ -240,8 +238,8 @@ def _table(items: list[dict[str, Any]], *, wide: bool) -> Table:
             labels = ",".join(f"{k}={v}" for k, v in sorted(metadata.get("labels", {}).items()))
             status = item.get("status") or {}
             row += [labels or "-", str(status.get("reachability", "-"))]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    print_columns(headers, rows)
 
 
 # -------------------------------------------------------------- describe

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from fleetplane.cli.client import CA_OPTION, SERVER_OPTION, TOKEN_OPTION, connect
+from fleetplane.cli.columns import print_columns
 from fleetplane.cli.main import app
 from fleetplane.cli.output import (
     OUTPUT_OPTION,
@@ -64,16 +64,20 @@ def list_tokens(
     if output is not OutputFormat.table:
         emit_document(listing, output)
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "NAME", "ROLE", "CREATED", "EXPIRES", "STATE"):
-        table.add_column(column)
+    rows = []
     for item in listing["items"]:
         state = "revoked" if item["revokedAt"] else "expired" if item["expired"] else "active"
-        table.add_row(
-            item["id"], item["name"], item["role"], item["createdAt"][:19],
-            item["expiresAt"][:19], state,
+        rows.append(
+            [
+                item["id"],
+                item["name"],
+                item["role"],
+                item["createdAt"][:19],
+                item["expiresAt"][:19],
+                state,
+            ]
         )
-    stdout.print(table)
+    print_columns(("ID", "NAME", "ROLE", "CREATED", "EXPIRES", "STATE"), rows)
 
 
 @token_app.command("revoke")
