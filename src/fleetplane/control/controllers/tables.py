@@ -1,4 +1,4 @@
-"""Tables owned by the controllers and the agent port: leases, desired-state revisions, agent credentials.
+"""Tables of the controllers and the agent port: leases, site revisions, agent credentials.
 
 They live in their own metadata, created idempotently by the server that
 needs them (under the store's write lock, so replicas starting together do

@@ -1,0 +1,72 @@
+"""Wake-ups for a controller when resources of some kinds change (heartbeats ignored)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from fleetplane.control.plane import ControlPlane
+from fleetplane.control.store.errors import Expired
+
+
+class ChangeFeed:
+    """Reads the store's event log from where it last looked, for the given kinds.
+
+    A Site event counts only when its spec, labels or reachability changed:
+    agents write their status every few seconds, and that is no reason to plan.
+    """
+
+    def __init__(self, plane: ControlPlane, kinds: Sequence[str], idle: float = 30.0) -> None:
+        self.plane = plane
+        self.kinds = tuple(kinds)
+        self.idle = idle
+        self._seen = 0
+        self._sites: dict[str, tuple[Any, ...]] = {}
+
+    async def start(self) -> None:
+        self._seen = await asyncio.to_thread(self.plane.store.current_version)
+        resources, _ = await asyncio.to_thread(self.plane.store.list_resources, "Site")
+        self._sites = {r.name: _site_key(r.to_document()) for r in resources}
+
+    async def next_change(self) -> None:
+        """Return once a relevant change committed after the last look."""
+        while not await self.drain():
+            await self.plane.notifier.wait_for(self._seen, self.idle)
+
+    async def drain(self) -> bool:
+        """Consume everything committed so far; True if any of it was relevant."""
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> bool:
+        relevant = False
+        latest = self._seen
+        for kind in self.kinds:
+            try:
+                batch = self.plane.store.events_since(self._seen, kind=kind, limit=1_000_000)
+            except Expired:
+                relevant = True
+                latest = max(latest, self.plane.store.current_version())
+                continue
+            latest = max(latest, batch.through)
+            for event in batch.events:
+                relevant |= self._matters(event.type, event.kind, event.name, event.object)
+        self._seen = latest
+        return relevant
+
+    def _matters(self, type_: str, kind: str, name: str, document: dict[str, Any]) -> bool:
+        if kind != "Site":
+            return True
+        key = _site_key(document) if type_ != "DELETED" else None
+        before = self._sites.get(name)
+        if key is None:
+            self._sites.pop(name, None)
+        else:
+            self._sites[name] = key
+        return key != before
+
+
+def _site_key(document: dict[str, Any]) -> tuple[Any, ...]:
+    status = document.get("status") or {}
+    metadata = document.get("metadata") or {}
+    return (document.get("spec"), metadata.get("labels"), status.get("reachability"))

@@ -1,0 +1,73 @@
+"""What each site must run, derived from a Placement and the fleet (pure; no store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetplane.model.desired_state import DesiredWorkload, LocalFailover
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.placement import Placement
+from fleetplane.model.workload import Workload
+
+
+def site_workloads(placement: Placement, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
+    """Per site, the JSON form of its ``DesiredWorkload`` list (sorted: equal plans compare equal).
+
+    Every site of the fleet gets an entry, empty when nothing runs there:
+    an agent must learn that its last workload was moved away.
+    """
+    by_site: dict[str, list[dict[str, Any]]] = {name: [] for name in fleet.sites}
+    for placed in placement.spec.workloads:
+        workload = fleet.workloads.get(placed.workload)
+        if workload is None:
+            continue
+        per_site: dict[str, int] = {}
+        for assignment in placed.assignments:
+            if assignment.site not in by_site:
+                continue
+            per_site[assignment.site] = per_site.get(assignment.site, 0) + 1
+            # A workload split over two pools of one site gets one entry per pool.
+            entry_name = placed.workload if per_site[assignment.site] == 1 else (
+                f"{placed.workload}@{assignment.pool}"
+            )
+            item = DesiredWorkload(
+                workload=entry_name,
+                workload_class=workload.spec.class_,
+                pool=assignment.pool,
+                profile=assignment.profile,
+                replicas=assignment.replicas,
+                resources=workload.spec.resources,
+                runtime=workload.spec.runtime,
+                sources=dict(assignment.sources),
+                secrets=list(workload.spec.secrets),
+                env=dict(workload.spec.env),
+                failover=_failover(fleet, workload, assignment.site, assignment.pool),
+            )
+            by_site[assignment.site].append(
+                item.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
+    for items in by_site.values():
+        items.sort(key=lambda item: (item["workload"], item["pool"]))
+    return by_site
+
+
+def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFailover:
+    """Other pools of the site with the accelerator kind it needs: where the agent may fail over."""
+    found = fleet.sites.get(site)
+    if found is None:
+        return LocalFailover()
+    request = workload.spec.resources.accelerator
+    wanted = {request.kind} if request is not None else set()
+    pools = []
+    for candidate in found.spec.node_pools:
+        if candidate.name == pool:
+            continue
+        kinds = {accelerator.kind for accelerator in candidate.accelerators}
+        if wanted <= kinds:
+            pools.append(candidate.name)
+    return LocalFailover(pools=pools, min_replicas=0)
+
+
+def referenced_secrets(workloads: list[dict[str, Any]]) -> frozenset[str]:
+    """Names of the Secrets one site's desired workloads deliver."""
+    return frozenset(name for item in workloads for name in item.get("secrets", []))

@@ -1,0 +1,185 @@
+"""Writes that must share one store transaction with rows of the controllers' own tables.
+
+The store's public methods each run their own transaction; these use its
+``run_write`` seam and the same per-row steps (``_insert``/``_update``/
+``_update_status``) so the resource, its watch event, its audit entry and
+our history row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from fleetplane.control.controllers.tables import SiteRevisionRow
+from fleetplane.control.store.errors import NotFound
+from fleetplane.control.store.records import StoredResource
+from fleetplane.control.store.repository import Desired, Store
+
+SDS_KIND = "SiteDesiredState"
+
+
+@dataclass(frozen=True)
+class SiteRevision:
+    site: str
+    revision: int
+    resource_version: int
+    document: dict[str, Any]
+
+
+def load_resource(
+    store: Store, connection: Connection, kind: str, name: str
+) -> StoredResource | None:
+    from fleetplane.control.store.repository import _load
+
+    return _load(connection, kind, name)
+
+
+def write_site_states(
+    store: Store,
+    specs: dict[str, dict[str, Any]],
+    *,
+    actor: str,
+    keep: int,
+) -> list[SiteRevision]:
+    """Write each site's new desired spec as its next revision, with history, in one transaction.
+
+    ``specs`` maps site → spec without ``revision``; sites whose workloads did
+    not change are skipped. Returns the revisions written.
+    """
+
+    def write(connection: Connection) -> list[SiteRevision]:
+        written = []
+        for site, spec in sorted(specs.items()):
+            current = load_resource(store, connection, SDS_KIND, site)
+            previous = int(current.spec.get("revision", 0)) if current is not None else 0
+            if current is not None and _same_content(current.spec, spec):
+                continue
+            revision = max(previous, _latest_revision(connection, site)) + 1
+            desired = Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
+                              {**spec, "site": site, "revision": revision})
+            if current is None:
+                stored = store._insert(connection, desired, actor, "derive")
+            else:
+                stored = store._update(connection, current, desired, actor, "derive")
+            document = stored.to_document()
+            connection.execute(
+                insert(SiteRevisionRow).values(
+                    site=site,
+                    revision=revision,
+                    resource_version=stored.resource_version,
+                    document=document,
+                )
+            )
+            connection.execute(
+                delete(SiteRevisionRow).where(
+                    SiteRevisionRow.site == site, SiteRevisionRow.revision <= revision - keep
+                )
+            )
+            written.append(SiteRevision(site, revision, stored.resource_version, document))
+        return written
+
+    return store.run_write(write)
+
+
+def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Equal workloads: the placement generation alone changing is no new revision."""
+    return bool(current.get("workloads", []) == new.get("workloads", []))
+
+
+def _latest_revision(connection: Connection, site: str) -> int:
+    value = connection.execute(
+        select(SiteRevisionRow.revision)
+        .where(SiteRevisionRow.site == site)
+        .order_by(SiteRevisionRow.revision.desc())
+        .limit(1)
+    ).scalar()
+    return int(value or 0)
+
+
+StatusChange = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+def write_statuses(
+    store: Store, changes: Sequence[tuple[str, str, StatusChange]]
+) -> list[StoredResource | Exception]:
+    """Apply several status changes in one transaction (heartbeats from many agents at once).
+
+    Each change sees the latest status and returns the new one; a change that
+    raises fails alone (its slot holds the exception), the others commit.
+    """
+
+    def write(connection: Connection) -> list[StoredResource | Exception]:
+        results: list[StoredResource | Exception] = []
+        for kind, name, change in changes:
+            current = load_resource(store, connection, kind, name)
+            if current is None:
+                results.append(NotFound(kind, name))
+                continue
+            try:
+                status = change(current.status)
+            except Exception as error:
+                results.append(error)
+                continue
+            results.append(store._update_status(connection, current, status))
+        return results
+
+    return store.run_write(write)
+
+
+def write_placement(
+    store: Store,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    *,
+    name: str,
+    actor: str,
+) -> StoredResource:
+    """Create or replace the Placement and its status (the diff) in one audited transaction."""
+
+    def write(connection: Connection) -> StoredResource:
+        current = load_resource(store, connection, "Placement", name)
+        desired = Desired("Placement", name, {}, {}, spec)
+        if current is None:
+            stored = store._insert(connection, desired, actor, "plan")
+        else:
+            stored = store._update(connection, current, desired, actor, "plan")
+        return store._update_status(connection, stored, status)
+
+    return store.run_write(write)
+
+
+def revisions_since(store: Store, site: str, after: int) -> tuple[list[SiteRevision], int | None]:
+    """Revisions of ``site`` above ``after`` in order, and the oldest one still kept."""
+    from fleetplane.control.store.database import read_transaction
+
+    with read_transaction(store.engine) as connection:
+        oldest = connection.execute(
+            select(SiteRevisionRow.revision)
+            .where(SiteRevisionRow.site == site)
+            .order_by(SiteRevisionRow.revision)
+            .limit(1)
+        ).scalar()
+        rows = connection.execute(
+            select(SiteRevisionRow)
+            .where(SiteRevisionRow.site == site, SiteRevisionRow.revision > after)
+            .order_by(SiteRevisionRow.revision)
+        ).all()
+    revisions = [SiteRevision(r.site, r.revision, r.resource_version, r.document) for r in rows]
+    return revisions, (int(oldest) if oldest is not None else None)
+
+
+def revisions_after_version(store: Store, version: int) -> list[SiteRevision]:
+    """Every revision written after global resource version ``version`` (for watchers)."""
+    from fleetplane.control.store.database import read_transaction
+
+    with read_transaction(store.engine) as connection:
+        rows = connection.execute(
+            select(SiteRevisionRow)
+            .where(SiteRevisionRow.resource_version > version)
+            .order_by(SiteRevisionRow.resource_version)
+        ).all()
+    return [SiteRevision(r.site, r.revision, r.resource_version, r.document) for r in rows]
