@@ -36,6 +36,40 @@ _SPEC_OPERATIONS: dict[str, tuple[str, dict[str, bool]]] = {
 }
 
 
+@router.post(
+    "/{name}/bootstrap-tokens",
+    status_code=201,
+    summary="A one-time token an agent of this site enrols with (shown once)",
+)
+async def bootstrap_token(
+    request: Request,
+    name: str,
+    ttl: str = "15m",
+    caller: Principal = Depends(authenticate),  # noqa: B008 - FastAPI dependency
+) -> dict[str, Any]:
+    plane = plane_of(request)
+    await require(request, caller, Verb.CREATE, "BootstrapToken", site=name)
+    limit(request, caller)
+    try:
+        lifetime = timedelta(seconds=parse_duration(ttl))
+    except ValueError as error:
+        raise ApiError(422, f"ttl {ttl!r}: {error} (e.g. 15m, 1h)") from None
+    try:
+        await run_in_threadpool(plane.store.get, "Site", name)
+    except NotFound:
+        raise ApiError(
+            404, f"site {name!r} not found: apply it before enrolling its agent"
+        ) from None
+    plaintext, record = create_bootstrap_token(name, lifetime, now=datetime.now(UTC))
+    await run_in_threadpool(save_bootstrap_token, plane.store, record, caller.name)
+    return {
+        "token": plaintext,
+        "tokenId": record.token_id,
+        "site": name,
+        "expiresAt": record.expires_at.isoformat(),
+    }
+
+
 @router.post("/{name}/{operation}", summary="Cordon, uncordon or drain a site, or declare it lost")
 async def site_operation(
     request: Request,
@@ -87,37 +121,3 @@ def _declare_lost(store: Any, name: str, actor: str) -> StoredResource:
 
     result: StoredResource = store.run_write(write)
     return result
-
-
-@router.post(
-    "/{name}/bootstrap-tokens",
-    status_code=201,
-    summary="A one-time token an agent of this site enrols with (shown once)",
-)
-async def bootstrap_token(
-    request: Request,
-    name: str,
-    ttl: str = "15m",
-    caller: Principal = Depends(authenticate),  # noqa: B008 - FastAPI dependency
-) -> dict[str, Any]:
-    plane = plane_of(request)
-    await require(request, caller, Verb.CREATE, "BootstrapToken", site=name)
-    limit(request, caller)
-    try:
-        lifetime = timedelta(seconds=parse_duration(ttl))
-    except ValueError as error:
-        raise ApiError(422, f"ttl {ttl!r}: {error} (e.g. 15m, 1h)") from None
-    try:
-        await run_in_threadpool(plane.store.get, "Site", name)
-    except NotFound:
-        raise ApiError(
-            404, f"site {name!r} not found: apply it before enrolling its agent"
-        ) from None
-    plaintext, record = create_bootstrap_token(name, lifetime, now=datetime.now(UTC))
-    await run_in_threadpool(save_bootstrap_token, plane.store, record, caller.name)
-    return {
-        "token": plaintext,
-        "tokenId": record.token_id,
-        "site": name,
-        "expiresAt": record.expires_at.isoformat(),
-    }

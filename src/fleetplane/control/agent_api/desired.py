@@ -1,0 +1,125 @@
+"""An agent's own desired state: revisions it missed (sinceRevision), or a watch of new ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from fleetplane.control.agent_api.identity import identity_of
+from fleetplane.control.api.auth import plane_of, require
+from fleetplane.control.api.status import ApiError
+from fleetplane.control.controllers.transactions import SiteRevision, revisions_since
+from fleetplane.control.plane import ControlPlane
+from fleetplane.control.store.errors import NotFound
+from fleetplane.security.rbac import Verb
+
+router = APIRouter(prefix="/apis/fleetplane/v1", tags=["agent desired state"])
+
+KEEPALIVE_SECONDS = 15.0
+
+
+class RevisionHub:
+    """One reader of new revisions for all watchers in this process; wakes the sites concerned."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self._events: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def event(self, site: str) -> asyncio.Event:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="revision-hub")
+        return self._events.setdefault(site, asyncio.Event())
+
+    async def _run(self) -> None:
+        from fleetplane.control.controllers.transactions import revisions_after_version
+
+        seen = self.plane.notifier.version
+        while True:
+            latest = await self.plane.notifier.wait_for(seen, KEEPALIVE_SECONDS)
+            if latest <= seen:
+                continue
+            fresh = await asyncio.to_thread(revisions_after_version, self.plane.store, seen)
+            seen = latest
+            for revision in fresh:
+                woken = self._events.pop(revision.site, None)
+                if woken is not None:
+                    woken.set()
+
+
+@router.get(
+    "/sitedesiredstates/{site}",
+    summary="The agent's desired state: latest, revisions since N, or a watch",
+    response_model=None,
+)
+async def desired_state(
+    request: Request,
+    site: str,
+    since_revision: Annotated[int | None, Query(alias="sinceRevision", ge=0)] = None,
+    watch: bool = False,
+) -> Response:
+    plane = plane_of(request)
+    identity = identity_of(request.scope)
+    if identity is None:
+        raise ApiError(401, "an agent certificate is required")
+    await require(
+        request, identity.principal(), Verb.WATCH if watch else Verb.GET, "SiteDesiredState",
+        name=site,
+    )
+    if watch:
+        hub: RevisionHub = request.app.state.revision_hub
+        return StreamingResponse(
+            _stream(plane, hub, site, since_revision or 0), media_type="application/x-ndjson"
+        )
+    if since_revision is None:
+        try:
+            current = await run_in_threadpool(plane.store.get, "SiteDesiredState", site)
+        except NotFound:
+            raise ApiError(404, f"no desired state for site {site!r} yet") from None
+        return JSONResponse(current.to_document())
+    revisions = await _missed(plane, site, since_revision)
+    return JSONResponse({"site": site, "items": [r.document for r in revisions]})
+
+
+async def _missed(plane: ControlPlane, site: str, since: int) -> list[SiteRevision]:
+    revisions, oldest = await run_in_threadpool(revisions_since, plane.store, site, since)
+    # Revision since+1 must still be kept, or the agent would skip some: it must jump to the latest.
+    if oldest is not None and since + 1 < oldest:
+        raise ApiError(
+            410,
+            f"revision {since} of site {site!r} is older than the oldest kept ({oldest}); "
+            "fetch the latest desired state and apply it",
+            reason="Expired",
+        )
+    return revisions
+
+
+async def _stream(
+    plane: ControlPlane, hub: RevisionHub, site: str, since: int
+) -> AsyncIterator[bytes]:
+    sent = since
+    while True:
+        woken = hub.event(site)
+        try:
+            revisions = await _missed(plane, site, sent)
+        except ApiError as error:
+            yield _line({"type": "ERROR", "object": {"code": error.code,
+                                                      "message": error.message}})
+            return
+        for revision in revisions:
+            yield _line({"type": "REVISION", "object": revision.document})
+            sent = revision.revision
+        try:
+            await asyncio.wait_for(woken.wait(), KEEPALIVE_SECONDS)
+        except TimeoutError:
+            yield _line({"type": "BOOKMARK", "object": {"revision": sent}})
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
