@@ -108,7 +108,7 @@ class Fault(Spec):
         }[self.type]
         given = [name for name in unused if name in self.model_fields_set]
         if given:
-            fields = ", ".join(self.model_fields[name].alias or name for name in given)
+            fields = ", ".join(Fault.model_fields[name].alias or name for name in given)
             raise ValueError(f"a {self.type} fault does not take {fields}")
         return self
 
@@ -123,6 +123,11 @@ class ScenarioSpec(Spec):
     detection_delay: Duration = 5.0
     routing: Literal["shares", "nearest", "leastLoaded"] = "shares"
     replications: PositiveInt = 1
+    pattern: Literal["poisson", "diurnal"] = Field(
+        default="poisson",
+        description="pattern of data sources not listed under traffic "
+        "(diurnal: sources without a diurnal shape stay at their peak rate)",
+    )
     # Added for the simulator; every field has a default, so older files still load.
     warmup: Duration = Field(
         default=0.0, description="requests sent before this are simulated but not counted"

@@ -50,8 +50,8 @@ def intensity(
     """The rate of one stream over the scenario: peak rate × share × scales × shape."""
     peak = source.spec.request_rate
     scale = spec.demand_scale * share
-    pattern = "poisson"
-    diurnal: list[float] | None = None
+    pattern: str = spec.pattern
+    diurnal: list[float] | None = source.spec.diurnal
     bursts = []
     if traffic is not None:
         peak = traffic.rate if traffic.rate is not None else peak
@@ -60,7 +60,7 @@ def intensity(
         diurnal = traffic.diurnal or source.spec.diurnal
         bursts = traffic.bursts
     edges = {0.0, spec.duration}
-    if pattern == "diurnal":
+    if pattern == "diurnal" and diurnal is not None:
         first = HOUR - math.fmod(spec.time_of_day, HOUR)
         edges.update(np.arange(first, spec.duration, HOUR).tolist())
     for burst in bursts:

@@ -40,7 +40,9 @@ def site(name: str, zone: str = "eu", tier: str = "edge", nodes: int = 4) -> Sit
     )
 
 
-def link(name: str, a: str, b: str, p50: str = "10ms", p99: str = "20ms", loss: float = 0.0) -> Link:
+def link(
+    name: str, a: str, b: str, p50: str = "10ms", p99: str = "20ms", loss: float = 0.0
+) -> Link:
     return Link.model_validate(
         {
             **_meta(name),
@@ -167,3 +169,42 @@ def single_queue(
 
 def single_placement(replicas: int = 1) -> Placement:
     return placement({"w": [{"site": "s1", "replicas": replicas, "sources": {"cam": 1.0}}]})
+
+
+def failover_fleet(rate: float = 100.0, loss: float = 0.0, servers: int = 4) -> Fleet:
+    """Source at site a; replicas at b (10 ms away) and c (20 ms away), all in one zone."""
+    return fleet(
+        site("a"),
+        site("b", tier="regional"),
+        site("c", tier="regional"),
+        link("a-b", "a", "b", "10ms", "20ms", loss=loss),
+        link("a-c", "a", "c", "20ms", "40ms"),
+        source("cam", "a", rate, size="100k"),
+        workload("w", ["cam"], concurrency=servers, p99="200ms"),
+    )
+
+
+def failover_placement(backup: bool = True, shares: tuple[float, float] = (1.0, 0.0)) -> Placement:
+    """``w`` on b (and on c when ``backup``); c gets no traffic unless its share is > 0."""
+    assignments: list[dict[str, Any]] = [
+        {"site": "b", "replicas": 1, "sources": {"cam": shares[0]} if shares[0] else {}}
+    ]
+    if backup:
+        assignments.append(
+            {"site": "c", "replicas": 1, "sources": {"cam": shares[1]} if shares[1] else {}}
+        )
+    return placement({"w": assignments})
+
+
+def assert_little(result: Any, tolerance: float = 0.02) -> None:
+    """Little's law L = λW holds in every replication."""
+    assert result.littles_law, "no replication reported Little's law"
+    for run in result.littles_law:
+        assert run.relative_error < tolerance, run
+
+
+def assert_conserved(result: Any) -> None:
+    """Every request has exactly one outcome, per workload and in total."""
+    for outcomes in [result.outcomes, *(w.outcomes for w in result.workloads)]:
+        parts = outcomes.ok + outcomes.late + outcomes.lost + outcomes.expired + outcomes.dropped
+        assert outcomes.requests == parts, outcomes
