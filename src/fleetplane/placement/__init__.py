@@ -1,0 +1,44 @@
+"""Placement: decide where every workload runs, predict its latency and cost, and say why.
+
+    from fleetplane.placement import plan
+    result = plan(fleet)                 # PlanResult
+    result.placement                     # the Placement resource (YAML via .to_document())
+    result.complete                      # False when some workloads are unplaceable
+
+The engine is a pipeline in the style of Nomad's scheduler — feasibility
+(hard filters, each with a reason) → scoring (cost model + policy) → solve
+(pluggable: ``fleetplane.placement.solvers``) → explain. docs/placement.md
+describes each stage; docs/policy.md the CEL rules.
+"""
+
+from __future__ import annotations
+
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.policy import PlacementPolicy
+from fleetplane.placement._internal.pipeline import PlanResult, Progress, default_policy, run
+from fleetplane.placement._internal.rules import Locate
+
+__all__ = ["PlanResult", "default_policy", "plan"]
+
+
+def plan(
+    fleet: Fleet,
+    policy: PlacementPolicy | None = None,
+    *,
+    solver: str = "greedy",
+    seed: int = 0,
+    locate: Locate | None = None,
+    progress: Progress | None = None,
+) -> PlanResult:
+    """Plan the whole fleet.
+
+    ``policy`` overrides the fleet's own PlacementPolicy (the bundled default
+    is used when there is neither). ``seed`` only breaks exact ties, so the
+    same inputs and seed always give the same Placement. ``locate`` maps
+    (kind, name, field path) to a source position for policy errors (the
+    loader's ``SourceMap.locate``); ``progress(stage, done, total)`` is called
+    as stages advance. Raises PolicyError for a rule that does not compile or
+    fails, ValidationError for inputs the engine cannot use, and
+    PlacementError if a solver ever returned a plan breaking a hard constraint.
+    """
+    return run(fleet, policy, solver=solver, seed=seed, locate=locate, progress=progress)

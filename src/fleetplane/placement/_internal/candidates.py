@@ -1,0 +1,93 @@
+"""The candidate table: for each workload, every (pool, profile) that passed every hard filter.
+
+This is the interface between feasibility/scoring and the solvers. A
+candidate is one node pool of one site running one hardware profile. Per
+candidate the table holds what a solver needs to decide and to price a
+decision, with no further access to the fleet:
+
+* resource use per replica (``demand(i)``: cpu, memory, accelerators of one
+  pool entry, peak watts), to charge against node and power capacity;
+* money per month: per replica (``rates``), per site (``model_cost``), per
+  data source routed here (``egress[s, i]`` for all of source ``s``), and the
+  policy's prefer penalty for the whole workload (``penalty``);
+* which data sources it may serve (``source_ok[s, i]``: residency, a network
+  path, and the latency targets met with no queueing at all) and the network
+  round trip from each (``rtt_mu``/``rtt_sigma``/``loss``), so that replica
+  counts for any set of sources can be computed (``sizing.replicas``).
+
+A solver returns :class:`Allocation`s (candidate, replicas, share of each
+source); ``verify`` re-checks them against every filter and capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetplane.placement._internal.capacity import Demand
+from fleetplane.placement._internal.cost import ReplicaRates
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+from fleetplane.placement._internal.workload_view import WorkloadView
+
+
+@dataclass
+class Candidates:
+    view: WorkloadView
+    row: IntArray
+    profile: IntArray
+    entry: IntArray
+    site: IntArray
+    domain: IntArray  # failure domain code of the site
+    storage: FloatArray  # seconds of storage reads per request
+    svc_mean: FloatArray
+    svc_cv: FloatArray
+    concurrency: IntArray
+    rates: ReplicaRates
+    model_cost: FloatArray
+    penalty: FloatArray
+    source_ok: BoolArray  # (sources × candidates)
+    rtt_mu: FloatArray  # (sources × candidates)
+    rtt_sigma: FloatArray
+    loss: FloatArray
+    egress: FloatArray  # (sources × candidates) money/month for all of a source's bytes
+    _demands: dict[int, Demand] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.row.size)
+
+    def demand(self, i: int) -> Demand:
+        """Resources one replica of candidate ``i`` takes."""
+        found = self._demands.get(i)
+        if found is None:
+            profile = self.view.profiles[int(self.profile[i])]
+            found = Demand(
+                cpu=self.view.cpu,
+                memory=self.view.memory,
+                entry=int(self.entry[i]),
+                accelerators=self.view.accelerators_per_replica(profile),
+                power=float(self.rates.peak_power[i]),
+            )
+            self._demands[i] = found
+        return found
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A solver's decision for one candidate: replicas and the share of each source served."""
+
+    candidate: int
+    replicas: int
+    shares: tuple[float, ...]  # per source of the workload: fraction of its traffic routed here
+    design_shares: tuple[float, ...]  # per source: fraction it must absorb (failover included)
+    nodes: tuple[tuple[int, int], ...] = ()  # (node within pool, replicas), filled when packed
+    weight: float = (
+        1.0  # share of the whole workload it carries normally (policy terms scale by it)
+    )
+
+
+def concat_rates(parts: list[ReplicaRates]) -> ReplicaRates:
+    return ReplicaRates(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ReplicaRates.__dataclass_fields__)
+    )

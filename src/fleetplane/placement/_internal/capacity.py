@@ -1,0 +1,150 @@
+"""What is left on every node and under every site's power budget, as the solver assigns.
+
+Capacity is tracked per node, not per pool: three replicas needing 6 of a
+node's 8 GPUs need three nodes, which pool-level totals would miss. Nodes of
+a pool are identical, so a pool's nodes are a contiguous slice of flat arrays
+and "how many replicas still fit" is a vectorised floor-division and sum.
+
+Replicas are packed first-fit in node order. The same :class:`CapacityState`
+replays any solver's assignments (``place`` raises nothing; it reports), so
+the final verification and every solver share one definition of "fits".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.placement._internal.fleet_index import FleetIndex, FloatArray, IntArray
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one replica takes: per node (cpu, memory, accelerators of one entry) and site power."""
+
+    cpu: float
+    memory: float
+    entry: int  # accelerator entry of the pool, -1 for none
+    accelerators: int
+    power: float  # peak watts counted against the site's power budget
+
+
+class CapacityState:
+    def __init__(self, index: FleetIndex) -> None:
+        self.index = index
+        counts = index.row_nodes
+        self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.free_cpu = np.repeat(index.row_cpu, counts).astype(np.float64)
+        self.free_memory = np.repeat(index.row_memory, counts).astype(np.float64)
+        self.free_acc = np.repeat(index.row_acc_count, counts, axis=0)
+        self.power_used = np.zeros(index.n_sites, dtype=np.float64)
+        self.version = np.zeros(index.n_rows, dtype=np.int64)
+
+    def copy(self) -> CapacityState:
+        clone = object.__new__(CapacityState)
+        clone.index = self.index
+        clone.start = self.start
+        clone.free_cpu = self.free_cpu.copy()
+        clone.free_memory = self.free_memory.copy()
+        clone.free_acc = self.free_acc.copy()
+        clone.power_used = self.power_used.copy()
+        clone.version = self.version.copy()
+        return clone
+
+    def power_left(self, sites: IntArray) -> FloatArray:
+        return np.asarray(self.index.site_power_budget[sites] - self.power_used[sites])
+
+    def _node_fits(self, nodes: IntArray, demand: Demand) -> IntArray:
+        fits = np.minimum(
+            np.floor((self.free_cpu[nodes] + _EPS) / demand.cpu),
+            np.floor((self.free_memory[nodes] + _EPS) / demand.memory),
+        )
+        if demand.entry >= 0 and demand.accelerators > 0:
+            fits = np.minimum(
+                fits, np.floor(self.free_acc[nodes, demand.entry] / demand.accelerators)
+            )
+        return np.maximum(fits, 0).astype(np.int64)
+
+    def fit_count(self, row: int, demand: Demand) -> int:
+        """How many more replicas fit on the pool, counting nodes and the site's power."""
+        nodes = np.arange(self.start[row], self.start[row + 1])
+        count = int(self._node_fits(nodes, demand).sum())
+        if demand.power > 0:
+            site = int(self.index.row_site[row])
+            left = self.index.site_power_budget[site] - self.power_used[site]
+            if np.isfinite(left):
+                count = min(count, int(np.floor((left + _EPS) / demand.power)))
+        return max(count, 0)
+
+    def fit_counts(self, rows: IntArray, demands: list[Demand]) -> IntArray:
+        """:meth:`fit_count` for many rows (one demand per row; demands differ by profile)."""
+        return np.array(
+            [self.fit_count(int(r), d) for r, d in zip(rows, demands, strict=True)], dtype=np.int64
+        )
+
+    def place(self, row: int, replicas: int, demand: Demand) -> list[tuple[int, int]] | None:
+        """Pack replicas first-fit into (node within pool, replicas); None if they do not fit."""
+        if replicas > self.fit_count(row, demand):
+            return None
+        first = int(self.start[row])
+        nodes = np.arange(first, self.start[row + 1])
+        fits = self._node_fits(nodes, demand)
+        placed: list[tuple[int, int]] = []
+        remaining = replicas
+        for node, fit in zip(nodes.tolist(), fits.tolist(), strict=True):
+            if remaining == 0:
+                break
+            take = min(fit, remaining)
+            if take:
+                self.take(node, take, demand)
+                placed.append((node - first, take))
+                remaining -= take
+        site = int(self.index.row_site[row])
+        self.power_used[site] += replicas * demand.power
+        self.version[row] += 1
+        self.version[self.index.rows_of_site(site)] += 1 if demand.power > 0 else 0
+        return placed
+
+    def release(
+        self, row: int, nodes: list[tuple[int, int]] | tuple[tuple[int, int], ...], demand: Demand
+    ) -> None:
+        """Give back replicas placed with :meth:`place` (node within pool, replicas)."""
+        first = int(self.start[row])
+        total = 0
+        for node, count in nodes:
+            self.take(first + node, -count, demand)
+            total += count
+        site = int(self.index.row_site[row])
+        self.power_used[site] -= total * demand.power
+        self.version[row] += 1
+
+    def take(self, node: int, replicas: int, demand: Demand) -> None:
+        self.free_cpu[node] -= replicas * demand.cpu
+        self.free_memory[node] -= replicas * demand.memory
+        if demand.entry >= 0:
+            self.free_acc[node, demand.entry] -= replicas * demand.accelerators
+
+    def overcommitted(self) -> list[str]:
+        """Every node or site whose allocations exceed what it has (empty when all is well)."""
+        problems = []
+        bad_nodes = np.flatnonzero(
+            (self.free_cpu < -_EPS)
+            | (self.free_memory < -_EPS)
+            | np.any(self.free_acc < -_EPS, axis=1)
+        )
+        for node in bad_nodes.tolist():
+            row = int(np.searchsorted(self.start, node, side="right") - 1)
+            problems.append(
+                f"{self.index.row_label(row)} node {node - int(self.start[row])} is over its "
+                f"cpu, memory or accelerators"
+            )
+        over = np.flatnonzero(self.power_used > self.index.site_power_budget + 1e-6)
+        for site in over.tolist():
+            problems.append(
+                f"site {self.index.sites[site].name} draws {self.power_used[site]:.0f} W, "
+                f"over its {self.index.site_power_budget[site]:.0f} W budget"
+            )
+        return problems

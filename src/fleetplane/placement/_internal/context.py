@@ -1,0 +1,113 @@
+"""Everything the stages share for one plan: the indexed fleet, network, matchers and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.policy import Objective
+from fleetplane.placement._internal.fleet_index import BoolArray, FleetIndex, IntArray, build_index
+from fleetplane.placement._internal.hardware import HardwareMatcher
+from fleetplane.placement._internal.images import (
+    ImageMatcher,
+    RuntimeRequirement,
+    parse_requirement,
+)
+from fleetplane.placement._internal.network import Network
+from fleetplane.placement._internal.rules import CompiledPolicy, RuleEvaluator
+from fleetplane.placement._internal.workload_view import WorkloadView, view_workload
+
+
+def failure_domains(index: FleetIndex, key: str) -> tuple[tuple[str, ...], IntArray]:
+    """Domain names and each site's domain code.
+
+    ``site`` makes every site its own domain. Any other key is a site label;
+    ``region`` falls back to the site's region field, and a site without the
+    label is a domain of its own (it shares a fate with no other site we know of).
+    """
+    names: list[str] = []
+    for site in index.sites:
+        if key == "site":
+            names.append(site.name)
+        elif key in site.metadata.labels:
+            names.append(f"{key}={site.metadata.labels[key]}")
+        elif key == "region":
+            names.append(f"region={site.spec.region}")
+        else:
+            names.append(f"site={site.name}")
+    unique = tuple(sorted(set(names)))
+    code = {n: i for i, n in enumerate(unique)}
+    return unique, np.array([code[n] for n in names], dtype=np.int64)
+
+
+@dataclass
+class PlanContext:
+    fleet: Fleet
+    index: FleetIndex
+    network: Network
+    policy: CompiledPolicy
+    rules: RuleEvaluator
+    hardware: HardwareMatcher
+    images: ImageMatcher
+    objective: Objective
+    domain_names: tuple[str, ...]
+    site_domain: IntArray
+    _views: dict[str, WorkloadView] = field(default_factory=dict)
+    _requirements: dict[str, RuntimeRequirement] = field(default_factory=dict)
+    _zone_rows: dict[tuple[int, ...], BoolArray] = field(default_factory=dict)
+    _media_rows: dict[tuple[str, ...], tuple[BoolArray, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, fleet: Fleet, policy: CompiledPolicy, *, cel_cache: bool = True) -> PlanContext:
+        index = build_index(fleet)
+        names, codes = failure_domains(index, policy.resource.spec.failure_domain)
+        return cls(
+            fleet=fleet,
+            index=index,
+            network=Network(fleet, index),
+            policy=policy,
+            rules=RuleEvaluator(index, policy, cache=cel_cache),
+            hardware=HardwareMatcher(index),
+            images=ImageMatcher(index, fleet),
+            objective=policy.resource.spec.objective,
+            domain_names=names,
+            site_domain=codes,
+        )
+
+    def view(self, name: str) -> WorkloadView:
+        found = self._views.get(name)
+        if found is None:
+            found = view_workload(self.fleet.workloads[name], self.fleet, self.index)
+            self._views[name] = found
+        return found
+
+    def requirement(self, view: WorkloadView) -> RuntimeRequirement:
+        found = self._requirements.get(view.name)
+        if found is None:
+            found = parse_requirement(view, self.fleet)
+            self._requirements[view.name] = found
+        return found
+
+    def rows_in_zones(self, zones: tuple[int, ...]) -> BoolArray:
+        """Rows whose site is in any of the zones (cached: few distinct zone sets exist)."""
+        found = self._zone_rows.get(zones)
+        if found is None:
+            site_ok = np.isin(self.index.site_zone, np.array(zones, dtype=np.int64))
+            found = site_ok[self.index.row_site]
+            self._zone_rows[zones] = found
+        return found
+
+    def storage_rows(self, media: tuple[str, ...]) -> tuple[BoolArray, np.ndarray]:
+        """Per row: has an acceptable medium, and the fastest acceptable read latency."""
+        found = self._media_rows.get(media)
+        if found is None:
+            latency = np.full(self.index.n_rows, np.inf)
+            for row, pool in enumerate(self.index.pools):
+                for m in pool.storage:
+                    if not media or m.media in media:
+                        latency[row] = min(latency[row], m.read_latency)
+            found = (np.isfinite(latency), latency)
+            self._media_rows[media] = found
+        return found

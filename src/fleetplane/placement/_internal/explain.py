@@ -1,0 +1,162 @@
+"""Explain: why each workload went where it went, and why the others could not go anywhere.
+
+For a placed workload: each allocation's site, pool, profile, replicas,
+sources, cost terms and exact latency per source, and the policy rules that
+applied there. For an unplaceable one: how many sites failed each constraint
+(each site counted once, at the furthest filter any of its pools reached),
+one example per constraint, and the closest miss — the candidate that got
+furthest and missed by the smallest margin, e.g.
+``store-12/edge: p99 62ms > 50ms SLO from store-12-cams``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleetplane.model.placement import CostBreakdown, RejectionSummary, Unplaceable
+from fleetplane.model.units import format_duration
+from fleetplane.model.workload import PERCENTILES
+from fleetplane.placement._internal import feasibility
+from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.solve import Unplaced
+from fleetplane.placement._internal.verify import SourceLatency
+
+
+@dataclass(frozen=True)
+class AllocationExplanation:
+    site: str
+    pool: str
+    profile: str
+    replicas: int
+    failure_domain: str
+    sources: dict[str, float]
+    cost: CostBreakdown
+    latency: dict[str, dict[str, float]]  # source → {percentile name: seconds} at design load
+    rules: list[str]
+
+
+@dataclass
+class WorkloadExplanation:
+    workload: str
+    placed: bool
+    allocations: list[AllocationExplanation] = field(default_factory=list)
+    unplaceable: Unplaceable | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+def _label(q: float) -> str:
+    for key, value in PERCENTILES.items():
+        if value == q:
+            return key
+    return f"q{q:g}"
+
+
+def explain_allocation(
+    ctx: PlanContext,
+    cands: Candidates,
+    alloc: Allocation,
+    cost: CostBreakdown,
+    latencies: list[SourceLatency],
+    number: int,
+) -> AllocationExplanation:
+    view = cands.view
+    c = alloc.candidate
+    row = int(cands.row[c])
+    profile = view.profiles[int(cands.profile[c])]
+    latency: dict[str, dict[str, float]] = {}
+    for m in latencies:
+        if m.allocation == number:
+            latency[view.sources[m.source].name] = {
+                _label(q): value for (q, _), value in zip(view.targets, m.values, strict=True)
+            }
+    return AllocationExplanation(
+        site=ctx.index.site_of_row(row).name,
+        pool=ctx.index.pools[row].name,
+        profile=profile.hardware,
+        replicas=alloc.replicas,
+        failure_domain=ctx.domain_names[int(cands.domain[c])],
+        sources={view.sources[s].name: share for s, share in enumerate(alloc.shares) if share > 0},
+        cost=cost,
+        latency=latency,
+        rules=ctx.rules.fired(view, profile, row),
+    )
+
+
+def describe_placed(
+    view_name: str, allocations: list[AllocationExplanation], total: CostBreakdown
+) -> list[str]:
+    lines = []
+    sites = sorted({a.site for a in allocations})
+    replicas = sum(a.replicas for a in allocations)
+    lines.append(
+        f"{view_name}: {replicas} replica(s) on {len(sites)} site(s), "
+        f"{total.total:,.2f}/month (compute {total.compute:,.2f}, egress {total.egress:,.2f}, "
+        f"model distribution {total.model_distribution:,.2f}, energy {total.energy:,.2f})"
+    )
+    for a in allocations:
+        worst = ""
+        if a.latency:
+            src, values = max(a.latency.items(), key=lambda kv: max(kv[1].values()))
+            key = "p99" if "p99" in values else next(iter(values))
+            worst = f"; worst {key} {format_duration(values[key])} from {src}"
+        served = f" serving {len(a.sources)} source(s)" if a.sources else ""
+        lines.append(
+            f"  {a.site}/{a.pool} on {a.profile}: {a.replicas} replica(s){served}, "
+            f"{a.cost.total:,.2f}/month{worst}"
+        )
+        lines += [f"    rule {r}" for r in a.rules]
+    return lines
+
+
+def summarize_unplaceable(
+    ctx: PlanContext, cands: Candidates, verdict: Unplaced | None
+) -> Unplaceable:
+    """Counts per constraint, one example each, and the closest miss."""
+    view = cands.view
+    source = verdict.source if verdict is not None and verdict.code == "sources" else None
+    diagnosis = feasibility.diagnose(ctx, view, source)
+    by_site = diagnosis.by_site(ctx)
+    rejections = []
+    for stage, (_, label) in enumerate(feasibility.STAGES):
+        misses = [m for m in by_site.values() if m.stage == stage]
+        if not misses:
+            continue
+        example = min(misses, key=lambda m: (-m.stage, m.ratio, m.row, m.profile))
+        rejections.append(
+            RejectionSummary(
+                constraint=label,
+                sites=len(misses),
+                example=feasibility.reason(ctx, view, example),
+            )
+        )
+    closest = None
+    if by_site:
+        best = max(by_site.values(), key=lambda m: (m.stage, -m.ratio, -m.row, -m.profile))
+        closest = feasibility.reason(ctx, view, best)
+    feasible = [ctx.index.sites[s].name for s in diagnosis.feasible_sites(ctx)]
+    if verdict is None or cands.size == 0:
+        reason = f"no site passes every hard constraint ({ctx.index.n_sites} sites checked)"
+    elif verdict.code == "sources" and verdict.source is not None:
+        name = view.sources[verdict.source].name
+        reason = f"no site can serve data source {name} within every hard constraint"
+    else:
+        shown = ", ".join(feasible[:5]) + (
+            f" and {len(feasible) - 5} more" if len(feasible) > 5 else ""
+        )
+        reason = f"{verdict.detail}; site(s) passing every filter: {shown or 'none'}"
+    return Unplaceable(
+        workload=view.name,
+        reason=reason,
+        rejections=rejections,
+        closest_miss=closest,
+    )
+
+
+def describe_unplaceable(item: Unplaceable) -> list[str]:
+    lines = [f"{item.workload}: not placed — {item.reason}"]
+    for r in item.rejections:
+        lines.append(f"  {r.sites} site(s): {r.constraint} (e.g. {r.example})")
+    if item.closest_miss:
+        lines.append(f"  closest miss: {item.closest_miss}")
+    return lines

@@ -1,0 +1,722 @@
+"""Feasibility: the hard filters, run per workload over every (pool, profile) at once.
+
+Order matters for speed, never for the answer (a candidate must pass every
+filter). Each filter only looks at the rows the previous ones kept, so the
+cheap, selective ones go first:
+
+1. ``site``      — cordoned/draining sites: one boolean lookup.
+2. ``residency`` — zone set lookups; in a multi-zone fleet this alone removes
+                   most sites for every workload.
+3. ``hardware``  — accelerator kind/model/memory/count and CPU arch: answered
+                   once per kind of hardware (hardware.py), then an index.
+4. ``image``     — runtime and driver version ranges: once per (image, arch).
+5. ``storage``   — an acceptable storage medium when the workload reads.
+6. ``capacity``  — one replica fits on one node (cpu, memory).
+7. ``power``     — one replica's peak draw fits the site's power budget.
+8. ``deadline``  — a job's run time on the profile fits its deadline.
+9. ``network``   — a path from every data source the row would serve.
+10. ``latency``  — round trip + storage + service (no queueing: more replicas
+                   can always shorten the queue) meets every percentile target;
+                   needs the all-pairs path table and quantile math, so it runs
+                   on the few rows left, with cheap bounds first (prediction.py).
+11. ``policy``   — CEL ``require`` rules: the slowest per pair, so last, and
+                   cached by the fields each rule reads (rules.py).
+
+Request-serving workloads may split their data sources over several sites,
+so a row survives residency/network/latency if it can serve *some* source;
+which sources it may serve is kept per (source, row) for the solver. Jobs
+(training, batch) run in one place and must reach all their sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetplane.model.units import format_duration, format_size
+from fleetplane.model.workload import PERCENTILES
+from fleetplane.placement._internal import prediction
+from fleetplane.placement._internal.candidates import Candidates, concat_rates
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.cost import ReplicaRates, model_distribution, replica_rates
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+from fleetplane.placement._internal.hardware import check_pool
+from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView
+
+STAGES: tuple[tuple[str, str], ...] = (
+    ("site", "site cordoned or draining"),
+    ("residency", "data residency"),
+    ("hardware", "accelerator or CPU arch"),
+    ("image", "node image"),
+    ("storage", "storage media"),
+    ("capacity", "node too small"),
+    ("power", "power budget"),
+    ("deadline", "deadline"),
+    ("network", "no network path"),
+    ("latency", "latency SLO"),
+    ("policy", "policy rule"),
+)
+STAGE_INDEX = {key: i for i, (key, _) in enumerate(STAGES)}
+PASSED = len(STAGES)
+
+StageResult = tuple[BoolArray, FloatArray | None]
+StageFn = Callable[[PlanContext, WorkloadView, ProfileView, IntArray], StageResult]
+
+
+# -- row-level stages (the same functions serve screening and diagnosis) ---------------------
+
+
+def _site(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    return ~ctx.index.site_blocked[ctx.index.row_site[rows]], None
+
+
+def _zone_codes(ctx: PlanContext, names: list[str]) -> tuple[int, ...]:
+    return tuple(sorted(ctx.index.zones.index(z) for z in names if z in ctx.index.zones))
+
+
+def source_zone_ok(ctx: PlanContext, view: WorkloadView, rows: IntArray) -> BoolArray:
+    """(sources × rows): the row's site is in the zone the source's data must stay in."""
+    zones = ctx.index.site_zone[ctx.index.row_site[rows]]
+    return np.array([zones == s.zone for s in view.sources], dtype=bool).reshape(
+        len(view.sources), rows.size
+    )
+
+
+def _residency(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    ok = np.ones(rows.size, dtype=bool)
+    allowed = view.workload.spec.residency
+    if allowed:
+        ok &= ctx.rows_in_zones(_zone_codes(ctx, allowed))[rows]
+    if view.sources:
+        per_source = source_zone_ok(ctx, view, rows)
+        ok &= per_source.all(axis=0) if view.is_job else per_source.any(axis=0)
+    return ok, None
+
+
+def _hardware(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    return ctx.hardware.match(view, profile).ok[rows], None
+
+
+def _image(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    requirement = ctx.requirement(view)
+    return ctx.images.ok(requirement, profile.accelerator_model)[rows], None
+
+
+def _storage(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    reads = view.workload.spec.storage
+    if reads.reads == 0:
+        return np.ones(rows.size, dtype=bool), None
+    has, _ = ctx.storage_rows(tuple(sorted(reads.media)))
+    return has[rows], None
+
+
+def storage_latency(ctx: PlanContext, view: WorkloadView, rows: IntArray) -> FloatArray:
+    reads = view.workload.spec.storage
+    if reads.reads == 0:
+        return np.zeros(rows.size)
+    _, latency = ctx.storage_rows(tuple(sorted(reads.media)))
+    return np.asarray(reads.reads * latency[rows], dtype=np.float64)
+
+
+def _capacity(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    ratio = np.maximum(view.cpu / ctx.index.row_cpu[rows], view.memory / ctx.index.row_memory[rows])
+    return ratio <= 1.0 + 1e-9, ratio
+
+
+def replica_power(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> FloatArray:
+    """Peak watts of one replica: node share × node watts + accelerators + profile power."""
+    entry = ctx.hardware.match(view, profile).entry[rows]
+    accelerators = view.accelerators_per_replica(profile)
+    share = np.maximum(view.cpu / ctx.index.row_cpu[rows], view.memory / ctx.index.row_memory[rows])
+    if accelerators:
+        per_node = ctx.index.take_entry(ctx.index.row_acc_count, rows, entry)
+        share = np.maximum(share, accelerators / np.maximum(per_node, 1.0))
+    watts = np.minimum(share, 1.0) * ctx.index.row_node_watts[rows]
+    watts = watts + accelerators * ctx.index.take_entry(ctx.index.row_acc_watts, rows, entry)
+    return np.asarray(watts + profile.spec.power, dtype=np.float64)
+
+
+def _power(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    budget = ctx.index.site_power_budget[ctx.index.row_site[rows]]
+    if not np.isfinite(budget).any():
+        return np.ones(rows.size, dtype=bool), None
+    watts = replica_power(ctx, view, profile, rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(np.isfinite(budget), watts / budget, 0.0)
+    return ratio <= 1.0 + 1e-9, ratio
+
+
+def _deadline(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    deadline = view.workload.spec.slo.deadline
+    runtime = profile.spec.runtime
+    if not view.is_job or deadline is None or runtime is None:
+        return np.ones(rows.size, dtype=bool), None
+    ratio = runtime / deadline
+    return np.full(rows.size, ratio <= 1.0 + 1e-9), np.full(rows.size, ratio)
+
+
+def source_reachable(ctx: PlanContext, view: WorkloadView, rows: IntArray) -> BoolArray:
+    sites = ctx.index.row_site[rows]
+    return np.array(
+        [ctx.network.source(s.site).reachable[sites] for s in view.sources], dtype=bool
+    ).reshape(len(view.sources), rows.size)
+
+
+def _model_reachable(ctx: PlanContext, view: WorkloadView, rows: IntArray) -> BoolArray:
+    model = view.workload.spec.model
+    if model is None or model.updates_per_day == 0:
+        return np.ones(rows.size, dtype=bool)
+    return np.isfinite(ctx.network.hub_price()[ctx.index.row_site[rows]])
+
+
+def _network(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray
+) -> StageResult:
+    ok = _model_reachable(ctx, view, rows)
+    if view.sources:
+        per_source = source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)
+        ok &= per_source.all(axis=0) if view.is_job else per_source.any(axis=0)
+    return ok, None
+
+
+_STATIC: tuple[tuple[str, StageFn], ...] = (
+    ("site", _site),
+    ("residency", _residency),
+    ("hardware", _hardware),
+    ("image", _image),
+    ("storage", _storage),
+    ("capacity", _capacity),
+    ("power", _power),
+    ("deadline", _deadline),
+    ("network", _network),
+)
+
+
+def latency_parts(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, storage: FloatArray
+) -> prediction.Parts:
+    """(sources × rows) flattened: the request path from each source to each row."""
+    sites = ctx.index.row_site[rows]
+    n_src = len(view.sources)
+    mu = np.empty((n_src, rows.size))
+    sigma = np.empty((n_src, rows.size))
+    loss = np.empty((n_src, rows.size))
+    for i, src in enumerate(view.sources):
+        net = ctx.network.source(src.site)
+        mu[i], sigma[i], loss[i] = net.rtt_mu[sites], net.rtt_sigma[sites], net.loss[sites]
+    service = profile.service
+    assert service is not None  # request workloads have service times (model validation)
+    shape = (n_src, rows.size)
+    return prediction.Parts(
+        rtt_mu=mu.ravel(),
+        rtt_sigma=sigma.ravel(),
+        loss=loss.ravel(),
+        storage=np.broadcast_to(storage, shape).ravel().copy(),
+        svc_mean=np.full(n_src * rows.size, service.mean),
+        svc_cv=np.full(n_src * rows.size, service.cv),
+    )
+
+
+# -- screening: static stages, then latency bounds; exact latency is resolved in a batch ----
+
+
+@dataclass
+class ProfileRows:
+    """The rows of one profile that passed the static stages, with per-source state."""
+
+    profile: ProfileView
+    rows: IntArray
+    storage: FloatArray
+    source_ok: BoolArray  # (sources × rows); latency pending entries are True until resolved
+    parts: prediction.Parts | None = None
+    pending: list[tuple[int, float, float]] = field(default_factory=list)  # (flat index, q, target)
+
+
+@dataclass
+class Screened:
+    view: WorkloadView
+    profiles: list[ProfileRows]
+
+
+def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
+    """Static filters and latency bounds for every profile of one workload."""
+    out = []
+    all_rows = np.arange(ctx.index.n_rows, dtype=np.int64)
+    for profile in view.profiles:
+        rows = all_rows
+        for _, stage in _STATIC:
+            ok, _ = stage(ctx, view, profile, rows)
+            rows = rows[ok]
+            if not rows.size:
+                break
+        if not rows.size:
+            continue
+        storage = storage_latency(ctx, view, rows)
+        if view.sources:
+            source_ok = source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)
+        else:
+            source_ok = np.zeros((0, rows.size), dtype=bool)
+        entry = ProfileRows(profile, rows, storage, source_ok)
+        if view.targets and view.sources:
+            _bound_latency(ctx, view, entry)
+        out.append(entry)
+    return Screened(view, out)
+
+
+def _bound_latency(ctx: PlanContext, view: WorkloadView, entry: ProfileRows) -> None:
+    parts = latency_parts(ctx, view, entry.profile, entry.rows, entry.storage)
+    entry.parts = parts
+    flat_ok = entry.source_ok.ravel()
+    for q, target in view.targets:
+        live = np.flatnonzero(flat_ok)
+        if not live.size:
+            break
+        lower, upper = prediction.no_wait_bounds(np.full(live.size, q), parts.take(live))
+        flat_ok[live[lower > target * (1.0 + 1e-9)]] = False
+        unsure = live[(lower <= target * (1.0 + 1e-9)) & (upper > target)]
+        entry.pending.extend((int(i), q, target) for i in unsure.tolist())
+    entry.source_ok = flat_ok.reshape(entry.source_ok.shape)
+
+
+def resolve_latency(batch: list[Screened]) -> None:
+    """Exact no-queue quantiles for every undecided (source, row, target), in one call."""
+    owners: list[tuple[ProfileRows, int]] = []
+    parts: list[prediction.Parts] = []
+    levels: list[float] = []
+    targets: list[float] = []
+    for screened in batch:
+        for entry in screened.profiles:
+            if not entry.pending or entry.parts is None:
+                continue
+            idx = np.array([p[0] for p in entry.pending], dtype=np.int64)
+            parts.append(entry.parts.take(idx))
+            owners.extend((entry, int(i)) for i in idx.tolist())
+            levels.extend(p[1] for p in entry.pending)
+            targets.extend(p[2] for p in entry.pending)
+            entry.pending = []
+    if not owners:
+        return
+    merged = prediction.Parts(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in prediction.Parts.__dataclass_fields__
+        )
+    )
+    values = prediction.quantiles(np.array(levels), merged)
+    fails = values > np.array(targets) * (1.0 + 1e-9)
+    for (entry, flat), fail in zip(owners, fails.tolist(), strict=True):
+        if fail:
+            entry.source_ok.reshape(-1)[flat] = False
+
+
+def finish(ctx: PlanContext, screened: Screened) -> Candidates:
+    """Policy rules and prices for the rows that survived: the workload's candidate table."""
+    view = screened.view
+    pieces: list[_Piece] = []
+    for entry in screened.profiles:
+        rows, source_ok, storage = entry.rows, entry.source_ok, entry.storage
+        if view.sources:
+            keep = source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0)
+            rows, source_ok, storage = rows[keep], source_ok[:, keep], storage[keep]
+        if rows.size:
+            ok, _ = ctx.rules.require(view, entry.profile, rows)
+            rows, source_ok, storage = rows[ok], source_ok[:, ok], storage[ok]
+        if rows.size:
+            pieces.append(_price(ctx, view, entry.profile, rows, source_ok, storage))
+    return _assemble(ctx, view, pieces)
+
+
+@dataclass
+class _Piece:
+    profile: ProfileView
+    rows: IntArray
+    entry: IntArray
+    storage: FloatArray
+    rates: ReplicaRates
+    model_cost: FloatArray
+    penalty: FloatArray
+    source_ok: BoolArray
+    rtt_mu: FloatArray
+    rtt_sigma: FloatArray
+    loss: FloatArray
+    egress: FloatArray
+
+
+def _price(
+    ctx: PlanContext,
+    view: WorkloadView,
+    profile: ProfileView,
+    rows: IntArray,
+    source_ok: BoolArray,
+    storage: FloatArray,
+) -> _Piece:
+    index = ctx.index
+    entry = ctx.hardware.match(view, profile).entry[rows]
+    sites = index.row_site[rows]
+    n_src = len(view.sources)
+    mu = np.empty((n_src, rows.size))
+    sigma = np.empty((n_src, rows.size))
+    loss = np.empty((n_src, rows.size))
+    egress = np.empty((n_src, rows.size))
+    for i, src in enumerate(view.sources):
+        net = ctx.network.source(src.site)
+        mu[i], sigma[i], loss[i] = net.rtt_mu[sites], net.rtt_sigma[sites], net.loss[sites]
+        egress[i] = src.monthly_bytes / 1e9 * net.price[sites]
+    return _Piece(
+        profile=profile,
+        rows=rows,
+        entry=entry,
+        storage=storage,
+        rates=replica_rates(index, view, profile, rows, entry),
+        model_cost=model_distribution(view, ctx.network.hub_price(), sites),
+        penalty=ctx.rules.penalty(view, profile, rows),
+        source_ok=source_ok,
+        rtt_mu=mu,
+        rtt_sigma=sigma,
+        loss=loss,
+        egress=np.where(source_ok, egress, np.inf) if n_src else egress,
+    )
+
+
+def _assemble(ctx: PlanContext, view: WorkloadView, pieces: list[_Piece]) -> Candidates:
+    n_src = len(view.sources)
+
+    def cat(name: str) -> np.ndarray:
+        arrays = [getattr(p, name) for p in pieces]
+        return np.concatenate(arrays, axis=-1) if arrays else np.zeros(0)
+
+    def cat2(name: str) -> np.ndarray:
+        arrays = [getattr(p, name) for p in pieces]
+        return np.concatenate(arrays, axis=1) if arrays else np.zeros((n_src, 0))
+
+    rows = cat("rows").astype(np.int64)
+    profile_idx = (
+        np.concatenate([np.full(p.rows.size, p.profile.index, dtype=np.int64) for p in pieces])
+        if pieces
+        else np.zeros(0, dtype=np.int64)
+    )
+    services = [view.profiles[int(i)] for i in profile_idx.tolist()]
+    sites = ctx.index.row_site[rows]
+    return Candidates(
+        view=view,
+        row=rows,
+        profile=profile_idx,
+        entry=cat("entry").astype(np.int64),
+        site=sites,
+        domain=ctx.site_domain[sites],
+        storage=cat("storage"),
+        svc_mean=np.array([p.service.mean if p.service else 0.0 for p in services]),
+        svc_cv=np.array([p.service.cv if p.service else 0.0 for p in services]),
+        concurrency=np.array([p.spec.concurrency for p in services], dtype=np.int64),
+        rates=concat_rates([p.rates for p in pieces]) if pieces else _empty_rates(),
+        model_cost=cat("model_cost"),
+        penalty=cat("penalty"),
+        source_ok=cat2("source_ok").astype(bool),
+        rtt_mu=cat2("rtt_mu"),
+        rtt_sigma=cat2("rtt_sigma"),
+        loss=cat2("loss"),
+        egress=cat2("egress"),
+    )
+
+
+def _empty_rates() -> ReplicaRates:
+    empty = np.zeros(0)
+    return ReplicaRates(empty, empty, empty, empty, empty, empty)
+
+
+def candidates_for(ctx: PlanContext, views: list[WorkloadView]) -> list[Candidates]:
+    """The whole feasibility pass: screen each workload, resolve latency in one batch, finish."""
+    screened = [screen(ctx, v) for v in views]
+    resolve_latency(screened)
+    return [finish(ctx, s) for s in screened]
+
+
+# -- diagnosis: why a workload (or one of its sources) has no candidate ---------------------
+
+
+@dataclass(frozen=True)
+class Miss:
+    """The furthest a row got: the stage it failed, by how much (>1: over), and why in words."""
+
+    stage: int
+    ratio: float
+    row: int
+    profile: int
+    source: int | None = None
+
+
+@dataclass
+class Diagnosis:
+    misses: list[Miss]  # one per row that failed somewhere (best profile per row)
+    passed: list[int]  # rows where some profile passed every filter
+
+    def feasible_sites(self, ctx: PlanContext) -> list[int]:
+        return sorted({int(ctx.index.row_site[r]) for r in self.passed})
+
+    def by_site(self, ctx: PlanContext) -> dict[int, Miss]:
+        """Per infeasible site, its best miss: furthest stage first, then the smallest overshoot."""
+        feasible = set(self.feasible_sites(ctx))
+        best: dict[int, Miss] = {}
+        for miss in self.misses:
+            site = int(ctx.index.row_site[miss.row])
+            if site in feasible:
+                continue
+            current = best.get(site)
+            if current is None or _better(miss, current):
+                best[site] = miss
+        return best
+
+
+def _better(a: Miss, b: Miss) -> bool:
+    return (a.stage, -a.ratio, -a.row, -a.profile) > (b.stage, -b.ratio, -b.row, -b.profile)
+
+
+def diagnose(ctx: PlanContext, view: WorkloadView, source: int | None = None) -> Diagnosis:
+    """Run every stage on every row (no early exit) and keep each row's furthest failure.
+
+    With ``source`` the per-source stages (residency, network, latency) only
+    consider that data source: why can *it* not be served anywhere?
+    """
+    n = ctx.index.n_rows
+    all_rows = np.arange(n, dtype=np.int64)
+    best: dict[int, Miss] = {}
+    passed: set[int] = set()
+    for profile in view.profiles:
+        stage_of = np.full(n, PASSED, dtype=np.int64)
+        ratio_of = np.full(n, np.inf)
+        alive = all_rows
+        for key, stage in _STATIC:
+            ok, ratio = _stage_for_source(ctx, view, profile, alive, key, stage, source)
+            failed = alive[~ok]
+            stage_of[failed] = STAGE_INDEX[key]
+            if ratio is not None:
+                ratio_of[failed] = ratio[~ok]
+            alive = alive[ok]
+        if alive.size and view.targets and view.sources:
+            ok, ratio = latency_check(ctx, view, profile, alive, source)
+            stage_of[alive[~ok]] = STAGE_INDEX["latency"]
+            ratio_of[alive[~ok]] = ratio[~ok]
+            alive = alive[ok]
+        if alive.size:
+            ok, _ = ctx.rules.require(view, profile, alive)
+            stage_of[alive[~ok]] = STAGE_INDEX["policy"]
+            alive = alive[ok]
+        passed.update(alive.tolist())
+        for row in np.flatnonzero(stage_of < PASSED).tolist():
+            miss = Miss(int(stage_of[row]), float(ratio_of[row]), row, profile.index, source)
+            current = best.get(row)
+            if current is None or _better(miss, current):
+                best[row] = miss
+    return Diagnosis([best[r] for r in sorted(best) if r not in passed], sorted(passed))
+
+
+def _stage_for_source(
+    ctx: PlanContext,
+    view: WorkloadView,
+    profile: ProfileView,
+    rows: IntArray,
+    key: str,
+    stage: StageFn,
+    source: int | None,
+) -> StageResult:
+    if source is None or key not in ("residency", "network"):
+        return stage(ctx, view, profile, rows)
+    ok = source_zone_ok(ctx, view, rows)[source]
+    if key == "residency":
+        allowed = view.workload.spec.residency
+        if allowed:
+            ok &= ctx.rows_in_zones(_zone_codes(ctx, allowed))[rows]
+        return ok, None
+    return ok & source_reachable(ctx, view, rows)[source] & _model_reachable(ctx, view, rows), None
+
+
+def latency_check(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, source: int | None
+) -> tuple[BoolArray, FloatArray]:
+    """Exact no-queue check per row (any source, or the given one) and the overshoot ratio."""
+    storage = storage_latency(ctx, view, rows)
+    parts = latency_parts(ctx, view, profile, rows, storage)
+    n_src = len(view.sources)
+    usable = (source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)).ravel()
+    worst = np.zeros(n_src * rows.size)
+    for q, target in view.targets:
+        values = prediction.quantiles(np.full(parts.size, q), parts)
+        worst = np.maximum(worst, values / target)
+    table = np.where(usable, worst, np.inf).reshape(n_src, rows.size)
+    ratio = np.asarray(table[source] if source is not None else table.min(axis=0), dtype=np.float64)
+    return ratio <= 1.0 + 1e-9, ratio
+
+
+def reason(ctx: PlanContext, view: WorkloadView, miss: Miss) -> str:
+    """One row's failure in words, e.g. 'store-12/edge: p99 62ms > 50ms SLO from store-12-cams'."""
+    profile = view.profiles[miss.profile]
+    text = _REASONS[STAGES[miss.stage][0]](ctx, view, profile, miss.row, miss)
+    return f"{ctx.index.row_label(miss.row)}: {text}"
+
+
+def _why_site(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    spec = ctx.index.site_of_row(row).spec
+    return "site is cordoned" if spec.cordoned else "site is draining"
+
+
+def _why_residency(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    zone = ctx.index.site_of_row(row).spec.residency_zone
+    allowed = view.workload.spec.residency
+    if allowed and zone not in allowed:
+        return f"zone {zone} is not among the workload's zones {', '.join(allowed)}"
+    index = miss.source if miss.source is not None else None
+    sources = [view.sources[index]] if index is not None else list(view.sources)
+    others = sorted({ctx.index.zones[s.zone] for s in sources if ctx.index.zones[s.zone] != zone})
+    return f"zone {zone}; data must stay in {', '.join(others)}"
+
+
+def _why_hardware(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    _, why = check_pool(ctx.index.pools[row], profile, view.accelerator)
+    return why or "hardware does not match"
+
+
+def _why_image(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    pool = ctx.index.pools[row]
+    why = ctx.images.check(
+        pool.node_image, pool.arch, ctx.requirement(view), profile.accelerator_model
+    )
+    return why or "node image does not match"
+
+
+def _why_storage(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    media = view.workload.spec.storage.media
+    have: list[str] = [m.media for m in ctx.index.pools[row].storage] or ["none"]
+    wanted = ", ".join(media) if media else "any medium"
+    return f"workload reads storage ({wanted}); pool has {', '.join(have)}"
+
+
+def _why_capacity(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    pool = ctx.index.pools[row]
+    return (
+        f"one replica needs {view.cpu:g} cpu / {format_size(int(view.memory))}, "
+        f"a node has {pool.cpu:g} cpu / {format_size(pool.memory)}"
+    )
+
+
+def _why_power(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    rows = np.array([row], dtype=np.int64)
+    watts = float(replica_power(ctx, view, profile, rows)[0])
+    budget = ctx.index.site_of_row(row).spec.power_budget or 0.0
+    return f"one replica draws {watts:.0f} W, the site's budget is {budget:.0f} W"
+
+
+def _why_deadline(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    runtime = profile.spec.runtime or 0.0
+    deadline = view.workload.spec.slo.deadline or 0.0
+    return (
+        f"runs {format_duration(runtime)} on {profile.hardware}, "
+        f"deadline {format_duration(deadline)}"
+    )
+
+
+def _why_network(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    rows = np.array([row], dtype=np.int64)
+    if not _model_reachable(ctx, view, rows)[0]:
+        return "no network path from any model registry mirror"
+    reach = source_reachable(ctx, view, rows)[:, 0]
+    missing = [s.name for s, ok in zip(view.sources, reach.tolist(), strict=True) if not ok]
+    return f"no network path from {', '.join(missing[:3])}" if missing else "no network path"
+
+
+def _why_latency(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    rows = np.array([row], dtype=np.int64)
+    storage = storage_latency(ctx, view, rows)
+    parts = latency_parts(ctx, view, profile, rows, storage)
+    usable = (source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows))[:, 0]
+    candidates = (
+        [miss.source]
+        if miss.source is not None
+        else [i for i, ok in enumerate(usable.tolist()) if ok]
+    )
+    best: tuple[float, str] | None = None
+    for q, target in view.targets:
+        values = prediction.quantiles(np.full(parts.size, q), parts)
+        for i in candidates:
+            ratio = float(values[i] / target)
+            label = _percentile_label(q)
+            text = (
+                f"{label} {format_duration(float(values[i]))} > {format_duration(target)} SLO "
+                f"from {view.sources[i].name} (on {profile.hardware}, before queueing)"
+            )
+            if ratio > 1.0 and (best is None or ratio < best[0]):
+                best = (ratio, text)
+    return best[1] if best else "latency targets not met"
+
+
+def _why_policy(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
+) -> str:
+    rows = np.array([row], dtype=np.int64)
+    _, failed = ctx.rules.require(view, profile, rows)
+    index = int(failed[0])
+    if index < 0:
+        return "a policy rule does not hold"
+    rule = ctx.policy.resource.spec.rules[index]
+    return f"rule {rule.name!r} requires {rule.require}"
+
+
+_REASONS: dict[str, Callable[[PlanContext, WorkloadView, ProfileView, int, Miss], str]] = {
+    "site": _why_site,
+    "residency": _why_residency,
+    "hardware": _why_hardware,
+    "image": _why_image,
+    "storage": _why_storage,
+    "capacity": _why_capacity,
+    "power": _why_power,
+    "deadline": _why_deadline,
+    "network": _why_network,
+    "latency": _why_latency,
+    "policy": _why_policy,
+}
+
+
+def _percentile_label(q: float) -> str:
+    for key, value in PERCENTILES.items():
+        if value == q:
+            return key
+    return f"q{q:g}"

@@ -1,0 +1,547 @@
+"""The greedy solver: regret-ordered, capacity-aware, one workload at a time.
+
+Order. Each workload's *regret* is what it loses if it cannot have its best
+option: its second-best option on another site, priced for the same amount
+of work, minus the best. Workloads with one option (infinite regret) go
+first, then the largest regrets; ties go to the scarcer workload (fewer
+feasible sites), then to a permutation drawn from the seed, so the seed only
+ever breaks exact ties. Regrets are kept lazily: when a workload comes up and
+capacity on the rows of its best or second-best option changed since it was
+evaluated, it is re-evaluated and queued again instead of being placed on
+stale numbers.
+
+Request-serving workloads are placed by greedy facility location over their
+data sources ("stars"): every candidate offers to serve all still-unserved
+sources it may serve; the offer with the lowest objective per unit of demand
+served is taken, those sources are marked served, and the rest are offered
+again. A workload fed by 40 stores thus ends up on one hub when serving all
+40 there is cheaper per request than the stores' own boxes, on 40 boxes when
+those are cheaper, and on a mix when latency allows the hub only for some.
+
+Jobs (training, batch) need ``replicas.min`` independent tasks; they fill the
+candidate with the lowest objective per task with as many tasks as fit, then
+the next, so a full on-prem cluster overflows to the cloud.
+
+Availability ≥ 99.9% spreads every star (and a job's tasks) over two failure
+domains: a primary and a partner in another domain, *each sized for the
+whole peak* so that losing either domain still serves it, with traffic split
+evenly while both are up. Two full-size copies is the simplest rule that
+survives any single-domain loss; k > 2 domains at 1/(k-1) each would be
+cheaper and is a possible refinement.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.placement._internal import sizing
+from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.capacity import CapacityState
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+from fleetplane.placement._internal.scoring import Scorer
+from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced, needs_spread
+
+# How many primaries (in order of their own cost) are paired with a partner
+# before taking the best pair found: pairing is costly, and a primary far down
+# the order rarely makes the cheapest pair.
+MAX_PRIMARIES = 12
+
+
+@dataclass(frozen=True)
+class Option:
+    """One step: a primary candidate (and a partner when spread) serving ``group``.
+
+    ``work`` is what the step achieves, in the unit regret compares: the demand
+    share served (requests) or the number of tasks placed (jobs).
+    """
+
+    primary: int
+    replicas: int
+    group: BoolArray
+    cost: float
+    work: float
+    partner: int = -1
+    partner_replicas: int = 0
+
+    @property
+    def ratio(self) -> float:
+        return self.cost / self.work
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    best: Option
+    second: Option | None
+    stamp: tuple[tuple[int, int], ...]  # (row, capacity version) of the rows it relied on
+
+    @property
+    def regret(self) -> float:
+        if self.second is None:
+            return float("inf")
+        return self.second.ratio * self.best.work - self.best.cost
+
+
+class _Failure:
+    """Why no option was found, most specific reason winning."""
+
+    def __init__(self) -> None:
+        self.capacity = 0
+        self.no_partner = 0
+        self.unsizeable = 0
+        self.partner_domains: set[int] = set()
+
+    def verdict(self, cands: Candidates, uncovered: list[int]) -> Unplaced:
+        view = cands.view
+        if uncovered:
+            src = uncovered[0]
+            return Unplaced("sources", f"no candidate can serve {view.sources[src].name}", src)
+        if self.no_partner and not self.capacity:
+            sites = sorted({int(s) for s in cands.site.tolist()})
+            return Unplaced(
+                "availability",
+                f"availability {view.availability:.4%} needs two failure domains able to take "
+                f"all of the load, but the candidates that can ({len(sites)} site(s)) "
+                "leave no second domain for at least one data source",
+            )
+        if self.capacity:
+            return Unplaced(
+                "capacity",
+                f"{self.capacity} candidate(s) could serve it, but their nodes or power budgets "
+                "are taken by workloads placed earlier",
+            )
+        return Unplaced(
+            "replicas",
+            f"needs more than {view.max_replicas} replicas (replicas.max) at every candidate",
+        )
+
+
+class _Planner:
+    def __init__(self, cands: Candidates, scorer: Scorer, full_replicas: IntArray) -> None:
+        self.cands = cands
+        self.scorer = scorer
+        self.full = full_replicas
+        view = cands.view
+        self.is_job = view.is_job
+        self.n_src = len(view.sources)
+        self.rates = sizing.design_rates(cands)
+        self.weights = scorer.source_weight
+        self.spread = needs_spread(cands)
+        self.tasks = view.min_replicas
+        self.sites = int(np.unique(cands.site).size)
+        self.evaluation: Evaluation | None = None
+        self.failure = _Failure()
+        self._sizes: dict[tuple[int, bytes], int] = {}
+
+    # -- sizing and capacity --------------------------------------------------------------
+
+    def _size(self, idx: IntArray, groups: BoolArray, reuse: BoolArray | None = None) -> IntArray:
+        """Replicas for candidates ``idx`` serving ``groups``; ``reuse`` marks full-star columns.
+
+        Results are remembered per (candidate, group): re-evaluations after a
+        capacity change ask the same questions again, and exact sizing is the
+        most expensive thing the solver does.
+        """
+        if not idx.size:
+            return np.zeros(0, dtype=np.int64)
+        if self.is_job or not self.n_src:
+            return np.full(idx.size, self.tasks, dtype=np.int64)
+        out = np.zeros(idx.size, dtype=np.int64)
+        if reuse is not None:
+            out[reuse] = self.full[idx[reuse]]
+        keys = [(int(c), groups[:, j].tobytes()) for j, c in enumerate(idx.tolist())]
+        todo = []
+        for j, key in enumerate(keys):
+            if reuse is not None and reuse[j]:
+                continue
+            known = self._sizes.get(key)
+            if known is None:
+                todo.append(j)
+            else:
+                out[j] = known
+        if todo:
+            cols = np.array(todo, dtype=np.int64)
+            req = sizing.Request(
+                self.cands, idx[cols], groups[:, cols], self.rates @ groups[:, cols]
+            )
+            found = sizing.conservative_one(req)
+            retry = np.flatnonzero(found == sizing.UNSIZEABLE)
+            if retry.size:
+                exact_req = sizing.Request(
+                    self.cands, req.idx[retry], req.groups[:, retry], req.load[retry]
+                )
+                found[retry] = sizing.exact([exact_req])[0]
+            out[cols] = found
+            for j, n in zip(todo, found.tolist(), strict=True):
+                self._sizes[keys[j]] = int(n)
+        return out
+
+    def _room(self, capacity: CapacityState, c: int) -> int:
+        return capacity.fit_count(int(self.cands.row[c]), self.cands.demand(c))
+
+    def _fits(self, capacity: CapacityState, c: int, n: int) -> bool:
+        return self._room(capacity, c) >= n
+
+    # -- request workloads: stars ---------------------------------------------------------
+
+    def _groups(self, unserved: BoolArray) -> BoolArray:
+        return self.cands.source_ok & unserved[:, None]
+
+    def _work(self, groups: BoolArray) -> FloatArray:
+        return np.asarray(self.weights @ groups + 1e-12 * groups.sum(axis=0), dtype=np.float64)
+
+    def _star_options(
+        self, capacity: CapacityState, unserved: BoolArray, first: bool
+    ) -> tuple[Option | None, Option | None]:
+        cands = self.cands
+        groups = self._groups(unserved)
+        valid = groups.any(axis=0)
+        idx = np.flatnonzero(valid)
+        reuse = np.ones(idx.size, dtype=bool) if first else None
+        replicas = np.zeros(cands.size, dtype=np.int64)
+        replicas[idx] = self._size(idx, groups[:, idx], reuse)
+        sized = idx[replicas[idx] > 0]
+        self.failure.unsizeable += int(idx.size - sized.size)
+        alpha = 0.5 if self.spread else 1.0
+        shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
+        cost = self.scorer.objective(sized, replicas[sized], shares, alpha)
+        work = self._work(groups[:, sized])
+        order = sized[np.lexsort((sized, cost / work))]
+        cost_of = dict(zip(sized.tolist(), cost.tolist(), strict=True))
+        work_of = dict(zip(sized.tolist(), work.tolist(), strict=True))
+        if not self.spread:
+            return self._single(capacity, order, replicas, groups, cost_of, work_of)
+        return self._paired(capacity, order, replicas, groups, cost_of, work_of, np.asarray(valid))
+
+    def _single(
+        self,
+        capacity: CapacityState,
+        order: IntArray,
+        replicas: IntArray,
+        groups: BoolArray,
+        cost_of: dict[int, float],
+        work_of: dict[int, float],
+    ) -> tuple[Option | None, Option | None]:
+        best: Option | None = None
+        for c in order.tolist():
+            n = int(replicas[c])
+            if best is not None and int(self.cands.site[c]) == int(self.cands.site[best.primary]):
+                continue
+            if not self._fits(capacity, c, n):
+                self.failure.capacity += 1
+                continue
+            option = Option(c, n, groups[:, c].copy(), cost_of[c], work_of[c])
+            if best is None:
+                best = option
+            else:
+                return best, option
+        return best, None
+
+    def _paired(
+        self,
+        capacity: CapacityState,
+        order: IntArray,
+        replicas: IntArray,
+        groups: BoolArray,
+        cost_of: dict[int, float],
+        work_of: dict[int, float],
+        valid: BoolArray,
+    ) -> tuple[Option | None, Option | None]:
+        site = self.cands.site
+        found: list[Option] = []
+        tried = 0
+        for c in order.tolist():
+            if tried >= MAX_PRIMARIES:
+                break
+            # Heuristic pruning: a pair costs at least its primary, so once a primary
+            # alone costs more per unit of work than the best pair on a second site,
+            # later primaries are unlikely to do better.
+            if found:
+                ranked = sorted(found, key=lambda o: (o.ratio, o.primary))
+                other = [o for o in ranked if int(site[o.primary]) != int(site[ranked[0].primary])]
+                if other and cost_of[c] / work_of[c] >= other[0].ratio:
+                    break
+            if not self._fits(capacity, c, int(replicas[c])):
+                self.failure.capacity += 1
+                continue
+            tried += 1
+            option = self._partner(capacity, c, groups[:, c], valid, replicas, groups)
+            if option is not None:
+                found.append(option)
+        return _best_two(found, site)
+
+    def _partner(
+        self,
+        capacity: CapacityState,
+        c: int,
+        group: BoolArray,
+        valid: BoolArray,
+        replicas: IntArray,
+        groups: BoolArray,
+    ) -> Option | None:
+        """The cheapest pair of ``c`` and a candidate in another failure domain.
+
+        The pair serves the sources both can serve (each alone), so a partner
+        that can take only some of the primary's sources still forms a pair
+        for those; the rest are offered again in the next step.
+        """
+        cands = self.cands
+        requests = bool(self.n_src) and not self.is_job
+        ok = valid & (cands.domain != cands.domain[c])
+        if requests:
+            ok &= (cands.source_ok & group[:, None]).any(axis=0)
+        idx = np.flatnonzero(ok)
+        if not idx.size:
+            self.failure.no_partner += 1
+            return None
+        if requests:
+            shared = cands.source_ok[:, idx] & group[:, None]
+        else:
+            shared = np.ones((self.n_src, idx.size), dtype=bool)
+        n_p = np.where(np.all(groups[:, idx] == shared, axis=0), replicas[idx], 0)
+        redo = np.flatnonzero(n_p == 0)
+        if redo.size:
+            n_p[redo] = self._size(idx[redo], shared[:, redo])
+        n_c = np.where(np.all(shared == group[:, None], axis=0), replicas[c], 0)
+        redo = np.flatnonzero(n_c == 0)
+        if redo.size:
+            n_c[redo] = self._size(np.full(redo.size, c), shared[:, redo])
+        keep = (n_p > 0) & (n_c > 0)
+        idx, n_p, n_c, shared = idx[keep], n_p[keep], n_c[keep], shared[:, keep]
+        if not idx.size:
+            self.failure.unsizeable += 1
+            return None
+        half = np.asarray(shared * 0.5, dtype=np.float64)
+        cost_p = self.scorer.objective(idx, n_p, half, 0.5)
+        cost = cost_p + self.scorer.objective(np.full(idx.size, c), n_c, half, 0.5)
+        work = np.full(idx.size, float(self.tasks)) if not requests else self._work(shared)
+        ratio = cost / work
+        for j in np.lexsort((idx, ratio)).tolist():
+            p = int(idx[j])
+            if self._fits(capacity, p, int(n_p[j])):
+                return Option(
+                    c,
+                    int(n_c[j]),
+                    shared[:, j].copy(),
+                    float(cost[j]),
+                    float(work[j]),
+                    p,
+                    int(n_p[j]),
+                )
+            self.failure.capacity += 1
+        return None
+
+    # -- jobs: tasks --------------------------------------------------------------------------
+
+    def _task_options(
+        self, capacity: CapacityState, remaining: int
+    ) -> tuple[Option | None, Option | None]:
+        """Fill the candidate with the lowest objective per task with as many tasks as fit."""
+        cands = self.cands
+        if self.spread:
+            groups = np.ones((self.n_src, cands.size), dtype=bool)
+            replicas = np.full(cands.size, remaining, dtype=np.int64)
+            idx = np.arange(cands.size)
+            cost = self.scorer.objective(idx, replicas, groups * 0.5, 0.5)
+            order = idx[np.lexsort((idx, cost))]
+            cost_of = dict(zip(idx.tolist(), cost.tolist(), strict=True))
+            work_of = dict.fromkeys(idx.tolist(), float(remaining))
+            return self._paired(
+                capacity, order, replicas, groups, cost_of, work_of, np.ones(cands.size, dtype=bool)
+            )
+        idx = np.arange(cands.size)
+        fraction = remaining / self.tasks
+        shares = np.full((self.n_src, cands.size), fraction)
+        # Priced as if all remaining tasks fit: a lower bound on the cost per task,
+        # since the per-site term is then spread over the most tasks.
+        bound = (
+            self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction) / remaining
+        )
+        found: list[Option] = []
+        for c in idx[np.lexsort((idx, bound))].tolist():
+            ranked = sorted(found, key=lambda o: (o.ratio, o.primary))
+            other = (
+                [
+                    o
+                    for o in ranked
+                    if int(cands.site[o.primary]) != int(cands.site[ranked[0].primary])
+                ]
+                if ranked
+                else []
+            )
+            if other and bound[c] >= other[0].ratio:
+                break
+            k = min(self._room(capacity, c), remaining)
+            if k <= 0:
+                self.failure.capacity += 1
+                continue
+            f = k / self.tasks
+            one = self.scorer.objective(
+                np.array([c]), np.array([k]), np.full((self.n_src, 1), f), f
+            )
+            found.append(Option(c, k, np.ones(self.n_src, dtype=bool), float(one[0]), float(k)))
+        return _best_two(found, cands.site)
+
+    # -- evaluation and commit --------------------------------------------------------------
+
+    def uncovered(self, unserved: BoolArray) -> list[int]:
+        if not self.n_src or self.is_job:
+            return []
+        can = self.cands.source_ok.any(axis=1)
+        return [int(s) for s in np.flatnonzero(unserved & ~can)]
+
+    def _options(
+        self, capacity: CapacityState, unserved: BoolArray, remaining: int, first: bool
+    ) -> tuple[Option | None, Option | None]:
+        if self.is_job:
+            return self._task_options(capacity, remaining)
+        return self._star_options(capacity, unserved, first)
+
+    def evaluate(self, capacity: CapacityState) -> Evaluation | None:
+        best, second = self._options(capacity, np.ones(self.n_src, dtype=bool), self.tasks, True)
+        if best is None:
+            self.evaluation = None
+            return None
+        rows = {
+            int(self.cands.row[c])
+            for option in (best, second)
+            if option is not None
+            for c in (option.primary, option.partner)
+            if c >= 0
+        }
+        stamp = tuple((r, int(capacity.version[r])) for r in sorted(rows))
+        self.evaluation = Evaluation(best, second, stamp)
+        return self.evaluation
+
+    def stale(self, capacity: CapacityState) -> bool:
+        ev = self.evaluation
+        return ev is None or any(int(capacity.version[r]) != v for r, v in ev.stamp)
+
+    def _allocation(
+        self, c: int, n: int, option: Option, nodes: list[tuple[int, int]]
+    ) -> Allocation:
+        if self.is_job:
+            fraction = 0.5 if self.spread else n / self.tasks
+            shares = np.full(self.n_src, fraction)
+            return Allocation(
+                c, n, tuple(shares.tolist()), tuple(shares.tolist()), tuple(nodes), fraction
+            )
+        half = 0.5 if self.spread else 1.0
+        shares = option.group * half
+        return Allocation(
+            c,
+            n,
+            tuple(shares.tolist()),
+            tuple(option.group.astype(float).tolist()),
+            tuple(nodes),
+            float(self.weights @ shares) if self.n_src else half,
+        )
+
+    def commit(self, capacity: CapacityState) -> list[Allocation] | Unplaced:
+        """Place every step of this workload, or nothing (and say why)."""
+        assert self.evaluation is not None
+        unserved = np.ones(self.n_src, dtype=bool)
+        remaining = self.tasks
+        option: Option | None = self.evaluation.best
+        placed: list[Allocation] = []
+        while True:
+            if option is None:
+                self._rollback(capacity, placed)
+                return self.failure.verdict(self.cands, self.uncovered(unserved))
+            for c, n in (
+                (option.primary, option.replicas),
+                (option.partner, option.partner_replicas),
+            ):
+                if c < 0:
+                    continue
+                nodes = capacity.place(int(self.cands.row[c]), n, self.cands.demand(c))
+                if nodes is None:  # options() checked the fit; never expected
+                    self._rollback(capacity, placed)
+                    return self.failure.verdict(self.cands, [])
+                placed.append(self._allocation(c, n, option, nodes))
+            if self.is_job:
+                remaining -= option.replicas if not self.spread else remaining
+                if remaining <= 0:
+                    return placed
+            else:
+                unserved &= ~option.group
+                if not unserved.any():
+                    return placed
+                missing = self.uncovered(unserved)
+                if missing:
+                    self._rollback(capacity, placed)
+                    return self.failure.verdict(self.cands, missing)
+            option, _ = self._options(capacity, unserved, remaining, False)
+
+    def _rollback(self, capacity: CapacityState, placed: list[Allocation]) -> None:
+        for alloc in reversed(placed):
+            c = alloc.candidate
+            capacity.release(int(self.cands.row[c]), alloc.nodes, self.cands.demand(c))
+
+    def objective(self, allocations: list[Allocation]) -> float:
+        return float(
+            sum(
+                self.scorer.objective(
+                    np.array([a.candidate]),
+                    np.array([a.replicas]),
+                    np.array(a.shares)[:, None],
+                    a.weight,
+                )[0]
+                for a in allocations
+            )
+        )
+
+
+def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Option | None]:
+    if not found:
+        return None, None
+    found = sorted(found, key=lambda o: (o.ratio, o.primary))
+    best = found[0]
+    second = next((o for o in found[1:] if int(site[o.primary]) != int(site[best.primary])), None)
+    return best, second
+
+
+def solve(inp: SolverInput) -> SolverOutput:
+    out = SolverOutput()
+    capacity = inp.capacity
+    planners = [
+        _Planner(c, s, n) for c, s, n in zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
+    ]
+    tiebreak = np.random.default_rng(inp.seed).permutation(len(planners)).tolist()
+    heap: list[tuple[float, int, int, int]] = []
+
+    def enqueue(i: int) -> None:
+        planner = planners[i]
+        name = planner.cands.view.name
+        missing = planner.uncovered(np.ones(planner.n_src, dtype=bool))
+        if planner.cands.size == 0 or missing:
+            out.unplaced[name] = planner.failure.verdict(planner.cands, missing)
+            return
+        ev = planner.evaluate(capacity)
+        if ev is None:
+            out.unplaced[name] = planner.failure.verdict(planner.cands, [])
+            return
+        heapq.heappush(heap, (-ev.regret, planner.sites, tiebreak[i], i))
+
+    for i in range(len(planners)):
+        enqueue(i)
+    total = len(planners)
+    while heap:
+        _, _, _, i = heapq.heappop(heap)
+        planner = planners[i]
+        if planner.stale(capacity):
+            enqueue(i)
+            continue
+        result = planner.commit(capacity)
+        name = planner.cands.view.name
+        if isinstance(result, Unplaced):
+            out.unplaced[name] = result
+        else:
+            out.allocations[name] = result
+            out.order.append(name)
+            out.objective += planner.objective(result)
+        if inp.progress is not None:
+            inp.progress(len(out.allocations) + len(out.unplaced), total)
+    return out

@@ -1,0 +1,133 @@
+"""Network facts per (source site, serving site): round trip, loss, and egress price along the path.
+
+Paths are the lowest-median paths of ``fleetplane.latency.network`` (the same
+routing the simulator uses), so the price a plan pays for a request's bytes
+is the price of the links those bytes actually cross, in the direction they
+cross them. Per-source rows are computed on first use and cached: a fleet
+has far fewer data-source sites than (site × site) pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.latency.distributions import LogNormal
+from fleetplane.latency.network import PathTable, round_trip_many, shortest_median_paths
+from fleetplane.model.fleet import Fleet
+from fleetplane.placement._internal.fleet_index import BoolArray, FleetIndex, FloatArray, IntArray
+
+# Registries: a model artifact is mirrored at every regional site (the usual
+# pull-through registry per cloud region); each site pulls from the mirror
+# with the cheapest path to it. Fleets without a regional site fall back to
+# their HPC sites, then to every site.
+HUB_TIERS = ("regional", "hpc")
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """Everything about reaching every site from one source site."""
+
+    rtt_mu: FloatArray
+    rtt_sigma: FloatArray
+    loss: FloatArray  # probability a request or its response is lost on the round trip
+    reachable: BoolArray
+    price: FloatArray  # money per GB sent from the source along the path to each site
+
+
+class Network:
+    def __init__(self, fleet: Fleet, index: FleetIndex) -> None:
+        self.index = index
+        n = index.n_sites
+        # Directed edges sorted like the latency module sorts them, so that of
+        # parallel links the same one (lowest median, then first) is chosen here.
+        edges: list[tuple[int, int, LogNormal]] = []
+        directed: list[tuple[int, int, float, float, float]] = []
+        reverse: list[tuple[int, int, float, float, float]] = []
+        for name in sorted(fleet.links):
+            spec = fleet.links[name].spec
+            if spec.a not in index.site_index or spec.b not in index.site_index:
+                continue
+            a, b = index.site_index[spec.a], index.site_index[spec.b]
+            dist = LogNormal.from_p50_p99(spec.latency.p50, spec.latency.p99)
+            edges.append((a, b, dist))
+            directed.append((a, b, dist.mu, spec.egress_price.a_to_b, spec.loss))
+            reverse.append((b, a, dist.mu, spec.egress_price.b_to_a, spec.loss))
+        # Undirected links enter routing as all a→b edges, then all b→a edges; of
+        # parallel edges the lowest median wins, ties going to the first one.
+        chosen: dict[tuple[int, int], tuple[float, float, float]] = {}
+        for src, dst, mu, price, loss in directed + reverse:
+            best = chosen.get((src, dst))
+            if best is None or mu < best[0]:
+                chosen[(src, dst)] = (mu, price, loss)
+        self.paths: PathTable = shortest_median_paths(n, edges, directed=False)
+        keys = sorted(chosen)
+        self._edge_keys = np.array([s * n + d for s, d in keys], dtype=np.int64)
+        self._edge_price = np.array([chosen[k][1] for k in keys], dtype=np.float64)
+        self._edge_keep = np.array([1.0 - chosen[k][2] for k in keys], dtype=np.float64)
+        self._rows: dict[int, SourceRow] = {}
+        self._hub_price: FloatArray | None = None
+
+    def _path_sums(self, src: int) -> tuple[FloatArray, FloatArray]:
+        """Egress price and log-survival (no loss) summed over each path from ``src``."""
+        n = self.index.n_sites
+        pred = self.paths.predecessors[src].astype(np.int64)
+        has_parent = pred >= 0
+        parent = np.where(has_parent, pred, np.arange(n))
+        if self._edge_keys.size:
+            pos = np.searchsorted(self._edge_keys, parent * n + np.arange(n))
+            pos = np.minimum(pos, self._edge_keys.size - 1)
+            price = np.where(has_parent, self._edge_price[pos], 0.0)
+            with np.errstate(divide="ignore"):
+                log_keep = np.where(has_parent, np.log(self._edge_keep[pos]), 0.0)
+        else:
+            price = np.zeros(n)
+            log_keep = np.zeros(n)
+        # Pointer jumping: each site adds what its ancestor has accumulated and
+        # jumps to the ancestor's ancestor; log2(path length) rounds reach the source.
+        up = parent
+        while True:
+            grand = up[up]
+            if np.array_equal(grand, up):
+                return price, log_keep
+            price = price + price[up]
+            log_keep = log_keep + log_keep[up]
+            up = grand
+
+    def source(self, site: int) -> SourceRow:
+        row = self._rows.get(site)
+        if row is None:
+            mu, sigma = round_trip_many(self.paths.mu[site], self.paths.sigma[site])
+            reachable = self.paths.reachable[site].copy()
+            reachable[site] = True
+            mu = np.where(reachable, mu, np.inf)
+            mu[site] = -np.inf
+            sigma = np.where(reachable, sigma, 0.0)
+            sigma[site] = 0.0
+            price, log_keep = self._path_sums(site)
+            price = np.where(reachable, price, np.inf)
+            price[site] = 0.0
+            # A request is lost if it or its response is dropped on any link.
+            loss = np.where(reachable, -np.expm1(2.0 * log_keep), 0.0)
+            loss[site] = 0.0
+            row = SourceRow(mu, sigma, loss, reachable, price)
+            self._rows[site] = row
+        return row
+
+    def hub_price(self) -> FloatArray:
+        """Per site: money per GB to pull a model artifact from the cheapest registry mirror."""
+        if self._hub_price is None:
+            tiers = np.array([s.spec.tier for s in self.index.sites])
+            hubs: IntArray = np.zeros(0, dtype=np.int64)
+            for tier in HUB_TIERS:
+                hubs = np.flatnonzero(tiers == tier)
+                if hubs.size:
+                    break
+            if not hubs.size:
+                hubs = np.arange(self.index.n_sites)
+            # Mirrors pull from each other for free in this model: only the last
+            # hop from a mirror to the consuming site is charged.
+            prices = np.vstack([self.source(int(h)).price for h in hubs])
+            self._hub_price = prices.min(axis=0)
+        return self._hub_price

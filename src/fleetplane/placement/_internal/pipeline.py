@@ -1,0 +1,396 @@
+"""The pipeline: feasibility → scoring → solve → trim → verify → explain → Placement.
+
+Stages hand each other plain data (the candidate table, allocations), so a
+solver can be swapped without touching the rest, and every stage can be
+timed on its own (``PlanResult.timings``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetplane import __version__
+from fleetplane.errors import ValidationError
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.placement import (
+    Assignment,
+    CostBreakdown,
+    LatencyPrediction,
+    Placement,
+    PlacementSpec,
+    SolverInfo,
+    Unplaceable,
+    WorkloadPlacement,
+)
+from fleetplane.model.policy import PlacementPolicy
+from fleetplane.placement._internal import explain, feasibility, prediction, sizing
+from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.capacity import CapacityState
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.greedy import solve as greedy_solve
+from fleetplane.placement._internal.rules import Locate, compile_policy
+from fleetplane.placement._internal.scoring import breakdown, build_scorer
+from fleetplane.placement._internal.solve import Solver, SolverInput, SolverOutput
+from fleetplane.placement._internal.verify import SourceLatency, verify
+
+SOLVERS: dict[str, Solver] = {"greedy": greedy_solve}
+
+# Stage names reported to the progress callback, in order.
+Progress = Callable[[str, int, int], None]
+
+REPORTED_LEVELS = (0.5, 0.95, 0.99, 0.999)
+
+
+@dataclass
+class PlanResult:
+    """A plan and what it took to make it."""
+
+    placement: Placement
+    explanations: dict[str, explain.WorkloadExplanation]
+    candidates: dict[str, Candidates]
+    allocations: dict[str, list[Allocation]]
+    timings: dict[str, float] = field(default_factory=dict)
+    cel_evaluations: int = 0
+    cel_lookups: int = 0
+
+    @property
+    def unplaceable(self) -> list[Unplaceable]:
+        return list(self.placement.spec.unplaceable)
+
+    @property
+    def complete(self) -> bool:
+        return not self.placement.spec.unplaceable
+
+
+def default_policy() -> PlacementPolicy:
+    """The bundled policy (default_policy.yaml), used when a fleet has none."""
+    from importlib.resources import files
+
+    from fleetplane.model.loader import load_documents
+
+    text = files("fleetplane.placement").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+    fleet = load_documents(text, "fleetplane/placement/default_policy.yaml", references=False)
+    return next(iter(fleet.policies.values()))
+
+
+def choose_policy(fleet: Fleet, policy: PlacementPolicy | None) -> PlacementPolicy:
+    if policy is not None:
+        return policy
+    if not fleet.policies:
+        return default_policy()
+    if len(fleet.policies) == 1:
+        return next(iter(fleet.policies.values()))
+    names = ", ".join(sorted(fleet.policies))
+    raise ValidationError(
+        f"the fleet has {len(fleet.policies)} PlacementPolicies ({names}); "
+        "keep one, or choose one with --policy FILE"
+    )
+
+
+def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
+    """Per workload and candidate: replicas to serve every source it may serve (batched)."""
+    requests = []
+    for cands in table:
+        groups = (
+            cands.source_ok if len(cands.view.sources) else np.zeros((0, cands.size), dtype=bool)
+        )
+        load = sizing.design_rates(cands) @ groups if groups.shape[0] else np.zeros(cands.size)
+        requests.append(sizing.Request(cands, np.arange(cands.size), groups, load))
+    found = sizing.conservative(requests)
+    retry = []
+    for r, (req, n) in enumerate(zip(requests, found, strict=True)):
+        bad = np.flatnonzero(n == sizing.UNSIZEABLE)
+        if bad.size:
+            retry.append(
+                (r, bad, sizing.Request(req.cands, req.idx[bad], req.groups[:, bad], req.load[bad]))
+            )
+    if retry:
+        exact = sizing.exact([req for _, _, req in retry])
+        for (r, bad, _), n in zip(retry, exact, strict=True):
+            found[r][bad] = n
+    return found
+
+
+def _trim(
+    table: dict[str, Candidates], allocations: dict[str, list[Allocation]], capacity: CapacityState
+) -> dict[str, list[Allocation]]:
+    """Cut allocations to the fewest replicas that meet their targets exactly; free the rest."""
+    keys: list[tuple[str, int]] = []
+    requests = []
+    upper = []
+    for name in sorted(allocations):
+        cands = table[name]
+        if cands.view.is_job or not cands.view.targets:
+            continue
+        rates = sizing.design_rates(cands)
+        for i, alloc in enumerate(allocations[name]):
+            group = np.array(alloc.design_shares, dtype=float)[:, None] > 0
+            requests.append(
+                sizing.Request(
+                    cands,
+                    np.array([alloc.candidate]),
+                    group,
+                    np.array([float(rates @ group[:, 0])]),
+                )
+            )
+            upper.append(np.array([alloc.replicas]))
+            keys.append((name, i))
+    if not requests:
+        return allocations
+    exact = sizing.exact(requests, upper)
+    trimmed = {name: list(allocs) for name, allocs in allocations.items()}
+    for (name, i), n in zip(keys, exact, strict=True):
+        alloc = trimmed[name][i]
+        keep = int(n[0])
+        if keep <= 0 or keep >= alloc.replicas:
+            continue
+        surplus = alloc.replicas - keep
+        nodes = list(alloc.nodes)
+        freed: list[tuple[int, int]] = []
+        while surplus:
+            node, count = nodes[-1]
+            take = min(count, surplus)
+            freed.append((node, take))
+            surplus -= take
+            if take == count:
+                nodes.pop()
+            else:
+                nodes[-1] = (node, count - take)
+        cands = table[name]
+        capacity.release(int(cands.row[alloc.candidate]), freed, cands.demand(alloc.candidate))
+        trimmed[name][i] = Allocation(
+            alloc.candidate, keep, alloc.shares, alloc.design_shares, tuple(nodes), alloc.weight
+        )
+    return trimmed
+
+
+def _mixture(
+    ctx: PlanContext, cands: Candidates, allocs: list[Allocation]
+) -> prediction.Mixture | None:
+    view = cands.view
+    if view.is_job or not view.targets:
+        return None
+    rates = np.array([s.rate for s in view.sources])
+    design_rates = rates * view.design_factor
+    weights, parts, lam, servers = [], [], [], []
+    for alloc in allocs:
+        c = alloc.candidate
+        row = np.array([int(cands.row[c])], dtype=np.int64)
+        profile = view.profiles[int(cands.profile[c])]
+        p = feasibility.latency_parts(
+            ctx, view, profile, row, feasibility.storage_latency(ctx, view, row)
+        )
+        load = float(design_rates @ np.array(alloc.design_shares))
+        for s, share in enumerate(alloc.shares):
+            if share > 0:
+                weights.append(max(rates[s] * share, 1e-12))
+                parts.append(p.take(np.array([s])))
+                lam.append(load)
+                servers.append(alloc.replicas * profile.spec.concurrency)
+    merged = prediction.Parts(
+        *(
+            np.concatenate([getattr(x, f) for x in parts])
+            for f in prediction.Parts.__dataclass_fields__
+        )
+    )
+    wait_c, theta = prediction.wait_params(np.array(lam), np.array(servers, dtype=np.int64), merged)
+    return prediction.Mixture(np.array(weights), merged, wait_c, theta)
+
+
+def _name(fleet: Fleet) -> str:
+    base = re.sub(r"[^a-z0-9.-]+", "-", fleet.name.lower()).strip("-.") or "fleet"
+    return f"{base}-plan"[:253]
+
+
+def run(
+    fleet: Fleet,
+    policy: PlacementPolicy | None = None,
+    *,
+    solver: str = "greedy",
+    seed: int = 0,
+    locate: Locate | None = None,
+    progress: Progress | None = None,
+    cel_cache: bool = True,
+) -> PlanResult:
+    if solver not in SOLVERS:
+        raise ValidationError(
+            f"unknown solver {solver!r}; choose one of {', '.join(sorted(SOLVERS))}"
+        )
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + now - clock
+        clock = now
+
+    chosen = choose_policy(fleet, policy)
+    compiled = compile_policy(chosen, locate)
+    ctx = PlanContext.build(fleet, compiled, cel_cache=cel_cache)
+    names = sorted(fleet.workloads)
+    views = [ctx.view(n) for n in names]
+    lap("index")
+
+    screened = []
+    for i, view in enumerate(views):
+        screened.append(feasibility.screen(ctx, view))
+        if progress is not None and i % 256 == 0:
+            progress("feasibility", i, len(views))
+    feasibility.resolve_latency(screened)
+    table_list = [feasibility.finish(ctx, s) for s in screened]
+    if progress is not None:
+        progress("feasibility", len(views), len(views))
+    lap("feasibility")
+
+    scorers = [build_scorer(c, ctx.objective) for c in table_list]
+    full = _full_star_replicas(table_list)
+    lap("scoring")
+
+    capacity = CapacityState(ctx.index)
+    solve_progress = (lambda done, total: progress("solve", done, total)) if progress else None
+    output: SolverOutput = SOLVERS[solver](
+        SolverInput(table_list, scorers, capacity, ctx.domain_names, seed, full, solve_progress)
+    )
+    lap("solve")
+
+    table = {c.view.name: c for c in table_list}
+    allocations = _trim(table, output.allocations, capacity)
+    lap("trim")
+
+    latencies = verify(ctx, table, allocations)
+    lap("verify")
+
+    placement, explanations = _document(
+        ctx, fleet, chosen, table, allocations, output, latencies, solver, seed
+    )
+    lap("explain")
+    return PlanResult(
+        placement=placement,
+        explanations=explanations,
+        candidates=table,
+        allocations=allocations,
+        timings=timings,
+        cel_evaluations=ctx.rules.stats.evaluations,
+        cel_lookups=ctx.rules.stats.lookups,
+    )
+
+
+def _document(
+    ctx: PlanContext,
+    fleet: Fleet,
+    policy: PlacementPolicy,
+    table: dict[str, Candidates],
+    allocations: dict[str, list[Allocation]],
+    output: SolverOutput,
+    latencies: dict[str, list[SourceLatency]],
+    solver: str,
+    seed: int,
+) -> tuple[Placement, dict[str, explain.WorkloadExplanation]]:
+    names = sorted(table)
+    placed = [n for n in names if n in allocations]
+    mixtures = {n: _mixture(ctx, table[n], allocations[n]) for n in placed}
+    with_mix = [n for n in placed if mixtures[n] is not None]
+    predicted = prediction.mixture_quantiles(REPORTED_LEVELS, [mixtures[n] for n in with_mix])  # type: ignore[misc]
+    predicted_by = {n: predicted[i] for i, n in enumerate(with_mix)}
+
+    workloads: list[WorkloadPlacement] = []
+    unplaceable: list[Unplaceable] = []
+    explanations: dict[str, explain.WorkloadExplanation] = {}
+    total = CostBreakdown()
+    lines: list[str] = []
+    for name in names:
+        cands = table[name]
+        view = cands.view
+        if name not in allocations:
+            item = explain.summarize_unplaceable(ctx, cands, output.unplaced.get(name))
+            unplaceable.append(item)
+            text = explain.describe_unplaceable(item)
+            explanations[name] = explain.WorkloadExplanation(
+                name, False, unplaceable=item, lines=text
+            )
+            lines += text
+            continue
+        allocs = allocations[name]
+        costs = [breakdown(cands, a) for a in allocs]
+        details = [
+            explain.explain_allocation(ctx, cands, a, cost, latencies.get(name, []), i)
+            for i, (a, cost) in enumerate(zip(allocs, costs, strict=True))
+        ]
+        cost = sum(costs, CostBreakdown())
+        total = total + cost
+        monthly_requests = sum(s.monthly_requests for s in view.sources)
+        values = predicted_by.get(name)
+        prediction_doc = LatencyPrediction()
+        if values is not None:
+            prediction_doc = LatencyPrediction(
+                p50=float(values[0]),
+                p95=float(values[1]),
+                p99=float(values[2]),
+                p999=float(values[3]),
+            )
+        runtimes = [view.profiles[int(cands.profile[a.candidate])].spec.runtime for a in allocs]
+        rules: list[str] = []
+        for d in details:
+            rules += [r for r in d.rules if r not in rules]
+        workloads.append(
+            WorkloadPlacement(
+                workload=name,
+                workload_class=view.cls,
+                assignments=[
+                    Assignment(
+                        site=d.site,
+                        pool=d.pool,
+                        profile=d.profile,
+                        replicas=d.replicas,
+                        sources=d.sources,
+                    )
+                    for d in details
+                ],
+                predicted=prediction_doc,
+                slo_p99=view.workload.spec.slo.latency.p99
+                if view.workload.spec.slo.latency
+                else None,
+                completion_time=max((r for r in runtimes if r is not None), default=None)
+                if view.is_job
+                else None,
+                cost=cost,
+                cost_per_1k_requests=(cost.total / (monthly_requests / 1000.0))
+                if monthly_requests > 0
+                else None,
+                failure_domains=sorted({d.failure_domain for d in details}),
+                rules_fired=rules,
+            )
+        )
+        text = explain.describe_placed(name, details, cost)
+        explanations[name] = explain.WorkloadExplanation(name, True, details, lines=text)
+        lines += text
+    summary = (
+        f"placed {len(workloads)} of {len(names)} workload(s) with the {solver} solver "
+        f"(policy {policy.name}); {total.total:,.2f}/month"
+    )
+    placement = Placement(
+        kind="Placement",
+        metadata={"name": _name(fleet)},
+        spec=PlacementSpec(
+            fleet=fleet.name,
+            policy=policy.name,
+            workloads=workloads,
+            unplaceable=unplaceable,
+            cost=total,
+            solver=SolverInfo(
+                name=solver,
+                version=__version__,
+                seed=seed,
+                optimality_gap=output.optimality_gap,
+                status=output.status if not unplaceable else "incomplete",
+            ),
+            explanation=[summary, *lines],
+        ),
+    )
+    return placement, explanations

@@ -1,0 +1,269 @@
+"""Latency math for the engine, on top of ``fleetplane.latency`` (the simulator's code too).
+
+The exact end-to-end quantile (``end_to_end_quantile_many``) is a root find
+over a quadrature: accurate, but with a fixed cost per call. The engine
+therefore uses it in large batches, and uses cheap *bounds* to avoid it:
+
+* lower bound — the latency is at least storage plus any single random part,
+  so its q-quantile is at least storage + max(Q_q(RTT), Q_q(service));
+* upper bound — by the union bound, P(T > storage + Σ_i Q_{1-m_i}(part_i)) ≤ Σ_i m_i,
+  with the allowed miss 1 - q shared out between the parts (and a lossy
+  path's retransmission probability counted as a miss of its own).
+
+A candidate whose lower bound misses the target is infeasible and one whose
+upper bound meets it is feasible, without the exact computation; only the
+band in between is computed exactly. Replica counts use the same union bound
+split between "everything but the wait" and the wait (``conservative_servers``):
+never fewer replicas than needed, and ``exact_servers`` trims the surplus
+for the allocations a solver actually chose.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.latency.distributions import LogNormal, lognormal_from_moments, lognormal_quantile
+from fleetplane.latency.endtoend import mixture_quantile_many
+from fleetplane.latency.network import loss_retransmit
+from fleetplane.latency.queueing import mgc_wait_many, min_servers_many
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Flat arrays describing one request path each: round trip, loss, storage, service."""
+
+    rtt_mu: FloatArray
+    rtt_sigma: FloatArray
+    loss: FloatArray
+    storage: FloatArray
+    svc_mean: FloatArray
+    svc_cv: FloatArray
+
+    def take(self, idx: IntArray) -> Parts:
+        return Parts(*(getattr(self, f)[idx] for f in Parts.__dataclass_fields__))
+
+    @property
+    def size(self) -> int:
+        return int(self.rtt_mu.size)
+
+
+def service_quantile(q: FloatArray | float, mean: FloatArray, cv: FloatArray) -> FloatArray:
+    """Quantiles of 'auto' service times (CV 0 constant, 1 exponential, else lognormal)."""
+    qa = np.broadcast_to(np.asarray(q, dtype=np.float64), mean.shape)
+    mu, sigma = lognormal_from_moments(mean, (cv * mean) ** 2)
+    ln = lognormal_quantile(qa, mu, sigma)
+    with np.errstate(divide="ignore"):
+        expo = -mean * np.log1p(-qa)
+    return np.asarray(np.where(cv == 0.0, mean, np.where(cv == 1.0, expo, ln)), dtype=np.float64)
+
+
+def rtt_quantile(q: FloatArray | float, parts: Parts) -> FloatArray:
+    """Round-trip quantiles; 0 for a local request, inf when unreachable."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = lognormal_quantile(q, parts.rtt_mu, parts.rtt_sigma)
+    out = np.where(np.isneginf(parts.rtt_mu), 0.0, out)
+    return np.asarray(np.where(np.isposinf(parts.rtt_mu), np.inf, out), dtype=np.float64)
+
+
+def _miss_left(q: FloatArray, parts: Parts) -> FloatArray:
+    """What is left of the allowed miss ``1 - q`` once retransmissions take theirs.
+
+    A request is retransmitted with probability ``loss``; the union bound
+    charges that whole probability as a miss, and the rest of ``1 - q`` is
+    shared by the other parts. Nothing left (≤ 0): the bound cannot decide.
+    """
+    return np.asarray((1.0 - q) - np.where(parts.loss > 0.0, parts.loss, 0.0), dtype=np.float64)
+
+
+def no_wait_bounds(q: FloatArray, parts: Parts) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper bounds on the q-quantile of round trip + storage + service.
+
+    Upper: the union bound over retransmission, round trip and service (the
+    latter two at level ``1 - m/2`` with ``m`` the miss left by retransmission).
+    """
+    lower = parts.storage + np.maximum(
+        rtt_quantile(q, parts), service_quantile(q, parts.svc_mean, parts.svc_cv)
+    )
+    miss = _miss_left(q, parts)
+    level = np.clip(1.0 - miss / 2.0, 0.0, 1.0 - 1e-15)
+    upper = (
+        parts.storage
+        + rtt_quantile(level, parts)
+        + service_quantile(level, parts.svc_mean, parts.svc_cv)
+    )
+    return lower, np.where(miss > 0.0, upper, np.inf)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _retransmit(
+    mu: float, sigma: float, loss: float
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    found = loss_retransmit(LogNormal(mu, sigma), min(loss, 0.999))
+    return found.weights, found.delays
+
+
+def _loss_components(parts: Parts) -> tuple[FloatArray, FloatArray]:
+    """Per element: retransmission-delay mixture weights and delays (padded with zero weight)."""
+    n = parts.size
+    lossy = np.flatnonzero(parts.loss > 0.0)
+    if not lossy.size:
+        return np.ones((n, 1)), np.zeros((n, 1))
+    found = [
+        _retransmit(float(parts.rtt_mu[i]), float(parts.rtt_sigma[i]), float(parts.loss[i]))
+        for i in lossy.tolist()
+    ]
+    width = max(len(w) for w, _ in found)
+    weights = np.zeros((n, width))
+    offsets = np.zeros((n, width))
+    weights[:, 0] = 1.0
+    for i, (w, d) in zip(lossy.tolist(), found, strict=True):
+        weights[i, 0] = 0.0
+        weights[i, : len(w)] = w
+        offsets[i, : len(d)] = d
+    return weights, offsets
+
+
+def quantiles(
+    q: FloatArray,
+    parts: Parts,
+    wait_c: FloatArray | None = None,
+    wait_theta: FloatArray | None = None,
+) -> FloatArray:
+    """Exact end-to-end q-quantiles per element (one batched call into fleetplane.latency)."""
+    if parts.size == 0:
+        return np.zeros(0)
+    c = np.zeros(parts.size) if wait_c is None else wait_c
+    theta = np.ones(parts.size) if wait_theta is None else wait_theta
+    weights, offsets = _loss_components(parts)
+    # Unreachable paths are answered here: the library treats them as inf anyway,
+    # and keeping them out avoids its arithmetic on infinities.
+    reachable = np.isfinite(parts.rtt_mu) | np.isneginf(parts.rtt_mu)
+    out = np.full(parts.size, np.inf)
+    idx = np.flatnonzero(reachable)
+    if idx.size:
+
+        def col(a: FloatArray) -> FloatArray:
+            return np.asarray(a, dtype=np.float64)[idx, None]
+
+        out[idx] = mixture_quantile_many(
+            np.broadcast_to(q, (parts.size,))[idx],
+            weights[idx],
+            col(parts.rtt_mu),
+            col(parts.rtt_sigma),
+            col(parts.storage) + offsets[idx],
+            col(c),
+            col(theta),
+            col(parts.svc_mean),
+            col(parts.svc_cv),
+        )
+    return out
+
+
+def wait_params(lam: FloatArray, servers: IntArray, parts: Parts) -> tuple[FloatArray, FloatArray]:
+    """Erlang-C atom and exponential mean of the M/G/c wait (Allen–Cunneen), per element."""
+    c, theta = mgc_wait_many(lam, parts.svc_mean, parts.svc_cv, np.maximum(servers, 1))
+    return np.asarray(c, dtype=np.float64), np.asarray(theta, dtype=np.float64)
+
+
+def stable_servers(lam: FloatArray, svc_mean: FloatArray) -> IntArray:
+    """Fewest servers with utilisation below one."""
+    return np.asarray(np.floor(lam * svc_mean).astype(np.int64) + 1, dtype=np.int64)
+
+
+def conservative_servers(
+    lam: FloatArray, q: FloatArray, target: FloatArray, parts: Parts, c_max: IntArray
+) -> IntArray:
+    """Servers that certainly meet the target (0: the bound cannot show any count does).
+
+    Union bound: retransmission takes its probability of the allowed miss, the
+    wait half of what is left (``m``) and round trip and service a quarter
+    each, so the wait's ``1 - m/2`` quantile must fit in what round trip,
+    storage and service leave of the target at level ``1 - m/4``.
+    """
+    miss = _miss_left(q, parts)
+    level = np.clip(1.0 - miss / 4.0, 0.0, 1.0 - 1e-15)
+    base = (
+        parts.storage
+        + rtt_quantile(level, parts)
+        + service_quantile(level, parts.svc_mean, parts.svc_cv)
+    )
+    budget = target - base
+    out = np.zeros(lam.size, dtype=np.int64)
+    ok = np.flatnonzero((budget > 0.0) & (miss > 0.0) & np.isfinite(budget))
+    if not ok.size:
+        return out
+    top = int(c_max[ok].max())
+    found = min_servers_many(
+        lam[ok], parts.svc_mean[ok], parts.svc_cv[ok], budget[ok], 1.0 - miss[ok] / 2.0, top
+    )
+    found = np.where(found > c_max[ok], 0, found)
+    out[ok] = found
+    return out
+
+
+def meets(
+    lam: FloatArray, servers: IntArray, q: FloatArray, target: FloatArray, parts: Parts
+) -> BoolArray:
+    """Exact check: does the end-to-end q-quantile with this many servers meet the target?"""
+    c, theta = wait_params(lam, servers, parts)
+    return np.asarray(quantiles(q, parts, c, theta) <= target * (1.0 + 1e-9))
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """One workload's requests as weighted components (allocation × source), each with its wait."""
+
+    weights: FloatArray
+    parts: Parts
+    wait_c: FloatArray
+    wait_theta: FloatArray
+
+
+def mixture_quantiles(levels: tuple[float, ...], mixtures: list[Mixture]) -> FloatArray:
+    """(mixtures × levels) quantiles of each mixture, batched by component count.
+
+    Retransmission delays become extra components (weight × loss weight), as
+    ``fleetplane.latency.endtoend.mixture_quantile_many`` expects.
+    """
+    out = np.full((len(mixtures), len(levels)), np.nan)
+    expanded = []
+    for m in mixtures:
+        loss_w, loss_d = _loss_components(m.parts)
+        width = loss_w.shape[1]
+        expanded.append(
+            (
+                (m.weights[:, None] * loss_w).ravel(),
+                np.repeat(m.parts.rtt_mu, width),
+                np.repeat(m.parts.rtt_sigma, width),
+                (m.parts.storage[:, None] + loss_d).ravel(),
+                np.repeat(m.wait_c, width),
+                np.repeat(m.wait_theta, width),
+                np.repeat(m.parts.svc_mean, width),
+                np.repeat(m.parts.svc_cv, width),
+            )
+        )
+    buckets: dict[int, list[int]] = {}
+    for i, arrays in enumerate(expanded):
+        size = arrays[0].size
+        if size == 0 or not np.all(np.isfinite(arrays[1]) | np.isneginf(arrays[1])):
+            out[i] = np.inf if size else np.nan
+            continue
+        buckets.setdefault(1 << max(size - 1, 0).bit_length(), []).append(i)
+    for width, members in sorted(buckets.items()):
+        rows = len(members) * len(levels)
+        stacked = [np.zeros((rows, width)) for _ in range(8)]
+        stacked[5][:] = 1.0  # theta padding must be > 0
+        stacked[6][:] = 1.0  # service mean padding must be > 0
+        for j, i in enumerate(members):
+            arrays = expanded[i]
+            n = arrays[0].size
+            for k in range(8):
+                stacked[k][j * len(levels) : (j + 1) * len(levels), :n] = arrays[k]
+        q = np.tile(np.array(levels), len(members))
+        values = mixture_quantile_many(q, *stacked)
+        out[members] = values.reshape(len(members), len(levels))
+    return out

@@ -1,0 +1,370 @@
+"""Policy rules in CEL: compiled once, evaluated per candidate with a result cache.
+
+A rule's result can only change when a field it reads changes. So each
+expression records the fields it reads per variable, and results are cached
+under the values of exactly those fields: a rule reading ``site.tier`` and
+``workload.class`` is evaluated once per (tier, class) pair, not once per
+(site, workload) pair. Rows (site, pool) are grouped by the site/pool part of
+that signature once per plan; a workload only evaluates the groups it has not
+seen under its own workload/profile signature. A ``when`` clause that reads
+only the workload collapses to a single evaluation per workload signature.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from fleetplane.errors import PolicyError, SourcePosition, did_you_mean
+from fleetplane.model.policy import PlacementPolicy
+from fleetplane.placement._internal import activation
+from fleetplane.placement._internal.fleet_index import BoolArray, FleetIndex, FloatArray, IntArray
+from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView
+
+Clause = Literal["when", "require", "prefer"]
+Locate = Callable[[str, str, tuple[str | int, ...]], SourcePosition | None]
+
+_STRING = re.compile(
+    r"""[rRbB]*('''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""", re.S
+)
+_REFERENCE = re.compile(r"(?<![.\w])(workload|site|pool|profile)\b(\s*\.\s*([A-Za-z_]\w*))?")
+_BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_HAS_HINT = "guard fields that can be absent with has(), e.g. has(workload.accelerator) && ..."
+
+# Caching by field values is only sound while the result depends on nothing
+# else; CEL has no clock or randomness, so this holds for every expression.
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One compiled CEL clause and the fields it reads."""
+
+    rule: str
+    clause: Clause
+    source: str
+    program: Any
+    fields: dict[str, tuple[str, ...]]  # variable → fields read, sorted
+
+    def reads(self, variable: str) -> bool:
+        return variable in self.fields
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    index: int
+    kind: Literal["require", "prefer"]
+    weight: float
+    when: Expression
+    test: Expression
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    resource: PlacementPolicy
+    rules: tuple[CompiledRule, ...]
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    @property
+    def requires(self) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.kind == "require")
+
+    @property
+    def prefers(self) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.kind == "prefer")
+
+
+def _strip_strings(source: str) -> str:
+    return _STRING.sub("''", source)
+
+
+def fields_read(source: str) -> dict[str, tuple[str, ...]]:
+    """Fields read per variable; a variable used other than as ``var.field`` reads every field."""
+    text = _strip_strings(source)
+    bound = set(_BOUND.findall(text))
+    found: dict[str, set[str]] = {}
+    for match in _REFERENCE.finditer(text):
+        variable, field_name = match.group(1), match.group(3)
+        if variable in bound:
+            continue
+        names = found.setdefault(variable, set())
+        if field_name is None:
+            names.update(activation.VARIABLES[variable])
+        else:
+            names.add(field_name)
+    return {v: tuple(sorted(names)) for v, names in sorted(found.items())}
+
+
+class _Where:
+    def __init__(self, policy: PlacementPolicy, locate: Locate | None) -> None:
+        self.policy = policy
+        self.locate = locate
+
+    def __call__(self, index: int, clause: str) -> str:
+        path = f"spec.rules[{index}].{clause}"
+        position = None
+        if self.locate is not None:
+            position = self.locate(
+                "PlacementPolicy", self.policy.name, ("spec", "rules", index, clause)
+            )
+        return f"{position} {path}" if position else f"PlacementPolicy {self.policy.name} {path}"
+
+
+def _compile_error(message: str) -> str:
+    # The library reports "Failed to parse expression '...': ERROR: <input>:L:C: text"
+    # followed by the source line and a caret; keep the part from "<input>" on.
+    _, sep, rest = message.partition("ERROR: ")
+    text = rest if sep else message
+    return text.replace("<input>:", "at ", 1)
+
+
+def compile_expression(
+    rule: str, clause: Clause, source: str, where: Callable[[], str]
+) -> Expression:
+    import cel
+
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError) as error:
+        raise PolicyError(
+            f"{where()}: rule {rule!r} does not compile: {_compile_error(str(error))}"
+        ) from None
+    fields = fields_read(source)
+    bound = set(_BOUND.findall(_strip_strings(source)))
+    unknown = sorted(set(program.variables()) - set(activation.VARIABLES) - bound)
+    if unknown:
+        known = ", ".join(activation.VARIABLES)
+        raise PolicyError(
+            f"{where()}: rule {rule!r} uses unknown variable {unknown[0]!r}; "
+            f"rules can use {known} (see docs/policy.md)"
+        )
+    for variable, names in fields.items():
+        schema = activation.VARIABLES[variable]
+        for name in names:
+            if name not in schema:
+                hint = did_you_mean(name, list(schema))
+                raise PolicyError(
+                    f"{where()}: rule {rule!r}: {variable} has no field {name!r}"
+                    + (f"; {hint}" if hint else f"; fields are {', '.join(schema)}")
+                )
+    return Expression(rule, clause, source, program, fields)
+
+
+def compile_policy(policy: PlacementPolicy, locate: Locate | None = None) -> CompiledPolicy:
+    """Compile every rule, failing on the first that does not compile with its position."""
+    where = _Where(policy, locate)
+    rules = []
+    for i, rule in enumerate(policy.spec.rules):
+        kind: Literal["require", "prefer"] = "require" if rule.require is not None else "prefer"
+        test_source = rule.require if rule.require is not None else rule.prefer
+        assert test_source is not None  # the model guarantees exactly one
+        when = compile_expression(rule.name, "when", rule.when, functools.partial(where, i, "when"))
+        test = compile_expression(rule.name, kind, test_source, functools.partial(where, i, kind))
+        rules.append(
+            CompiledRule(rule.name, i, kind, float(rule.weight), when, test, rule.description)
+        )
+    return CompiledPolicy(policy, tuple(rules))
+
+
+@dataclass
+class CacheStats:
+    evaluations: int = 0
+    lookups: int = 0
+
+    @property
+    def hits(self) -> int:
+        return self.lookups - self.evaluations
+
+
+@dataclass
+class _RowGroups:
+    codes: IntArray  # row → group
+    representative: list[int]  # group → one row
+
+
+@dataclass
+class _ExpressionCache:
+    groups: _RowGroups
+    results: dict[Any, np.ndarray] = field(default_factory=dict)  # workload key → int8 per group
+
+
+class RuleEvaluator:
+    """Evaluates compiled rules over rows, caching by the signature of the fields read."""
+
+    def __init__(self, index: FleetIndex, policy: CompiledPolicy, *, cache: bool = True) -> None:
+        self.index = index
+        self.policy = policy
+        self.cache_enabled = cache
+        self.stats = CacheStats()
+        self._caches: dict[int, _ExpressionCache] = {}
+
+    # -- signatures ---------------------------------------------------------------------
+
+    def _row_groups(self, expr: Expression) -> _RowGroups:
+        site_fields = expr.fields.get("site", ())
+        pool_fields = expr.fields.get("pool", ())
+        n = self.index.n_rows
+        if not self.cache_enabled:
+            return _RowGroups(np.arange(n, dtype=np.int64), list(range(n)))
+        if not site_fields and not pool_fields:
+            return _RowGroups(np.zeros(n, dtype=np.int64), [0] if n else [])
+        site_keys = [
+            activation.freeze(activation.build("site", s, site_fields)) for s in self.index.sites
+        ]
+        codes: dict[Any, int] = {}
+        row_codes = np.empty(n, dtype=np.int64)
+        representative: list[int] = []
+        for row, pool in enumerate(self.index.pools):
+            key = (
+                site_keys[int(self.index.row_site[row])],
+                activation.freeze(activation.build("pool", pool, pool_fields)),
+            )
+            code = codes.get(key)
+            if code is None:
+                code = codes[key] = len(representative)
+                representative.append(row)
+            row_codes[row] = code
+        return _RowGroups(row_codes, representative)
+
+    def _cache_for(self, expr: Expression) -> _ExpressionCache:
+        key = id(expr)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = _ExpressionCache(self._row_groups(expr))
+        return cache
+
+    def _workload_key(self, expr: Expression, view: WorkloadView, profile: ProfileView) -> Any:
+        if not self.cache_enabled:
+            return (view.name, profile.index)
+        return (
+            activation.freeze(activation.build("workload", view, expr.fields.get("workload", ()))),
+            activation.freeze(activation.build("profile", profile, expr.fields.get("profile", ()))),
+        )
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate(
+        self, expr: Expression, view: WorkloadView, profile: ProfileView, rows: IntArray
+    ) -> BoolArray:
+        """The expression's value at each of ``rows`` for this workload and profile."""
+        cache = self._cache_for(expr)
+        wkey = self._workload_key(expr, view, profile)
+        results = cache.results.get(wkey)
+        if results is None:
+            results = np.full(len(cache.groups.representative), -1, dtype=np.int8)
+            cache.results[wkey] = results
+        groups = cache.groups.codes[rows]
+        self.stats.lookups += len(np.unique(groups))
+        missing = np.unique(groups[results[groups] < 0])
+        if len(missing):
+            base = {
+                "workload": activation.build("workload", view, expr.fields.get("workload", ())),
+                "profile": activation.build("profile", profile, expr.fields.get("profile", ())),
+            }
+            for group in missing.tolist():
+                row = cache.groups.representative[group]
+                results[group] = self._execute(expr, base, view, row)
+        return np.asarray(results[groups] == 1)
+
+    def _execute(self, expr: Expression, base: dict[str, Any], view: WorkloadView, row: int) -> int:
+        self.stats.evaluations += 1
+        context: dict[str, Any] = {}
+        for variable in expr.fields:
+            if variable in ("workload", "profile"):
+                context[variable] = base[variable]
+            elif variable == "site":
+                site = self.index.site_of_row(row)
+                context["site"] = activation.build("site", site, expr.fields["site"])
+            else:
+                context["pool"] = activation.build(
+                    "pool", self.index.pools[row], expr.fields["pool"]
+                )
+        try:
+            value = expr.program.execute(context)
+        except KeyError as error:
+            missing = str(error.args[0]) if error.args else "?"
+            path = _path_ending_in(expr.source, missing)
+            raise PolicyError(
+                f"rule {expr.rule!r} ({expr.clause}: {expr.source}): field {path!r} is not set "
+                f"for workload {view.name!r} at {self.index.row_label(row)}; {_HAS_HINT}"
+            ) from None
+        except Exception as error:  # the CEL library raises TypeError/RuntimeError/ZeroDivision…
+            raise PolicyError(
+                f"rule {expr.rule!r} ({expr.clause}: {expr.source}) failed for workload "
+                f"{view.name!r} at {self.index.row_label(row)}: {error}"
+            ) from None
+        if not isinstance(value, bool):
+            raise PolicyError(
+                f"rule {expr.rule!r} ({expr.clause}: {expr.source}) must be true or false, "
+                f"got {value!r} for workload {view.name!r} at {self.index.row_label(row)}"
+            )
+        return 1 if value else 0
+
+    # -- rule semantics ---------------------------------------------------------------------
+
+    def _applies(
+        self, rule: CompiledRule, view: WorkloadView, profile: ProfileView, rows: IntArray
+    ) -> BoolArray:
+        return self.evaluate(rule.when, view, profile, rows)
+
+    def require(
+        self, view: WorkloadView, profile: ProfileView, rows: IntArray
+    ) -> tuple[BoolArray, IntArray]:
+        """Rows where every applicable require rule holds; per row the first failing rule (-1)."""
+        ok = np.ones(len(rows), dtype=bool)
+        failed = np.full(len(rows), -1, dtype=np.int64)
+        for rule in self.policy.requires:
+            live = np.flatnonzero(ok)
+            if not len(live):
+                break
+            applies = self._applies(rule, view, profile, rows[live])
+            check = live[applies]
+            if not len(check):
+                continue
+            held = self.evaluate(rule.test, view, profile, rows[check])
+            broken = check[~held]
+            ok[broken] = False
+            failed[broken] = rule.index
+        return ok, failed
+
+    def penalty(self, view: WorkloadView, profile: ProfileView, rows: IntArray) -> FloatArray:
+        """Money per month added at each row by prefer rules that apply but do not hold."""
+        total = np.zeros(len(rows), dtype=np.float64)
+        for rule in self.policy.prefers:
+            applies = self._applies(rule, view, profile, rows)
+            check = np.flatnonzero(applies)
+            if not len(check):
+                continue
+            held = self.evaluate(rule.test, view, profile, rows[check])
+            total[check[~held]] += rule.weight
+        return total
+
+    def fired(self, view: WorkloadView, profile: ProfileView, row: int) -> list[str]:
+        """Human lines for the rules that applied at one row (for the explanation)."""
+        rows = np.array([row], dtype=np.int64)
+        lines = []
+        for rule in self.policy.rules:
+            if not self._applies(rule, view, profile, rows)[0]:
+                continue
+            held = bool(self.evaluate(rule.test, view, profile, rows)[0])
+            if rule.kind == "require":
+                lines.append(f"{rule.name}: required, holds")
+            elif held:
+                lines.append(f"{rule.name}: preferred, holds")
+            else:
+                lines.append(f"{rule.name}: preferred, not met (+{rule.weight:g}/month)")
+        return lines
+
+
+def _path_ending_in(source: str, name: str) -> str:
+    match = re.search(rf"[A-Za-z_][\w.]*\.{re.escape(name)}\b", _strip_strings(source))
+    return match.group(0) if match else name

@@ -1,0 +1,157 @@
+"""Scoring: the objective a solver minimises, split into terms it can add up quickly.
+
+For a candidate ``c`` running ``n`` replicas and receiving a fraction ``f_s``
+of each data source ``s``::
+
+    objective = n · per_replica[c] + per_site[c] + Σ_s f_s · per_source[s, c] + α · per_share[c]
+
+* ``per_replica`` — compute (× cost weight) and always-on energy (× energy weight);
+  for jobs also the busy energy, since a job keeps its replicas busy;
+* ``per_site`` — model distribution to the site (× cost weight);
+* ``per_source`` — egress and per-request / busy energy of all of source ``s``'s
+  traffic, plus the policy terms in proportion to the source's share of the
+  workload's demand: prefer penalties and the latency weight × estimated p99;
+* ``per_share`` — the policy terms of workloads without demand (jobs), scaled by
+  the allocation's share ``α`` of the workload (½ each for a spread pair).
+
+The estimated p99 used for the latency weight is the sum of the round-trip
+and service p99s without queueing: a ranking proxy, cheap for every
+candidate; reported latencies are exact (prediction.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.model.placement import CostBreakdown
+from fleetplane.model.policy import Objective
+from fleetplane.placement._internal import prediction
+from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.fleet_index import FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class Scorer:
+    cands: Candidates
+    per_replica: FloatArray
+    per_site: FloatArray
+    per_source: FloatArray  # (sources × candidates)
+    per_share: FloatArray
+    source_weight: FloatArray  # share of the workload's demand per source
+
+    def objective(
+        self, idx: IntArray, replicas: IntArray, shares: FloatArray, alpha: float
+    ) -> FloatArray:
+        """Objective of candidates ``idx`` with ``replicas`` and source fractions ``shares``."""
+        total = replicas * self.per_replica[idx] + self.per_site[idx] + alpha * self.per_share[idx]
+        if shares.shape[0]:
+            per_source = np.where(shares > 0, self.per_source[:, idx], 0.0)
+            total = total + (shares * per_source).sum(axis=0)
+        return np.asarray(total, dtype=np.float64)
+
+
+def source_weights(cands: Candidates) -> FloatArray:
+    view = cands.view
+    rates = np.array([s.rate for s in view.sources], dtype=np.float64)
+    if not rates.size:
+        return rates
+    total = rates.sum()
+    return rates / total if total > 0 else np.full(rates.size, 1.0 / rates.size)
+
+
+def _busy(cands: Candidates) -> FloatArray:
+    """(sources × candidates): replicas kept busy on average by all of each source."""
+    view = cands.view
+    avg = np.array([s.rate * s.mean_factor for s in view.sources], dtype=np.float64)
+    if view.is_job or not avg.size:
+        return np.zeros((avg.size, cands.size))
+    return np.asarray(
+        avg[:, None] * cands.svc_mean[None, :] / cands.concurrency[None, :], dtype=np.float64
+    )
+
+
+def _requests(cands: Candidates) -> FloatArray:
+    return np.array([s.monthly_requests for s in cands.view.sources], dtype=np.float64)
+
+
+def latency_estimate(cands: Candidates) -> FloatArray:
+    """(sources × candidates) ranking proxy for p99: round-trip p99 + storage + service p99."""
+    if cands.view.is_job or not cands.view.sources:
+        return np.zeros((len(cands.view.sources), cands.size))
+    parts = prediction.Parts(
+        rtt_mu=cands.rtt_mu.ravel(),
+        rtt_sigma=cands.rtt_sigma.ravel(),
+        loss=cands.loss.ravel(),
+        storage=np.broadcast_to(cands.storage, cands.rtt_mu.shape).ravel(),
+        svc_mean=np.broadcast_to(cands.svc_mean, cands.rtt_mu.shape).ravel(),
+        svc_cv=np.broadcast_to(cands.svc_cv, cands.rtt_mu.shape).ravel(),
+    )
+    est = (
+        parts.storage
+        + prediction.rtt_quantile(0.99, parts)
+        + prediction.service_quantile(0.99, parts.svc_mean, parts.svc_cv)
+    )
+    return np.asarray(est.reshape(cands.rtt_mu.shape), dtype=np.float64)
+
+
+def build_scorer(cands: Candidates, objective: Objective) -> Scorer:
+    w_cost, w_energy, w_latency = objective.cost, objective.energy, objective.latency
+    rates = cands.rates
+    per_replica = w_cost * rates.compute + w_energy * rates.energy_idle
+    if cands.view.is_job:
+        per_replica = per_replica + w_energy * rates.energy_busy
+    weights = source_weights(cands)
+    per_source = (
+        w_cost * cands.egress
+        + w_energy
+        * (
+            _requests(cands)[:, None] * rates.energy_request[None, :]
+            + _busy(cands) * rates.energy_busy[None, :]
+        )
+        + weights[:, None] * cands.penalty[None, :]
+    )
+    if w_latency > 0:
+        per_source = per_source + weights[:, None] * w_latency * latency_estimate(cands)
+    per_share = cands.penalty if not len(cands.view.sources) else np.zeros(cands.size)
+    return Scorer(
+        cands=cands,
+        per_replica=np.asarray(per_replica, dtype=np.float64),
+        per_site=np.asarray(w_cost * cands.model_cost, dtype=np.float64),
+        per_source=np.asarray(per_source, dtype=np.float64),
+        per_share=np.asarray(per_share, dtype=np.float64),
+        source_weight=weights,
+    )
+
+
+def breakdown(cands: Candidates, alloc: Allocation) -> CostBreakdown:
+    """Money per month of one allocation, term by term (no weights: what the fleet pays)."""
+    c, n = alloc.candidate, alloc.replicas
+    rates = cands.rates
+    shares = np.array(alloc.shares, dtype=np.float64)
+    egress = (
+        float(np.sum(shares * np.where(shares > 0, cands.egress[:, c], 0.0)))
+        if shares.size
+        else 0.0
+    )
+    energy = n * rates.energy_idle[c]
+    if cands.view.is_job:
+        energy += n * rates.energy_busy[c]
+    if shares.size:
+        energy += float(
+            np.sum(
+                shares
+                * (
+                    _requests(cands) * rates.energy_request[c]
+                    + _busy(cands)[:, c] * rates.energy_busy[c]
+                )
+            )
+        )
+    return CostBreakdown(
+        compute=float(n * rates.compute[c]),
+        egress=egress,
+        model_distribution=float(cands.model_cost[c]),
+        energy=float(energy),
+        preference_penalty=float(alloc.weight * cands.penalty[c]),
+    )

@@ -1,0 +1,215 @@
+"""Replica counts: enough to carry the peak demand routed to a candidate within every target.
+
+A site running ``n`` replicas of a profile with ``concurrency`` k is one
+M/G/(n·k) queue (replicas behind one load balancer), fed with the peak rate
+of the sources routed there (scaled up to the throughput SLO if that is
+higher). The count must meet every latency percentile target for every
+source it serves (each source has its own round trip), stay within the
+workload's replica bounds, and be at least the minimum.
+
+Two ways to get it, both over many elements at once:
+
+* :func:`conservative` — closed form via the union bound (prediction.py):
+  cheap enough for every candidate the solver looks at, and never too few;
+* :func:`exact` — the smallest count whose exact end-to-end quantiles meet the
+  targets (fleetplane.latency), by galloping then bisection; used to trim the
+  counts the solver chose and where the bound cannot decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetplane.placement._internal import prediction
+from fleetplane.placement._internal.candidates import Candidates
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+
+UNSIZEABLE = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    """Size candidates ``idx`` of one workload, each serving the sources in ``groups[:, j]``.
+
+    ``load[j]`` is the design arrival rate at candidate ``idx[j]``.
+    """
+
+    cands: Candidates
+    idx: IntArray
+    groups: BoolArray  # (sources × len(idx))
+    load: FloatArray
+
+
+def design_rates(cands: Candidates) -> FloatArray:
+    """Per source: the peak rate a candidate must absorb if it serves all of the source."""
+    view = cands.view
+    return np.array([s.rate for s in view.sources], dtype=np.float64) * view.design_factor
+
+
+@dataclass(frozen=True)
+class _Elements:
+    owner: IntArray  # request number
+    col: IntArray  # position within the request
+    lam: FloatArray
+    q: FloatArray
+    target: FloatArray
+    concurrency: IntArray
+    c_max: IntArray
+    parts: prediction.Parts
+
+
+def _elements(requests: list[Request]) -> _Elements:
+    owners, cols, lams, qs, targets, ks, cmax = [], [], [], [], [], [], []
+    parts: list[prediction.Parts] = []
+    for r, req in enumerate(requests):
+        cands, view = req.cands, req.cands.view
+        if view.is_job or not view.targets:
+            continue
+        src, col = np.nonzero(req.groups)
+        if not col.size:
+            continue
+        cand = req.idx[col]
+        k = cands.concurrency[cand]
+        base = prediction.Parts(
+            rtt_mu=cands.rtt_mu[src, cand],
+            rtt_sigma=cands.rtt_sigma[src, cand],
+            loss=cands.loss[src, cand],
+            storage=cands.storage[cand],
+            svc_mean=cands.svc_mean[cand],
+            svc_cv=cands.svc_cv[cand],
+        )
+        for q, target in view.targets:
+            owners.append(np.full(col.size, r))
+            cols.append(col)
+            lams.append(req.load[col])
+            qs.append(np.full(col.size, q))
+            targets.append(np.full(col.size, target))
+            ks.append(k)
+            cmax.append(k * view.max_replicas)
+            parts.append(base)
+    if not owners:
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_f = np.zeros(0)
+        return _Elements(
+            empty_i,
+            empty_i,
+            empty_f,
+            empty_f,
+            empty_f,
+            empty_i,
+            empty_i,
+            prediction.Parts(empty_f, empty_f, empty_f, empty_f, empty_f, empty_f),
+        )
+    cat = np.concatenate
+    merged = prediction.Parts(
+        *(cat([getattr(p, f) for p in parts]) for f in prediction.Parts.__dataclass_fields__)
+    )
+    return _Elements(
+        cat(owners), cat(cols), cat(lams), cat(qs), cat(targets), cat(ks), cat(cmax), merged
+    )
+
+
+def _floor(req: Request) -> IntArray:
+    """Fewest replicas before latency: the minimum and a stable queue at the design load."""
+    view = req.cands.view
+    n = np.full(req.idx.size, view.min_replicas, dtype=np.int64)
+    if view.is_job or not view.sources:
+        return n
+    servers = prediction.stable_servers(req.load, req.cands.svc_mean[req.idx])
+    return np.asarray(np.maximum(n, -(-servers // req.cands.concurrency[req.idx])), dtype=np.int64)
+
+
+def conservative(requests: list[Request]) -> list[IntArray]:
+    """Replicas per candidate of each request; UNSIZEABLE where the bound shows no count works."""
+    out = [_floor(req) for req in requests]
+    el = _elements(requests)
+    if el.owner.size:
+        servers = prediction.conservative_servers(el.lam, el.q, el.target, el.parts, el.c_max)
+        replicas = np.where(servers > 0, -(-servers // el.concurrency), -1)
+        for r, req in enumerate(requests):
+            mine = el.owner == r
+            if not mine.any():
+                continue
+            need = np.zeros(req.idx.size, dtype=np.int64)
+            np.maximum.at(need, el.col[mine], np.where(replicas[mine] < 0, 10**12, replicas[mine]))
+            out[r] = np.maximum(out[r], need)
+    for r, req in enumerate(requests):
+        out[r] = np.where(out[r] > req.cands.view.max_replicas, UNSIZEABLE, out[r])
+    return out
+
+
+def conservative_one(req: Request) -> IntArray:
+    return conservative([req])[0]
+
+
+def exact(requests: list[Request], upper: list[IntArray] | None = None) -> list[IntArray]:
+    """Smallest replica counts meeting every target exactly (UNSIZEABLE if none within bounds).
+
+    ``upper`` are counts already known to work (e.g. conservative ones); the
+    search then only looks below them.
+    """
+    lo = [_floor(req) for req in requests]
+    el = _elements(requests)
+    hi_known = (
+        list(upper)
+        if upper is not None
+        else [np.zeros(req.idx.size, dtype=np.int64) for req in requests]
+    )
+    result = []
+    if not el.owner.size:
+        return [
+            np.where(lo_r > req.cands.view.max_replicas, UNSIZEABLE, lo_r)
+            for lo_r, req in zip(lo, requests, strict=True)
+        ]
+    # Flatten every (request, column) into one "slot" so the search runs in lock step.
+    offsets = np.cumsum([0] + [req.idx.size for req in requests])
+    slot = offsets[el.owner] + el.col
+    n_slots = int(offsets[-1])
+    low = np.concatenate(lo) if lo else np.zeros(0, dtype=np.int64)
+    maxr = np.concatenate([np.full(req.idx.size, req.cands.view.max_replicas) for req in requests])
+    known = np.concatenate(hi_known)
+    high = np.where(known > 0, known, 0)
+
+    # ok(n) per slot: every element of the slot meets its target with n replicas.
+    def ok(n: IntArray, slots: IntArray) -> BoolArray:
+        take = np.isin(slot, slots)
+        elements = np.flatnonzero(take)
+        passed = prediction.meets(
+            el.lam[elements],
+            n[slot[elements]] * el.concurrency[elements],
+            el.q[elements],
+            el.target[elements],
+            el.parts.take(elements),
+        )
+        good = np.ones(n_slots, dtype=bool)
+        np.logical_and.at(good, slot[elements], passed)
+        return good[slots]
+
+    # Galloping: find a working count for slots without one (probe floor, +1, +3, +7, ...).
+    need = np.flatnonzero(high == 0)
+    probe = low.copy()
+    step = np.ones(n_slots, dtype=np.int64)
+    while need.size:
+        passed = ok(probe, need)
+        high[need[passed]] = probe[need[passed]]
+        failed = need[~passed]
+        low[failed] = probe[failed] + 1
+        step[failed] *= 2
+        probe[failed] = np.minimum(low[failed] + step[failed] - 1, maxr[failed])
+        exhausted = low[failed] > maxr[failed]
+        high[failed[exhausted]] = -1
+        need = failed[~exhausted]
+    # Bisection between the last failure and the first success.
+    active = np.flatnonzero((high > 0) & (low < high))
+    while active.size:
+        mid = (low + high) // 2
+        passed = ok(mid, active)
+        high[active[passed]] = mid[active[passed]]
+        low[active[~passed]] = mid[active[~passed]] + 1
+        active = active[low[active] < high[active]]
+    high_final = np.where(high > 0, high, UNSIZEABLE)
+    for r in range(len(requests)):
+        result.append(high_final[offsets[r] : offsets[r + 1]].astype(np.int64))
+    return result
