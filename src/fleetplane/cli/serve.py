@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+import uvicorn
 
 from fleetplane.cli.main import app
 from fleetplane.cli.output import user_errors
@@ -22,7 +24,24 @@ from fleetplane.control.settings import (
 )
 from fleetplane.errors import ValidationError
 
+if TYPE_CHECKING:
+    from fleetplane.control.plane import ControlPlane
+
 DATABASE_ENV = "FLEETPLANE_DATABASE"
+
+
+class _Server(uvicorn.Server):
+    """Ends open watches when asked to stop, so shutdown does not wait for them."""
+
+    def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
+        super().__init__(config)
+        self.plane = plane
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = self.plane.notifier.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.plane.notifier.close)
+        super().handle_exit(sig, frame)
 
 
 @app.command()
@@ -82,8 +101,6 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the control plane API (resources, apply, watch, tokens, audit) on --listen."""
-    import uvicorn
-
     from fleetplane.control.app import create_app
 
     if (tls_cert is None) != (tls_key is None):
@@ -114,4 +131,4 @@ def serve(
         # Watches are long-lived: a shutdown should not wait for them forever.
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    _Server(config, api.state.plane).run()

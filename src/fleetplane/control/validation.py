@@ -64,7 +64,8 @@ def parse_batch(text: str, filename: str) -> Batch:
     result = read_text(text, filename, references=False)
     if result.problems:
         raise invalid(result.problems)
-    models = list(result.fleet.resources())
+    # In document order: results read like the file, and writes happen in it.
+    models = sorted(result.fleet.resources(), key=lambda m: _line(result.fleet, m))
     by_key = {(d["kind"], d["metadata"]["name"]): d for d in plain}
     ordered = [by_key[(m.kind, m.name)] for m in models]
     return Batch([_desired(d) for d in ordered], models, result.fleet, filename)
@@ -79,13 +80,17 @@ def parse_document(document: Any, filename: str = "<request body>") -> Batch:
         if "kind" not in document:
             raise invalid([Problem("missing kind", field_path="kind")])
         raise unknown_kind(kind)
-    text = _to_yaml(document)
-    result = read_text(text, filename, references=False)
-    if result.problems:
+    try:
+        model = KINDS[kind].model_validate({**document, "status": None})
+    except (pydantic.ValidationError, ValueError, TypeError):
+        # The loader words the problems exactly as `fleetplane validate` does;
+        # it reads YAML, and JSON documents are YAML.
+        result = read_text(_to_yaml(document), filename, references=False)
         # Positions would point into YAML the client never wrote: keep field paths.
-        raise invalid([_without_position(p) for p in result.problems])
-    models = list(result.fleet.resources())
-    return Batch([_desired(document)], models, result.fleet, filename)
+        raise invalid([_without_position(p) for p in result.problems]) from None
+    fleet = Fleet()
+    fleet.add(model, SourcePosition(filename))
+    return Batch([_desired(document)], [model], fleet, filename)
 
 
 def check_status(kind: str, document: dict[str, Any], status: Any) -> dict[str, Any] | None:
@@ -161,6 +166,11 @@ class ReferenceCheck:
         ]
         if problems:
             raise invalid(problems)
+
+
+def _line(fleet: Fleet, model: AnyResource) -> int:
+    position = fleet.position_of(model.kind, model.name)
+    return position.line or 0 if position is not None else 0
 
 
 def _plain_documents(text: str, filename: str) -> list[dict[str, Any]]:

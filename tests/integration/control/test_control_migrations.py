@@ -40,9 +40,7 @@ def test_upgrade_from_the_first_revision_keeps_resources_events_and_audit(
                 ),
                 {"object": json.dumps(document)},
             )
-            connection.execute(
-                text("UPDATE counters SET value = 1 WHERE name = 'resourceVersion'")
-            )
+            connection.execute(text("UPDATE counters SET value = 1 WHERE name = 'resourceVersion'"))
         before = migrate.upgrade(engine)
         assert (before, migrate.current_revision(engine)) == ("0001", migrate.head_revision())
         store = Store(engine)

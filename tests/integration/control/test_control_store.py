@@ -83,7 +83,12 @@ def test_concurrent_read_modify_write_loses_no_update(store: Store) -> None:
             current = store.get("NodeImage", "counter")
             bumped = str(int(current.annotations["n"]) + 1)
             desired = Desired(
-                "NodeImage", "counter", {}, {"n": bumped}, {"os": "x"}, None,
+                "NodeImage",
+                "counter",
+                {},
+                {"n": bumped},
+                {"os": "x"},
+                None,
                 current.resource_version,
             )
             try:
@@ -121,7 +126,9 @@ def test_apply_reports_created_changed_unchanged_with_field_changes(store: Store
     batch = [image("same"), image("old", "debian"), image("new")]
     dry = store.apply(batch, actor="t", dry_run=True)
     assert [(o.name, o.action) for o in dry] == [
-        ("same", "unchanged"), ("old", "changed"), ("new", "created"),
+        ("same", "unchanged"),
+        ("old", "changed"),
+        ("new", "created"),
     ]
     assert [(c.path, c.before, c.after) for c in dry[1].changes] == [
         ("spec.os", "ubuntu", "debian")
@@ -179,7 +186,9 @@ def test_every_change_is_audited_in_a_chain_that_detects_tampering(store: Store)
     store.delete("NodeImage", "a", actor="carol")
     records = store.audit.records(store.engine)
     assert [(r.actor, r.action) for r in records] == [
-        ("alice", "create"), ("bob", "replace"), ("carol", "delete"),
+        ("alice", "create"),
+        ("bob", "replace"),
+        ("carol", "delete"),
     ]
     assert records[1].before_digest == records[0].after_digest
     assert store.audit.verify(store.engine).ok

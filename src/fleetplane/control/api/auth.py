@@ -24,7 +24,7 @@ from fleetplane.control.ratelimit import retry_after_header
 from fleetplane.control.store.audit import AuditEntry
 from fleetplane.control.store.tokens import find_token
 from fleetplane.security.errors import TokenError
-from fleetplane.security.rbac import Decision, Principal, Verb, authorize
+from fleetplane.security.rbac import SITE_NAMED_KINDS, Decision, Principal, Verb, authorize
 from fleetplane.security.tokens import token_id, verify_token
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,10 @@ async def require(
     """403 unless the policy allows it (writes then call :func:`limit` once per request)."""
     plane = plane_of(request)
     referenced = plane.referenced(principal, kind) if name is not None else frozenset()
+    if site is None and kind not in SITE_NAMED_KINDS:
+        # An agent asks on behalf of its own site (for Secrets and Artifacts
+        # the policy then checks that the site refers to the object).
+        site = principal.site
     decision = authorize(
         principal,
         verb,

@@ -120,7 +120,7 @@ async def list_or_watch(
             timeout=timeout_seconds,
             bookmarks=allow_bookmarks,
         )
-        stream = await open_watch(plane, watch_request)
+        stream = await open_watch(plane, watch_request, request.receive)
         return StreamingResponse(stream, media_type="application/x-ndjson")
     await require(request, caller, Verb.LIST, kind)
     items, version = await run_in_threadpool(plane.store.list_resources, kind, where=selector)

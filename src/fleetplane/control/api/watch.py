@@ -17,10 +17,13 @@ so a reconnect after a long quiet spell does not fall off the event log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.types import Receive
 
 from fleetplane.control.api.status import status_body
 from fleetplane.control.plane import ControlPlane
@@ -69,11 +72,47 @@ def visible_type(event: WatchEvent, selector: Selector) -> str | None:
     return None
 
 
-async def open_watch(plane: ControlPlane, request: WatchRequest) -> AsyncIterator[bytes]:
+async def open_watch(
+    plane: ControlPlane, request: WatchRequest, receive: Receive
+) -> AsyncIterator[bytes]:
     """Check the start version (410 now, before any byte is sent) and return the stream."""
     if request.since is not None:
         await asyncio.to_thread(plane.store.events_since, request.since, kind=request.kind, limit=1)
-    return _stream(plane, request)
+    return _until_disconnect(_stream(plane, request), receive)
+
+
+async def _until_disconnect(
+    stream: AsyncIterator[bytes], receive: Receive
+) -> AsyncIterator[bytes]:
+    """End the stream as soon as the client goes away.
+
+    Servers speaking ASGI 2.4 only report a vanished client when the next
+    write fails, which for an idle watch is the next bookmark; listening for
+    ``http.disconnect`` frees the watch at once.
+    """
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(stream))
+            await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                return
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        gone.cancel()
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        continue
 
 
 async def _stream(plane: ControlPlane, request: WatchRequest) -> AsyncIterator[bytes]:
@@ -124,6 +163,8 @@ async def _stream(plane: ControlPlane, request: WatchRequest) -> AsyncIterator[b
             if deadline is not None:
                 wait = min(wait, deadline - now)
             await plane.notifier.wait_for(since, max(wait, 0.0))
+            if plane.notifier.closed:
+                return
     finally:
         metrics.watches.dec()
 

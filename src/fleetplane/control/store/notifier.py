@@ -27,10 +27,27 @@ class ChangeNotifier:
         # was current when they checked the version, so no wake-up is missed.
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     @property
     def version(self) -> int:
         return self._version
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @property
+    def closed(self) -> bool:
+        """True once the server is shutting down: waiters return and watches end."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake every waiter for good (call on the notifier's loop)."""
+        self._closed = True
+        changed = self._changed
+        if changed is not None:
+            changed.set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the event loop waiters run on (call from that loop)."""
@@ -69,7 +86,7 @@ class ChangeNotifier:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._version <= after:
+        while self._version <= after and not self._closed:
             changed = self._changed
             remaining = deadline - loop.time()
             if changed is None:
