@@ -1,0 +1,220 @@
+"""``fleetplane plan``: decide where every workload runs and print the plan.
+
+Exit codes follow DESIGN.md: 0 when every workload is placed, 2 when some
+are unplaceable (the plan and the reasons are still printed), 1 on invalid
+input (errors on stderr, nothing on stdout).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetplane.cli.main import app
+from fleetplane.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    emit_document,
+    stderr,
+    stdout,
+    user_errors,
+    write_document,
+)
+from fleetplane.errors import Problem, SourcePosition, ValidationError
+from fleetplane.model.loader import LoadResult, read_fleet
+from fleetplane.model.placement import Placement, WorkloadPlacement
+from fleetplane.model.policy import PlacementPolicy
+from fleetplane.model.units import format_duration
+
+# Width of the table when stdout is a pipe or file: wide enough not to fold rows.
+PIPE_WIDTH = 200
+# Below this many workloads a plan takes well under a second: no progress bar.
+PROGRESS_THRESHOLD = 500
+
+
+@app.command()
+@user_errors
+def plan(
+    paths: list[Path] = typer.Argument(  # noqa: B008 (typer declares arguments this way)
+        ..., help="Fleet manifests: files or directories (read recursively)."
+    ),
+    policy: Path | None = typer.Option(  # noqa: B008
+        None, "--policy", help="A PlacementPolicy file to use instead of the fleet's own."
+    ),
+    solver: str = typer.Option("greedy", "--solver", help="Solver to use: greedy."),
+    seed: int = typer.Option(0, "--seed", help="Seed for breaking exact ties."),
+    output: OutputFormat = OUTPUT_OPTION,
+    out: Path | None = typer.Option(  # noqa: B008
+        None, "--out", help="Write the Placement to this file (YAML, or JSON for *.json)."
+    ),
+) -> None:
+    """Place every workload at the lowest cost that meets its SLOs and the fleet's limits.
+
+    Exit 0 when all workloads are placed, 2 when some cannot be (reasons are
+    printed), 1 on invalid input.
+    """
+    from fleetplane.placement import plan as make_plan
+
+    loaded = _load(read_fleet(*paths))
+    chosen, policy_sources = _policy(policy)
+    sources = policy_sources if policy_sources is not None else loaded
+    with _progress(len(loaded.fleet.workloads)) as report:
+        result = make_plan(
+            loaded.fleet,
+            chosen,
+            solver=solver,
+            seed=seed,
+            locate=sources.sources.locate,
+            progress=report,
+        )
+    placement = result.placement
+    if out is not None:
+        write_document(placement.to_document(), out)
+    if output is OutputFormat.table:
+        _print_table(placement)
+    else:
+        emit_document(placement.to_document(), output)
+    if placement.spec.unplaceable:
+        raise typer.Exit(2)
+
+
+def _load(result: LoadResult) -> LoadResult:
+    result.raise_for_problems()
+    return result
+
+
+def _policy(path: Path | None) -> tuple[PlacementPolicy | None, LoadResult | None]:
+    if path is None:
+        return None, None
+    loaded = _load(read_fleet(path))
+    others = [r for r in loaded.fleet.resources() if r.kind != "PlacementPolicy"]
+    policies = list(loaded.fleet.policies.values())
+    if len(policies) != 1 or others:
+        raise ValidationError(
+            Problem(
+                f"expected exactly one PlacementPolicy, found {len(policies)} "
+                f"and {len(others)} other resource(s)",
+                SourcePosition(str(path)),
+                hint="put the policy alone in the file given to --policy",
+            )
+        )
+    return policies[0], loaded
+
+
+@contextmanager
+def _progress(workloads: int) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on stderr for fleets big enough to wait for."""
+    if workloads < PROGRESS_THRESHOLD:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield report
+
+
+def _where(item: WorkloadPlacement) -> str:
+    parts = [f"{a.site}/{a.pool} ×{a.replicas}" for a in item.assignments]
+    if len(parts) <= 2:
+        return ", ".join(parts)
+    sites = len({a.site for a in item.assignments})
+    replicas = sum(a.replicas for a in item.assignments)
+    return f"{sites} sites, {replicas} replicas"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.1f}ms"
+    return format_duration(float(f"{seconds:.3g}"))
+
+
+def _latency(item: WorkloadPlacement) -> str:
+    if item.predicted.p99 is not None and item.slo_p99 is not None:
+        return f"{_duration(item.predicted.p99)} / {_duration(item.slo_p99)}"
+    if item.predicted.p99 is not None:
+        return _duration(item.predicted.p99)
+    if item.completion_time is not None:
+        return f"runs {_duration(item.completion_time)}"
+    return "-"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if value >= 1.0 or value == 0 else f"{value:.3g}"
+
+
+def _console() -> Console:
+    """The terminal's console, or a wide one for pipes and files so rows are not folded."""
+    if stdout.is_terminal:
+        return stdout
+    return Console(file=sys.stdout, width=PIPE_WIDTH, soft_wrap=True)
+
+
+def _print_table(placement: Placement) -> None:
+    spec = placement.spec
+    console = _console()
+    table = Table(title=f"Placement of {spec.fleet} ({spec.solver.name}, policy {spec.policy})")
+    table.add_column("workload", no_wrap=True)
+    table.add_column("class", no_wrap=True)
+    table.add_column("p99 / SLO", justify="right", no_wrap=True)
+    table.add_column("$/month", justify="right", no_wrap=True)
+    table.add_column("$/1k req", justify="right", no_wrap=True)
+    table.add_column("sites × replicas", overflow="fold", min_width=24)
+    for item in spec.workloads:
+        table.add_row(
+            item.workload,
+            item.workload_class,
+            _latency(item),
+            _money(item.cost.total),
+            _money(item.cost_per_1k_requests),
+            _where(item),
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        f"{len(spec.workloads)} placed",
+        "",
+        _money(spec.cost.total),
+        "",
+        f"{len(spec.unplaceable)} unplaceable",
+    )
+    console.print(table)
+    cost = spec.cost
+    console.print(
+        f"per month: compute {cost.compute:,.2f}, egress {cost.egress:,.2f}, model distribution "
+        f"{cost.model_distribution:,.2f}, energy {cost.energy:,.2f}",
+        highlight=False,
+    )
+    for missing in spec.unplaceable:
+        console.print(
+            f"\n[bold red]unplaceable[/] {missing.workload}: {missing.reason}", highlight=False
+        )
+        for r in missing.rejections:
+            console.print(
+                f"  {r.sites} site(s): {r.constraint} — e.g. {r.example}",
+                highlight=False,
+                markup=False,
+            )
+        if missing.closest_miss:
+            console.print(f"  closest miss: {missing.closest_miss}", highlight=False, markup=False)
