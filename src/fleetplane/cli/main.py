@@ -40,6 +40,7 @@ def _register() -> None:
         plan,
         resources,
         serve,
+        simulate,
         token,
         validate,
     )

@@ -114,7 +114,10 @@ def sample_delays(
     if lossy.shape[0]:
         rows = row[lossy]
         u = rng.random(lossy.shape[0])
+        # Nearly every request loses nothing: only the others need the full table.
+        hit = np.flatnonzero(u >= tables.loss_cumulative[rows, 0])
+        rows, u = rows[hit], u[hit]
         term = (u[:, None] >= tables.loss_cumulative[rows]).sum(axis=1)
         term = np.minimum(term, tables.loss_delay.shape[1] - 1)
-        out[lossy] += tables.loss_delay[rows, term]
+        out[lossy[hit]] += tables.loss_delay[rows, term]
     return out, back

@@ -10,6 +10,7 @@ many groups at once by sorting once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,7 +116,7 @@ def grouped_quantiles(
     out = np.full((n_groups, levels.shape[0]), np.nan)
     if values.shape[0] == 0:
         return out
-    ordered = values[np.argsort(groups, kind="stable")]
+    ordered = values[np.argsort(_compact(groups, n_groups), kind="stable")]
     counts = np.bincount(groups, minlength=n_groups)
     ends = np.cumsum(counts)
     for g in np.flatnonzero(counts):
@@ -128,10 +129,22 @@ def grouped_quantiles(
     return out
 
 
+def _compact(keys: IntArray, n_keys: int) -> npt.NDArray[np.integer[Any]]:
+    """The smallest integer type for the keys: numpy's stable sort is a radix sort up to 16 bits."""
+    return keys.astype(np.int16) if n_keys < 2**15 else keys
+
+
 def _quantiles(values: FloatArray, levels: FloatArray) -> FloatArray:
+    """numpy's linear-method quantiles; one sort serves many levels."""
     if values.shape[0] == 0:
         return np.full(levels.shape[0], np.nan)
-    return np.asarray(np.quantile(values, levels), dtype=np.float64)
+    ordered = np.sort(values)
+    position = (ordered.shape[0] - 1) * levels
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, ordered.shape[0] - 1)
+    return np.asarray(
+        ordered[low] + (ordered[high] - ordered[low]) * (position - low), dtype=np.float64
+    )
 
 
 def _workload_run(
@@ -294,19 +307,26 @@ def _utilisation_series(
     site, start, end = site[keep], start[keep], end[keep]
     first = (start // width).astype(np.int64)
     last = np.minimum((np.nextafter(end, -np.inf) // width).astype(np.int64), n_buckets - 1)
-    pieces = last - first + 1
-    piece_site = np.repeat(site, pieces)
-    piece_bucket = np.repeat(first, pieces) + (
-        np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    )
-    lo = np.maximum(np.repeat(start, pieces), piece_bucket * width)
-    hi = np.minimum(np.repeat(end, pieces), (piece_bucket + 1) * width)
     n_sites = len(prep.model.site_names)
+    size = n_sites * n_buckets
+    # Service times are far shorter than a bucket: split only the few that cross one.
+    inside = first == last
     busy = np.bincount(
-        piece_site * n_buckets + piece_bucket, weights=hi - lo, minlength=n_sites * n_buckets
-    ).reshape(n_sites, n_buckets)
+        site[inside] * n_buckets + first[inside], weights=(end - start)[inside], minlength=size
+    )
+    crossing = np.flatnonzero(~inside)
+    if crossing.shape[0]:
+        pieces = last[crossing] - first[crossing] + 1
+        owner = np.repeat(crossing, pieces)
+        bucket = first[owner] + (
+            np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        )
+        lo = np.maximum(start[owner], bucket * width)
+        hi = np.minimum(end[owner], (bucket + 1) * width)
+        busy += np.bincount(site[owner] * n_buckets + bucket, weights=hi - lo, minlength=size)
     servers = np.bincount(prep.queue_site, weights=prep.queue_servers, minlength=n_sites)
-    return np.asarray(busy[sites_used] / (servers[sites_used, None] * width), dtype=np.float64)
+    per_site = busy.reshape(n_sites, n_buckets)[sites_used]
+    return np.asarray(per_site / (servers[sites_used, None] * width), dtype=np.float64)
 
 
 def _queue_stays(req: Requests) -> tuple[FloatArray, FloatArray]:
