@@ -37,6 +37,7 @@ def _register() -> None:
     from fleetplane.cli import (  # noqa: F401
         audit,
         db,
+        generate,
         plan,
         resources,
         serve,
