@@ -181,7 +181,11 @@ def _plain_documents(text: str, filename: str) -> list[dict[str, Any]]:
     except YAMLError:
         documents = None
     if documents is None or any(not isinstance(d, dict) for d in documents):
-        problems = read_text(text, filename, references=False).problems
+        try:
+            problems = read_text(text, filename, references=False).problems
+        except YAMLError as error:
+            # Errors of the reader itself (control characters) carry no mark.
+            problems = [Problem(f"invalid YAML: {error}", SourcePosition(filename))]
         raise invalid(problems, code=400, what="the YAML cannot be read")
     return documents
 
