@@ -2,7 +2,7 @@
 
 ``generate_fleet(sites, workloads, seed)`` builds regions, each with a
 regional cloud hub (opex), edge sites of several kinds linked to their hub
-(stores with CPU boxes or Jettsons, GPU servers, NPU and FPGA boxes, MEC
+(stores with CPU boxes or Jetsons, GPU servers, NPU and FPGA boxes, MEC
 sites), a few on-prem HPC clusters (capex), hubs meshed with each other,
 several residency zones, a catalogue of node images, data sources at the
 edge and at the hubs, and a mix of workload classes.
@@ -12,7 +12,10 @@ edge site grows its CPU pool to hold the latency-bound replicas it must host
 and each hub gets enough general and GPU nodes for what its region asks, with
 headroom. So nearly every workload is placeable; about 3 % are deliberately
 hard (a latency budget close to the service time, a deadline close to the
-run time) and carry the label ``difficulty: hard``.
+run time) and carry the label ``difficulty: hard``. Every workload is
+labelled ``scope: edge`` (latency-bound to the edge sites of its data) or
+``scope: regional``; the generated PlacementPolicy keeps regional services and
+batch jobs off the edge capacity that was sized for the edge-bound ones.
 
 Documents are built in human units and validated by the resource models, so
 a generated fleet is exactly what the loader would produce from its YAML.
