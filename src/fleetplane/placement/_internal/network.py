@@ -61,7 +61,9 @@ class Network:
             best = chosen.get((src, dst))
             if best is None or mu < best[0]:
                 chosen[(src, dst)] = (mu, price, loss)
-        self.paths: PathTable = shortest_median_paths(n, edges, directed=False)
+        self.paths: PathTable = (
+            shortest_median_paths(n, edges, directed=False) if edges else _isolated(n)
+        )
         keys = sorted(chosen)
         self._edge_keys = np.array([s * n + d for s, d in keys], dtype=np.int64)
         self._edge_price = np.array([chosen[k][1] for k in keys], dtype=np.float64)
@@ -131,3 +133,15 @@ class Network:
             prices = np.vstack([self.source(int(h)).price for h in hubs])
             self._hub_price = prices.min(axis=0)
         return self._hub_price
+
+
+def _isolated(n: int) -> PathTable:
+    """The path table of sites without links: each reaches only itself."""
+    mu = np.full((n, n), np.inf)
+    np.fill_diagonal(mu, -np.inf)
+    return PathTable(
+        mu=mu,
+        sigma=np.zeros((n, n)),
+        reachable=np.eye(n, dtype=bool),
+        predecessors=np.full((n, n), -9999, dtype=np.int32),
+    )
