@@ -139,9 +139,10 @@ def quantiles(
     c = np.zeros(parts.size) if wait_c is None else wait_c
     theta = np.ones(parts.size) if wait_theta is None else wait_theta
     weights, offsets = _loss_components(parts)
-    # Unreachable paths are answered here: the library treats them as inf anyway,
-    # and keeping them out avoids its arithmetic on infinities.
-    reachable = np.isfinite(parts.rtt_mu) | np.isneginf(parts.rtt_mu)
+    # Unreachable paths and unstable queues are answered here: the library
+    # returns inf for them too, and keeping them out avoids its arithmetic on
+    # infinities.
+    reachable = (np.isfinite(parts.rtt_mu) | np.isneginf(parts.rtt_mu)) & np.isfinite(theta)
     out = np.full(parts.size, np.inf)
     idx = np.flatnonzero(reachable)
     if idx.size:
