@@ -17,7 +17,6 @@ so a reconnect after a long quiet spell does not fall off the event log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -78,36 +77,7 @@ async def open_watch(
     """Check the start version (410 now, before any byte is sent) and return the stream."""
     if request.since is not None:
         await asyncio.to_thread(plane.store.events_since, request.since, kind=request.kind, limit=1)
-    return _until_disconnect(_stream(plane, request), receive)
-
-
-async def _until_disconnect(
-    stream: AsyncIterator[bytes], receive: Receive
-) -> AsyncIterator[bytes]:
-    """End the stream as soon as the client goes away.
-
-    Servers speaking ASGI 2.4 only report a vanished client when the next
-    write fails, which for an idle watch is the next bookmark; listening for
-    ``http.disconnect`` frees the watch at once.
-    """
-    gone = asyncio.ensure_future(_disconnected(receive))
-    try:
-        while True:
-            step = asyncio.ensure_future(anext(stream))
-            await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
-                return
-            try:
-                chunk = step.result()
-            except StopAsyncIteration:
-                return
-            yield chunk
-    finally:
-        gone.cancel()
-        await stream.aclose()  # type: ignore[attr-defined]
+    return _stream(plane, request, receive)
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -115,11 +85,31 @@ async def _disconnected(receive: Receive) -> None:
         continue
 
 
-async def _stream(plane: ControlPlane, request: WatchRequest) -> AsyncIterator[bytes]:
+async def _wait(
+    plane: ControlPlane, since: int, timeout: float, gone: asyncio.Future[None]
+) -> None:
+    """Until a version above ``since`` is committed, the timeout, or the client leaves.
+
+    Servers speaking ASGI 2.4 only report a vanished client when the next
+    write fails, which for an idle watch is the next bookmark; listening for
+    ``http.disconnect`` frees the watch at once.
+    """
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(plane.notifier.wait_for(since, timeout))
+    pending: set[asyncio.Future[Any]] = {waiter, gone}
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+async def _stream(
+    plane: ControlPlane, request: WatchRequest, receive: Receive
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = None if request.timeout is None else loop.time() + request.timeout
     interval = plane.settings.watch.bookmark_interval
     metrics = plane.metrics
+    gone = asyncio.ensure_future(_disconnected(receive))
     metrics.watches.inc()
     try:
         if request.since is None:
@@ -162,10 +152,11 @@ async def _stream(plane: ControlPlane, request: WatchRequest) -> AsyncIterator[b
             wait = interval - (now - last_sent) if request.bookmarks else interval
             if deadline is not None:
                 wait = min(wait, deadline - now)
-            await plane.notifier.wait_for(since, max(wait, 0.0))
-            if plane.notifier.closed:
+            await _wait(plane, since, max(wait, 0.0), gone)
+            if plane.notifier.closed or gone.done():
                 return
     finally:
+        gone.cancel()
         metrics.watches.dec()
 
 
