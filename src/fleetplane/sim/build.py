@@ -178,7 +178,12 @@ def _add_assignment(
             f"but its profiles are {known}"
         )
     spec = profile.service_time
-    service = ServiceTime(spec.mean, spec.cv, spec.distribution)
+    try:
+        service = ServiceTime(spec.mean, spec.cv, spec.distribution)
+    except ValueError as error:
+        raise SimulationError(
+            f"workload {workload.name!r}, profile {a.profile!r}: {error}"
+        ) from None
     storage = _storage_delay(workload, site, a.pool)
     per_replica = model.scenario.spec.replica_queues == "perReplica"
     groups = a.replicas if per_replica else 1

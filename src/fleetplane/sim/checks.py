@@ -42,6 +42,7 @@ def check_scenario(
     checker = _Checker(fleet, scenario, locate, base_dir or Path("."))
     checker.traffic()
     checker.faults()
+    checker.service_times()
     if checker.problems:
         raise ValidationError(checker.problems)
     return checker.result
@@ -123,6 +124,30 @@ class _Checker:
                 self.result.warnings.append(
                     f"faults[{i}] ({fault.type}) starts after the scenario ends; it has no effect"
                 )
+
+    def service_times(self) -> None:
+        """Service times the simulator will sample must be ones the latency model accepts."""
+        from fleetplane.latency.distributions import ServiceTime
+
+        for workload in self.fleet.workloads.values():
+            for i, profile in enumerate(workload.spec.profiles):
+                spec = profile.service_time
+                if spec is None:
+                    continue
+                try:
+                    ServiceTime(spec.mean, spec.cv, spec.distribution)
+                except ValueError as error:
+                    loc: Loc = ("spec", "profiles", i, "serviceTime")
+                    where = self.locate("Workload", workload.name, loc) if self.locate else None
+                    self.problems.append(
+                        Problem(
+                            f"Workload {workload.name!r}, profile {profile.hardware!r}: {error}",
+                            where or self.fleet.position_of("Workload", workload.name),
+                            _render(loc),
+                            "a deterministic time has cv 0 and an exponential one cv 1; "
+                            "for anything else use lognormal, gamma or auto",
+                        )
+                    )
 
     def unknown(self, loc: Loc, kind: str, name: str) -> None:
         known = list(self.fleet.collection(kind))

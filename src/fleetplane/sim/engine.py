@@ -243,11 +243,24 @@ def _queue_of(prep: Prepared, rng: np.random.Generator, candidate: IntArray) -> 
     return np.asarray(queue, dtype=np.int64)
 
 
+def _grouped(keys: IntArray, n_keys: int) -> tuple[IntArray, IntArray]:
+    """Positions sorted by key and offsets: key ``k`` has ``order[offsets[k]:offsets[k+1]]``.
+
+    One stable sort (a radix sort for keys that fit 16 bits) instead of one
+    scan of every request per key.
+    """
+    compact = keys.astype(np.int16) if n_keys < 2**15 else keys
+    order = np.argsort(compact, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=n_keys))])
+    return order, offsets.astype(np.int64)
+
+
 def _service_times(prep: Prepared, rng: np.random.Generator, queue: IntArray) -> FloatArray:
     service = np.zeros(queue.shape[0])
-    kind = np.where(queue >= 0, prep.queue_service[np.maximum(queue, 0)], -1)
+    routed = np.flatnonzero(queue >= 0)
+    order, offsets = _grouped(prep.queue_service[queue[routed]], len(prep.services))
     for index, distribution in enumerate(prep.services):
-        mine = np.flatnonzero(kind == index)
+        mine = routed[order[offsets[index] : offsets[index + 1]]]
         service[mine] = distribution.sample(rng, mine.shape[0])
     return service
 
@@ -258,9 +271,9 @@ def _service_table(prep: Prepared, rng: np.random.Generator, stream: IntArray) -
     width = max((len(s) for s in prep.workload_services), default=1)
     table = np.zeros((stream.shape[0], width))
     stream_workload = np.array([s.workload for s in model.streams], dtype=np.int64)
-    workload = stream_workload[stream] if stream.shape[0] else stream
+    order, offsets = _grouped(stream_workload[stream], len(model.workloads))
     for w, kinds in enumerate(prep.workload_services):
-        mine = np.flatnonzero(workload == w)
+        mine = order[offsets[w] : offsets[w + 1]]
         for slot, index in enumerate(kinds):
             table[mine, slot] = prep.services[index].sample(rng, mine.shape[0])
     return table
