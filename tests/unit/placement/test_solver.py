@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from placement_checker import without_timing
 from placement_fleets import fleet, image, inference, job, link, policy, pool, site, source
 
 from fleetplane.errors import PlacementError
@@ -270,17 +271,14 @@ def test_unplaceable_workloads_are_reported_with_counts_and_closest_miss() -> No
 
 def test_same_inputs_and_seed_give_the_same_document_whatever_the_file_order() -> None:
     f = stores_fleet(8, "30ms", near=4)
-    first = plan(f, seed=3).placement.to_document()
+    first = without_timing(plan(f, seed=3).placement.to_document())
     reordered = Fleet(name=f.name)
     for resource in reversed(list(f.resources())):
         reordered.add(resource)
-    assert plan(reordered, seed=3).placement.to_document() == first
-    assert first["spec"]["solver"] == {
-        "name": "greedy",
-        "version": first["spec"]["solver"]["version"],
-        "seed": 3,
-        "status": "ok",
-    }
+    assert without_timing(plan(reordered, seed=3).placement.to_document()) == first
+    solver = first["spec"]["solver"]  # type: ignore[index]
+    assert (solver["name"], solver["seed"]) == ("greedy", 3)
+    assert solver["version"]
 
 
 def test_verification_refuses_a_plan_that_breaks_a_hard_constraint() -> None:

@@ -423,10 +423,11 @@ class _Planner:
         self, c: int, n: int, option: Option, nodes: list[tuple[int, int]]
     ) -> Allocation:
         if self.is_job:
+            # A spread job runs in full on each side; a split one runs its share of tasks.
             fraction = 0.5 if self.spread else n / self.tasks
-            shares = np.full(self.n_src, fraction)
+            design = 1.0 if self.spread else fraction
             return Allocation(
-                c, n, tuple(shares.tolist()), tuple(shares.tolist()), tuple(nodes), fraction
+                c, n, (fraction,) * self.n_src, (design,) * self.n_src, tuple(nodes), fraction
             )
         half = 0.5 if self.spread else 1.0
         shares = option.group * half
