@@ -85,6 +85,21 @@ class SolverInfo(Spec):
     optimality_gap: float | None = None
     time_seconds: float | None = None
     status: str = "ok"
+    objective: float | None = Field(default=None, description="the objective the solver minimised")
+    bound: float | None = Field(default=None, description="proven lower bound on the objective")
+    time_limit: float | None = None
+
+
+class PlacementChange(Spec):
+    """One workload's change against the current plan (re-planning) or the base plan (what-if)."""
+
+    workload: str
+    action: str = Field(description="moved, scaled, placed, unplaced")
+    before: list[str] = Field(default_factory=list, description="site/pool ×replicas")
+    after: list[str] = Field(default_factory=list)
+    reason: str = ""
+    cost_delta: float = Field(default=0.0, description="money per month, after - before")
+    move_cost: float = Field(default=0.0, description="one-off cost of the move")
 
 
 class PlacementSpec(Spec):
@@ -95,6 +110,9 @@ class PlacementSpec(Spec):
     cost: CostBreakdown = Field(default_factory=CostBreakdown)
     solver: SolverInfo
     explanation: list[str] = Field(default_factory=list)
+    changes: list[PlacementChange] = Field(
+        default_factory=list, description="against the current plan, when re-planned from one"
+    )
 
 
 class Placement(Resource[PlacementSpec, EmptyStatus]):

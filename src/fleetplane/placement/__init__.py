@@ -14,6 +14,7 @@ describes each stage; docs/policy.md the CEL rules.
 from __future__ import annotations
 
 from fleetplane.model.fleet import Fleet
+from fleetplane.model.placement import Placement
 from fleetplane.model.policy import PlacementPolicy
 from fleetplane.placement._internal.pipeline import PlanResult, Progress, default_policy, run
 from fleetplane.placement._internal.rules import Locate
@@ -29,6 +30,8 @@ def plan(
     seed: int = 0,
     locate: Locate | None = None,
     progress: Progress | None = None,
+    current: Placement | None = None,
+    time_limit: float = 30.0,
 ) -> PlanResult:
     """Plan the whole fleet.
 
@@ -40,5 +43,20 @@ def plan(
     as stages advance. Raises PolicyError for a rule that does not compile or
     fails, ValidationError for inputs the engine cannot use, and
     PlacementError if a solver ever returned a plan breaking a hard constraint.
+
+    ``solver``: ``greedy``, ``exact`` (HiGHS MILP, never worse than greedy,
+    stops after ``time_limit`` seconds and reports its gap) or ``auto``.
+    ``current``: re-plan from this Placement — moves cost the policy's
+    ``moveCost``, ``moveBudget`` caps them, pinned assignments and cordoned
+    or draining sites are respected; ``placement.spec.changes`` is the diff.
     """
-    return run(fleet, policy, solver=solver, seed=seed, locate=locate, progress=progress)
+    return run(
+        fleet,
+        policy,
+        solver=solver,
+        seed=seed,
+        locate=locate,
+        progress=progress,
+        time_limit=time_limit,
+        current=current,
+    )

@@ -28,17 +28,20 @@ from fleetplane.model.placement import (
     WorkloadPlacement,
 )
 from fleetplane.model.policy import PlacementPolicy
-from fleetplane.placement._internal import explain, feasibility, prediction, sizing
+from fleetplane.placement._internal import explain, feasibility, prediction, replan, sizing
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.exact import solve as exact_solve
+from fleetplane.placement._internal.exact import solve_auto
 from fleetplane.placement._internal.greedy import solve as greedy_solve
+from fleetplane.placement._internal.moves import open_cordoned, operator_controls
 from fleetplane.placement._internal.rules import Locate, compile_policy
 from fleetplane.placement._internal.scoring import breakdown, build_scorer
 from fleetplane.placement._internal.solve import Solver, SolverInput, SolverOutput
 from fleetplane.placement._internal.verify import SourceLatency, verify
 
-SOLVERS: dict[str, Solver] = {"greedy": greedy_solve}
+SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "auto": solve_auto}
 
 # Stage names reported to the progress callback, in order.
 Progress = Callable[[str, int, int], None]
@@ -216,6 +219,8 @@ def run(
     locate: Locate | None = None,
     progress: Progress | None = None,
     cel_cache: bool = True,
+    time_limit: float = 30.0,
+    current: Placement | None = None,
 ) -> PlanResult:
     if solver not in SOLVERS:
         raise ValidationError(
@@ -232,6 +237,10 @@ def run(
 
     chosen = choose_policy(fleet, policy)
     compiled = compile_policy(chosen, locate)
+    fleet = operator_controls(fleet)
+    cordoned: set[str] = set()
+    if current is not None:
+        fleet, cordoned = open_cordoned(fleet)
     ctx = PlanContext.build(fleet, compiled, cel_cache=cel_cache)
     names = sorted(fleet.workloads)
     views = [ctx.view(n) for n in names]
@@ -254,8 +263,25 @@ def run(
 
     capacity = CapacityState(ctx.index)
     solve_progress = (lambda done, total: progress("solve", done, total)) if progress else None
-    output: SolverOutput = SOLVERS[solver](
-        SolverInput(table_list, scorers, capacity, ctx.domain_names, seed, full, solve_progress)
+    moves = (
+        replan.terms(ctx, table_list, scorers, current, chosen, cordoned, solver != "greedy")
+        if current is not None
+        else None
+    )
+    # Re-planning always runs the MILP (exact.py): it is what weighs moves against gains.
+    solve_fn = SOLVERS[solver] if moves is None else exact_solve
+    output: SolverOutput = solve_fn(
+        SolverInput(
+            table_list,
+            scorers,
+            capacity,
+            ctx.domain_names,
+            seed,
+            full,
+            solve_progress,
+            time_limit=time_limit,
+            moves=moves,
+        )
     )
     lap("solve")
 
@@ -269,6 +295,18 @@ def run(
     placement, explanations = _document(
         ctx, fleet, chosen, table, allocations, output, latencies, solver, seed
     )
+    solver_info = placement.spec.solver.model_copy(
+        update={
+            "time_seconds": timings["solve"],
+            "time_limit": time_limit if solver != "greedy" or moves else None,
+        }
+    )
+    placement = placement.model_copy(
+        update={"spec": placement.spec.model_copy(update={"solver": solver_info})}
+    )
+    if current is not None and moves is not None:
+        by_name = {s.cands.view.name: s for s in scorers}
+        placement = replan.annotate(placement, current, moves, table, by_name, allocations)
     lap("explain")
     return PlanResult(
         placement=placement,
@@ -389,6 +427,8 @@ def _document(
                 seed=seed,
                 optimality_gap=output.optimality_gap,
                 status=output.status if not unplaceable else "incomplete",
+                objective=output.objective,
+                bound=output.bound,
             ),
             explanation=[summary, *lines],
         ),

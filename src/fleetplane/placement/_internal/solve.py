@@ -15,11 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.fleet_index import FloatArray, IntArray
 from fleetplane.placement._internal.scoring import Scorer
+
+if TYPE_CHECKING:
+    from fleetplane.placement._internal.moves import MoveTerms
 
 # Availability at or above this needs replicas in two failure domains.
 SPREAD_AVAILABILITY = 0.999
@@ -38,6 +42,8 @@ class SolverInput:
         IntArray
     ]  # per workload: replicas per candidate serving all its sources there
     progress: ProgressFn | None = None
+    time_limit: float = 30.0  # seconds, for solvers that search (exact)
+    moves: MoveTerms | None = None  # re-planning from a current plan (moves.py)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class SolverOutput:
     status: str = "ok"
     optimality_gap: float | None = None
     objective: float = 0.0
+    bound: float | None = None  # a proven lower bound on the objective, when a solver has one
 
 
 Solver = Callable[[SolverInput], SolverOutput]

@@ -1,0 +1,383 @@
+"""The exact solver: a MILP over whole-workload patterns, solved with HiGHS.
+
+Variables: one binary per (workload, pattern) (patterns.py). Constraints:
+each workload takes at most one pattern (exactly one for those greedy placed,
+so exact never places fewer); per pool row the patterns' cpu, memory and
+accelerators (per accelerator entry) fit the pool's totals; per site the
+peak watts fit the power budget; in re-planning, the moves that count fit
+``moveBudget`` and pinned workloads keep their current pattern. Objective:
+the Scorer objective greedy minimises, plus move costs when re-planning,
+minus a large reward per workload placed.
+
+Capacity in the MILP is pool-level; node-level packing (a replica cannot
+span nodes) is then done by the same ``CapacityState`` greedy uses. If the
+MILP's choice does not pack, or is not cheaper than greedy, greedy's plan is
+returned, so exact is never worse. HiGHS runs single-threaded with a fixed
+seed: the same inputs give the same plan (within the same time limit and
+machine speed; a time limit that cuts the search can differ across machines).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import highspy
+import numpy as np
+from scipy import sparse
+
+from fleetplane.placement._internal import greedy
+from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.capacity import CapacityState
+from fleetplane.placement._internal.patterns import Pattern, generate, pattern_of
+from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced
+
+# Reward per workload placed, on top of ten times its dearest pattern: placing beats cost.
+PLACE_REWARD = 1e4
+# Relative gap at which HiGHS may stop before the time limit.
+MIP_REL_GAP = 1e-4
+# `auto` uses exact up to this many workloads (docs/placement.md has the measurement).
+AUTO_EXACT_MAX_WORKLOADS = 2000
+
+
+@dataclass
+class _Column:
+    workload: int
+    pattern: Pattern
+    cost: float  # objective + move cost
+    counts: bool  # a move that counts against the move budget
+
+
+def _empty_fits(capacity: CapacityState, cands: Candidates) -> np.ndarray:
+    return np.array(
+        [capacity.fit_count(int(cands.row[c]), cands.demand(c)) for c in range(cands.size)]
+    )
+
+
+def _usage(
+    cands: Candidates, pattern: Pattern, capacity: CapacityState
+) -> dict[tuple[str, int, int], float]:
+    use: dict[tuple[str, int, int], float] = {}
+    index = capacity.index
+    for a in pattern.allocations:
+        d = cands.demand(a.candidate)
+        row = int(cands.row[a.candidate])
+        for key, value in (
+            (("cpu", row, 0), d.cpu * a.replicas),
+            (("mem", row, 0), d.memory * a.replicas),
+            (("acc", row, d.entry), float(d.accelerators * a.replicas) if d.entry >= 0 else 0.0),
+            (("pow", int(index.row_site[row]), 0), d.power * a.replicas),
+        ):
+            if value > 0:
+                use[key] = use.get(key, 0.0) + value
+    return use
+
+
+def _limit(capacity: CapacityState, key: tuple[str, int, int]) -> float:
+    index = capacity.index
+    kind, a, b = key
+    if kind == "cpu":
+        return float(index.row_cpu[a] * index.row_nodes[a])
+    if kind == "mem":
+        return float(index.row_memory[a] * index.row_nodes[a])
+    if kind == "acc":
+        return float(index.row_acc_count[a, b] * index.row_nodes[a])
+    return float(index.site_power_budget[a])
+
+
+def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[_Column], list[bool]]:
+    """Every pattern of every workload, and whether the workload must be placed."""
+    moves = inp.moves
+    columns: list[_Column] = []
+    must: list[bool] = []
+    for w, (cands, scorer, full) in enumerate(
+        zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
+    ):
+        name = cands.view.name
+        found: list[Pattern] = []
+        current = moves.current.get(name) if moves is not None else None
+        if current is not None:
+            found.append(current)
+        if moves is not None and name in moves.pinned and current is not None:
+            pass  # a pinned workload keeps its current pattern and nothing else
+        else:
+            if name in greedy_out.allocations:
+                found.append(pattern_of(scorer, greedy_out.allocations[name], "greedy"))
+            if moves is None or moves.broad or current is None or len(found) == 1:
+                found += generate(cands, scorer, full, _empty_fits(inp.capacity, cands))
+        seen: set[frozenset[tuple[int, int, int]]] = set()
+        for p in found:
+            shape = frozenset(
+                (a.candidate, a.replicas, int(a.shares[0] * 4) if a.shares else 0)
+                for a in p.allocations
+            )
+            if shape in seen:
+                continue
+            if moves is not None and not moves.allowed(cands, p):
+                continue
+            seen.add(shape)
+            extra = moves.move_cost(cands, p) if moves is not None else 0.0
+            counts = (
+                moves is not None
+                and p.origin != "current"
+                and name in moves.previous
+                and name not in moves.forced
+            )
+            columns.append(_Column(w, p, p.cost + extra, counts))
+        must.append(moves is None and name in greedy_out.allocations)
+    return columns, must
+
+
+def _milp(
+    inp: SolverInput, columns: list[_Column], must: list[bool], start: list[int]
+) -> tuple[list[int] | None, float | None, float | None, str]:
+    """Solve; returns (chosen column per workload or -1, primal, dual bound, status)."""
+    n_w = len(inp.table)
+    # Only workloads that may stay unplaced get a reward; the others are bound to one pattern,
+    # which keeps the objective's scale (and HiGHS's relative gap) that of the money.
+    reward = np.zeros(n_w)
+    for col in columns:
+        if not must[col.workload]:
+            reward[col.workload] = max(reward[col.workload], 10.0 * abs(col.cost) + PLACE_REWARD)
+    cost = np.array([col.cost - reward[col.workload] for col in columns])
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    for w in range(n_w):
+        lower.append(1.0 if must[w] else 0.0)
+        upper.append(1.0)
+    resource_row: dict[tuple[str, int, int], int] = {}
+    for j, col in enumerate(columns):
+        rows.append(col.workload)
+        cols.append(j)
+        vals.append(1.0)
+        for key, value in _usage(inp.table[col.workload], col.pattern, inp.capacity).items():
+            limit = _limit(inp.capacity, key)
+            if not np.isfinite(limit):
+                continue
+            r = resource_row.get(key)
+            if r is None:
+                r = len(lower)
+                resource_row[key] = r
+                lower.append(-highspy.kHighsInf)
+                upper.append(limit)
+            rows.append(r)
+            cols.append(j)
+            vals.append(value)
+    moves = inp.moves
+    if moves is not None and moves.budget is not None:
+        r = len(lower)
+        lower.append(-highspy.kHighsInf)
+        upper.append(float(moves.budget))
+        for j, col in enumerate(columns):
+            if col.counts:
+                rows.append(r)
+                cols.append(j)
+                vals.append(1.0)
+    matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(len(lower), len(columns)))
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(inp.time_limit))
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("random_seed", int(inp.seed))
+    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(columns)
+    lp.num_row_ = len(lower)
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.zeros(len(columns))
+    lp.col_upper_ = np.ones(len(columns))
+    lp.row_lower_ = np.array(lower)
+    lp.row_upper_ = np.array(upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * len(columns)
+    h.passModel(lp)
+    if start:
+        h.setSolution(_solution(len(columns), start))
+    h.run()
+    info = h.getInfo()
+    x = np.asarray(h.getSolution().col_value)
+    if info.primal_solution_status == 2 and abs(float(cost @ x) - info.objective_function_value) > (
+        1e-7 * max(1.0, abs(info.objective_function_value))
+    ):
+        # HiGHS 1.16 with presolve can hand back the user's start instead of the better
+        # incumbent it reports; solve again without the start (measured on hybrid-hpc).
+        h.clearSolver()
+        h.run()
+        info = h.getInfo()
+        x = np.asarray(h.getSolution().col_value)
+    status = h.modelStatusToString(h.getModelStatus())
+    if info.primal_solution_status != 2:  # no feasible solution found
+        return None, None, None, status
+    chosen = [-1] * n_w
+    for j in np.flatnonzero(x > 0.5).tolist():
+        chosen[columns[j].workload] = j
+    primal = float(sum(columns[j].cost for j in chosen if j >= 0))
+    offset = float(sum(reward[w] for w in range(n_w) if chosen[w] >= 0))
+    return chosen, primal, info.mip_dual_bound + offset, status
+
+
+def _solution(n: int, start: list[int]) -> highspy.HighsSolution:
+    sol = highspy.HighsSolution()
+    x = np.zeros(n)
+    x[[j for j in start if j >= 0]] = 1.0
+    sol.col_value = list(x)
+    sol.value_valid = True
+    return sol
+
+
+def _pack(
+    inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern]
+) -> dict[int, list[Allocation]] | None:
+    """Pack the chosen patterns node by node, biggest first; None if one does not fit."""
+
+    def size(w: int) -> float:
+        cands = inp.table[w]
+        return sum(cands.demand(a.candidate).cpu * a.replicas for a in chosen[w].allocations)
+
+    out: dict[int, list[Allocation]] = {}
+    for w in sorted(chosen, key=lambda w: (-size(w), w)):
+        cands = inp.table[w]
+        placed: list[Allocation] = []
+        for a in chosen[w].allocations:
+            nodes = capacity.place(
+                int(cands.row[a.candidate]), a.replicas, cands.demand(a.candidate)
+            )
+            if nodes is None:
+                return None
+            placed.append(replace(a, nodes=tuple(nodes)))
+        out[w] = placed
+    return out
+
+
+def _adopt(target: CapacityState, source: CapacityState) -> None:
+    target.free_cpu[:] = source.free_cpu
+    target.free_memory[:] = source.free_memory
+    target.free_acc[:] = source.free_acc
+    target.power_used[:] = source.power_used
+    target.version[:] = source.version
+
+
+def _start(columns: list[_Column], n_w: int) -> list[int]:
+    """Warm start: the current pattern where there is one, else greedy's."""
+    start = [-1] * n_w
+    for j, col in enumerate(columns):
+        origin = col.pattern.origin
+        w = col.workload
+        if origin == "current" or (origin == "greedy" and start[w] < 0):
+            start[w] = j
+    return start
+
+
+def solve(inp: SolverInput) -> SolverOutput:
+    began = time.perf_counter()
+    g_cap = inp.capacity.copy()
+    greedy_out = greedy.solve(replace(inp, capacity=g_cap, progress=None))
+    columns, must = _columns(inp, greedy_out)
+    n_w = len(inp.table)
+    start = _start(columns, n_w)
+    remaining = max(inp.time_limit - (time.perf_counter() - began), 1.0)
+    chosen, primal, bound, status = _milp(replace(inp, time_limit=remaining), columns, must, start)
+    names = [c.view.name for c in inp.table]
+    if inp.moves is None:
+        return _choose_plain(inp, greedy_out, g_cap, columns, chosen, bound, status, names)
+    return _choose_replan(inp, greedy_out, columns, chosen, primal, bound, status, names)
+
+
+def _gap(objective: float, bound: float | None) -> float | None:
+    if bound is None:
+        return None
+    return max(objective - bound, 0.0) / max(abs(objective), 1e-9)
+
+
+def _choose_plain(
+    inp: SolverInput,
+    greedy_out: SolverOutput,
+    g_cap: CapacityState,
+    columns: list[_Column],
+    chosen: list[int] | None,
+    bound: float | None,
+    status: str,
+    names: list[str],
+) -> SolverOutput:
+    fallback = replace(greedy_out, status=f"greedy ({status})")
+    if chosen is not None:
+        patterns = {w: columns[j].pattern for w, j in enumerate(chosen) if j >= 0}
+        objective = sum(p.cost for p in patterns.values())
+        better = (
+            len(patterns) > len(greedy_out.allocations) or objective < greedy_out.objective - 1e-6
+        )
+        e_cap = inp.capacity.copy()
+        packed = _pack(inp, e_cap, patterns) if better else None
+        if packed is not None:
+            _adopt(inp.capacity, e_cap)
+            out = SolverOutput(status="optimal" if status == "Optimal" else status.lower())
+            for w in sorted(packed):
+                out.allocations[names[w]] = packed[w]
+                out.order.append(names[w])
+            out.unplaced = {
+                n: u for n, u in greedy_out.unplaced.items() if n not in out.allocations
+            }
+            out.objective = objective
+            out.bound = bound
+            out.optimality_gap = _gap(objective, bound)
+            return out
+        fallback.status = "optimal" if status == "Optimal" and not better else f"greedy ({status})"
+    _adopt(inp.capacity, g_cap)
+    fallback.bound = bound
+    fallback.optimality_gap = _gap(greedy_out.objective, bound)
+    return fallback
+
+
+def _choose_replan(
+    inp: SolverInput,
+    greedy_out: SolverOutput,
+    columns: list[_Column],
+    chosen: list[int] | None,
+    primal: float | None,
+    bound: float | None,
+    status: str,
+    names: list[str],
+) -> SolverOutput:
+    assert inp.moves is not None
+    if chosen is None:
+        chosen = _start(columns, len(names))
+    patterns = {w: columns[j].pattern for w, j in enumerate(chosen) if j >= 0}
+    capacity = inp.capacity.copy()
+    packed = _pack(inp, capacity, patterns)
+    if packed is None:
+        packed = {}
+        capacity = inp.capacity.copy()
+        for w in sorted(patterns):
+            one = _pack(inp, capacity, {w: patterns[w]})
+            if one is not None:
+                packed.update(one)
+    _adopt(inp.capacity, capacity)
+    out = SolverOutput(status="optimal" if status == "Optimal" else status.lower())
+    for w in sorted(packed):
+        out.allocations[names[w]] = packed[w]
+        out.order.append(names[w])
+    for name in names:
+        if name in out.allocations:
+            continue
+        out.unplaced[name] = greedy_out.unplaced.get(name) or Unplaced(
+            "capacity",
+            "no option left within the move budget, the cordoned sites and the capacity "
+            "the kept workloads hold",
+        )
+    out.objective = sum(patterns[w].cost for w in packed)
+    out.bound = bound
+    out.optimality_gap = _gap(primal, bound) if primal is not None else None
+    return out
+
+
+def solve_auto(inp: SolverInput) -> SolverOutput:
+    """Exact for fleets up to AUTO_EXACT_MAX_WORKLOADS workloads, greedy beyond."""
+    if len(inp.table) <= AUTO_EXACT_MAX_WORKLOADS or inp.moves is not None:
+        return solve(inp)
+    return greedy.solve(inp)
