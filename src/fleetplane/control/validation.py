@@ -97,6 +97,7 @@ def check_status(kind: str, document: dict[str, Any], status: Any) -> dict[str, 
     """Validate a status against its kind's model; ApiError 422 with field paths."""
     if status is not None and not isinstance(status, dict):
         raise invalid([Problem("status must be an object", field_path="status")])
+    _nul_free(status, "status")
     candidate = {**document, "status": status}
     try:
         KINDS[kind].model_validate(candidate)
@@ -190,7 +191,35 @@ def _plain_documents(text: str, filename: str) -> list[dict[str, Any]]:
     return documents
 
 
+def _nul_free(value: Any, path: str) -> None:
+    """PostgreSQL cannot store NUL in text or JSON; refuse it on every database alike."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise invalid([Problem("NUL characters are not allowed", field_path=path or None)])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _nul_free(str(key), path)
+            _nul_free(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _nul_free(item, f"{path}[{index}]")
+
+
 def _desired(document: dict[str, Any]) -> Desired:
+    _nul_free(document, "")
+    version = (document.get("metadata") or {}).get("resourceVersion")
+    if version not in (None, "") and (
+        not str(version).isdigit() or int(str(version)) > 2**63 - 1
+    ):
+        raise invalid(
+            [
+                Problem(
+                    f"resourceVersion must be a version this server handed out, got {version!r}",
+                    field_path="metadata.resourceVersion",
+                    hint="leave it out to write unconditionally",
+                )
+            ]
+        )
     desired = Desired.from_document(_json_ready(document))
     # Status has its own subresource and writer: a written status is ignored.
     return Desired(

@@ -385,3 +385,25 @@ def test_writes_beyond_the_rate_limit_answer_429_with_retry_after(sqlite_url: st
         assert int(limited.headers["retry-after"]) >= 1
         # Reads are not limited.
         assert api.request("GET", f"{V1}/nodeimages").status_code == 200
+
+
+def test_a_resource_version_that_is_no_number_is_invalid(api: Api) -> None:
+    document = image_document()
+    document["metadata"]["resourceVersion"] = "abc"
+    created = api.request("POST", f"{V1}/nodeimages", json=document)
+    assert created.status_code == 422
+    assert status_of(created)["details"]["causes"][0]["field"] == "metadata.resourceVersion"  # type: ignore[index]
+    applied = api.request(
+        "POST",
+        f"{V1}/apply",
+        content=IMAGE.replace("name: ubuntu", "name: ubuntu\n  resourceVersion: x1"),
+    )
+    assert applied.status_code == 422
+
+
+def test_nul_characters_are_refused_on_every_database(api: Api) -> None:
+    document = image_document()
+    document["metadata"]["labels"] = {"team": "a\x00b"}
+    answer = api.request("POST", f"{V1}/nodeimages", json=document)
+    assert answer.status_code == 422
+    assert status_of(answer)["details"]["causes"][0]["field"] == "metadata.labels.team"  # type: ignore[index]

@@ -112,7 +112,12 @@ def test_idle_watches_get_bookmarks_at_the_current_version(
 
 
 def test_bad_watch_parameters_answer_400(api: Api) -> None:
-    for params in ({"resourceVersion": "abc"}, {"labelSelector": "=x"}, {"timeoutSeconds": "-1"}):
+    for params in (
+        {"resourceVersion": "abc"},
+        {"resourceVersion": "99999999999999999999"},
+        {"labelSelector": "=x"},
+        {"timeoutSeconds": "-1"},
+    ):
         answer = api.client.get(
             f"{V1}/nodeimages", params={"watch": "true", **params}, headers=api.headers()
         )

@@ -25,6 +25,8 @@ from fleetplane.security.rbac import STATUS, Principal, Verb
 
 PREFIX = "/apis/fleetplane/v1"
 PLURALS: dict[str, str] = {cls.PLURAL: kind for kind, cls in KINDS.items()}
+# Versions are BIGINT in the database; larger numbers cannot be ours.
+MAX_VERSION = 2**63 - 1
 
 router = APIRouter(prefix=PREFIX, tags=["resources"])
 Caller = Annotated[Principal, Depends(authenticate)]
@@ -319,7 +321,7 @@ def _selector(text: str | None) -> Any:
 def _version(text: str | None) -> int | None:
     if text is None or text == "":
         return None
-    if not text.isdigit():
+    if not text.isdigit() or int(text) > MAX_VERSION:
         raise invalid(
             [
                 Problem(
