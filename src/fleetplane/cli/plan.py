@@ -48,7 +48,22 @@ def plan(
     policy: Path | None = typer.Option(  # noqa: B008
         None, "--policy", help="A PlacementPolicy file to use instead of the fleet's own."
     ),
-    solver: str = typer.Option("greedy", "--solver", help="Solver to use: greedy."),
+    solver: str = typer.Option("greedy", "--solver", help="Solver: greedy, exact or auto."),
+    time_limit: float = typer.Option(30.0, "--time-limit", help="Seconds for the exact solver."),
+    current: Path | None = typer.Option(  # noqa: B008
+        None, "--current", help="Re-plan from this Placement (moves cost the policy's moveCost)."
+    ),
+    explain: str | None = typer.Option(None, "--explain", help="Explain one workload's placement."),
+    without_site: list[str] = typer.Option(  # noqa: B008
+        [], "--without-site", help="What-if: plan without this site (repeatable)."
+    ),
+    scale_demand: float = typer.Option(1.0, "--scale-demand", help="What-if: demand × F."),
+    price: list[str] = typer.Option(  # noqa: B008
+        [], "--price", help="What-if: SITE=FACTOR scales a site's prices (repeatable)."
+    ),
+    compare_baselines: bool = typer.Option(
+        False, "--compare-baselines", help="Also plan cloud-only, edge-ward and nearest."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for breaking exact ties."),
     output: OutputFormat = OUTPUT_OPTION,
     out: Path | None = typer.Option(  # noqa: B008
@@ -73,8 +88,25 @@ def plan(
             seed=seed,
             locate=sources.sources.locate,
             progress=report,
+            time_limit=time_limit,
+            current=_current(current),
         )
     placement = result.placement
+    if explain or without_site or scale_demand != 1.0 or price or compare_baselines:
+        _extras(
+            loaded,
+            chosen,
+            result,
+            explain,
+            without_site,
+            scale_demand,
+            price,
+            compare_baselines,
+            solver,
+            seed,
+            time_limit,
+        )
+        return
     if out is not None:
         write_document(placement.to_document(), out)
     if output is OutputFormat.table:
@@ -83,6 +115,61 @@ def plan(
         emit_document(placement.to_document(), output)
     if placement.spec.unplaceable:
         raise typer.Exit(2)
+
+
+def _current(path: Path | None) -> Placement | None:
+    if path is None:
+        return None
+    loaded = _load(read_fleet(path))
+    found = list(loaded.fleet.placements.values())
+    if len(found) != 1:
+        raise ValidationError(
+            Problem(
+                f"expected exactly one Placement, found {len(found)}",
+                SourcePosition(str(path)),
+                hint="give the file written by `fleetplane plan --out`",
+            )
+        )
+    return found[0]
+
+
+def _extras(
+    loaded: LoadResult,
+    policy: PlacementPolicy | None,
+    result: object,
+    explain: str | None,
+    without_site: list[str],
+    scale_demand: float,
+    price: list[str],
+    compare_baselines: bool,
+    solver: str,
+    seed: int,
+    time_limit: float,
+) -> None:
+    """--explain, what-if and --compare-baselines: reports instead of the plan table."""
+    from fleetplane.cli import plan_report
+    from fleetplane.placement import PlanResult
+    from fleetplane.placement._internal.whatif import WhatIf
+
+    assert isinstance(result, PlanResult)
+    console = _console()
+    fleet = loaded.fleet
+    if explain:
+        plan_report.explain(console, fleet, policy, result, explain)
+    if without_site or scale_demand != 1.0 or price:
+        prices: dict[str, float] = {}
+        for item in price:
+            site, _, factor = item.partition("=")
+            try:
+                prices[site] = float(factor)
+            except ValueError:
+                raise ValidationError(
+                    f"--price {item}: write SITE=FACTOR, e.g. store-17=0.8"
+                ) from None
+        change = WhatIf(tuple(without_site), scale_demand, prices)
+        plan_report.whatif(console, fleet, policy, result, change, solver, seed, time_limit)
+    if compare_baselines:
+        plan_report.baselines(console, fleet, policy, result)
 
 
 def _load(result: LoadResult) -> LoadResult:
@@ -200,6 +287,17 @@ def _print_table(placement: Placement) -> None:
         f"{len(spec.unplaceable)} unplaceable",
     )
     console.print(table)
+    if spec.changes:
+        from fleetplane.cli.plan_report import changes_table
+
+        changes_table(console, "Changes against the current plan", spec.changes)
+    solver_info = spec.solver
+    if solver_info.optimality_gap is not None:
+        console.print(
+            f"solver {solver_info.name}: {solver_info.status}, "
+            f"gap {solver_info.optimality_gap:.3%}",
+            highlight=False,
+        )
     cost = spec.cost
     console.print(
         f"per month: compute {cost.compute:,.2f}, egress {cost.egress:,.2f}, model distribution "
