@@ -21,6 +21,7 @@ from control_harness import (
     ServerProcess,
     create_database,
     create_schema,
+    drop_database,
     require_postgres,
     start_server,
 )
@@ -55,15 +56,19 @@ def live(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     workdir = tmp_path_factory.mktemp(f"live-{request.param}")
+    database = None
     if request.param == "sqlite":
         url = f"sqlite:///{workdir / 'store.db'}"
     else:
         require_postgres()
-        url = create_schema(create_database())
+        database = create_database()
+        url = create_schema(database)
     # Unlimited writes: the concurrency test hammers one object from many clients.
     server = start_server(url, workdir, "--write-rate", "0")
     yield Live(server, url, workdir)
     server.stop()
+    if database is not None:
+        drop_database(database)
 
 
 @pytest.fixture(autouse=True)

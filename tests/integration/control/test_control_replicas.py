@@ -25,6 +25,7 @@ from control_harness import (
     ServerProcess,
     create_database,
     create_schema,
+    drop_database,
     require_postgres,
     start_server,
 )
@@ -101,7 +102,8 @@ class Replicas:
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     require_postgres()
     workdir = tmp_path_factory.mktemp("replicas")
-    url = create_schema(create_database())
+    database = create_database()
+    url = create_schema(database)
     cert, key = self_signed(workdir)
     env = {"FLEETPLANE_SECRETS_KEY": generate_key_text()}
     # Debug logging: the no-secrets-in-logs test must see everything the server says.
@@ -126,6 +128,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     yield Replicas(plain, tls, cert, plain.token)
     tls.stop()
     plain.stop()
+    drop_database(database)
 
 
 def test_only_the_first_replica_creates_the_admin_token_file_with_0600(

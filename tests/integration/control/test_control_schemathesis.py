@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from control_harness import create_database, create_schema, drop_database, require_postgres
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
@@ -23,19 +24,29 @@ from fleetplane.security.keyring import generate_key_text, parse_keyring
 EXAMPLES_PER_OPERATION = 12
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, str]]:
     tokens: list[str] = []
-    database = tmp_path_factory.mktemp("fuzz") / "store.db"
+    database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'store.db'}"
+    else:
+        require_postgres()
+        database = create_database()
+        url = create_schema(database)
     app = create_app(
         Settings(
-            database_url=f"sqlite:///{database}",
+            database_url=url,
             secrets_keyring=parse_keyring(generate_key_text()),
         ),
         announce=tokens.append,
     )
     with TestClient(app):
         yield app, tokens[0]
+    if database is not None:
+        drop_database(database)
 
 
 @pytest.fixture(scope="module")
