@@ -24,7 +24,7 @@ from fleetplane.errors import Problem, SourcePosition
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.kinds import KINDS, AnyResource
 from fleetplane.model.loader import read_text
-from fleetplane.model.references import check_references, render_path
+from fleetplane.model.references import Locate, check_references, render_path
 
 STORE_FILE = "<store>"
 # Only these kinds are ever the target of a reference; resources of other
@@ -40,6 +40,8 @@ class Batch:
     models: list[AnyResource]
     fleet: Fleet
     filename: str
+    # Field positions in the uploaded YAML (apply), for reference problems.
+    locate: Locate | None = None
 
     def check(self, cache: ModelCache) -> Check:
         return ReferenceCheck(self, cache).__call__
@@ -68,7 +70,9 @@ def parse_batch(text: str, filename: str) -> Batch:
     models = sorted(result.fleet.resources(), key=lambda m: _line(result.fleet, m))
     by_key = {(d["kind"], d["metadata"]["name"]): d for d in plain}
     ordered = [by_key[(m.kind, m.name)] for m in models]
-    return Batch([_desired(d) for d in ordered], models, result.fleet, filename)
+    return Batch(
+        [_desired(d) for d in ordered], models, result.fleet, filename, result.sources.locate
+    )
 
 
 def parse_document(document: Any, filename: str = "<request body>") -> Batch:
@@ -162,7 +166,7 @@ class ReferenceCheck:
             fleet.add(model, self.batch.fleet.position_of(model.kind, model.name))
         problems = [
             p
-            for p in check_references(fleet)
+            for p in check_references(fleet, locate=self.batch.locate)
             if p.position is None or p.position.file != STORE_FILE
         ]
         if problems:
