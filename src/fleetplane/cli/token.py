@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -17,6 +20,7 @@ from fleetplane.cli.output import (
     stdout,
     user_errors,
 )
+from fleetplane.errors import ValidationError
 
 token_app = typer.Typer(help="Create, list and revoke API tokens (admin).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -32,12 +36,21 @@ def create(
     server: str | None = SERVER_OPTION,
     token: str | None = TOKEN_OPTION,
     ca_cert: Path | None = CA_OPTION,
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        help="Break glass: write the token straight into this store, without a server "
+        "or a token (for a lost admin token; needs access to the database itself).",
+    ),
 ) -> None:
     """Create a token; it is printed once on stdout and never shown again."""
-    with connect(server, token, ca_cert) as client:
-        created = client.request(
-            "POST", "/api/v1/tokens", json={"name": name, "role": role, "ttl": ttl}
-        )
+    if database is not None:
+        created = _create_in_store(database, name, role, ttl)
+    else:
+        with connect(server, token, ca_cert) as client:
+            created = client.request(
+                "POST", "/api/v1/tokens", json={"name": name, "role": role, "ttl": ttl}
+            )
     if output is not OutputFormat.table:
         emit_document(created, output)
         return
@@ -48,6 +61,38 @@ def create(
         markup=False,
     )
     print(created["token"])
+
+
+def _create_in_store(database: str, name: str, role: str, ttl: str) -> dict[str, Any]:
+    from fleetplane.control.store import migrate
+    from fleetplane.control.store.database import create_store_engine
+    from fleetplane.control.store.repository import Store
+    from fleetplane.control.store.tokens import save_token
+    from fleetplane.model.units import parse_duration
+    from fleetplane.security.tokens import create_token
+
+    try:
+        lifetime = timedelta(seconds=parse_duration(ttl))
+    except ValueError as error:
+        raise ValidationError(f"--ttl {ttl!r}: {error}") from None
+    engine = create_store_engine(database)
+    try:
+        if migrate.current_revision(engine) != migrate.head_revision():
+            raise ValidationError(
+                f"{database} is not a current fleetplane store; run `fleetplane db upgrade`"
+            )
+        plaintext, record = create_token(name, role, lifetime, now=datetime.now(UTC))
+        actor = f"cli:{os.environ.get('USER', 'unknown')} (break glass)"
+        save_token(Store(engine), record, actor=actor)
+    finally:
+        engine.dispose()
+    return {
+        "id": record.token_id,
+        "name": record.name,
+        "role": record.role.value,
+        "expiresAt": record.expires_at.isoformat(),
+        "token": plaintext,
+    }
 
 
 @token_app.command("list")

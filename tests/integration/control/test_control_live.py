@@ -364,3 +364,20 @@ def test_cli_backup_of_a_running_store_restores_into_an_empty_one(
         copy.engine.dispose()
     again = CliRunner().invoke(app, ["restore", str(out), "--database", target])
     assert again.exit_code == 1 and "empty store" in again.output
+
+
+def test_break_glass_token_written_into_the_store_works_at_once(live: Live) -> None:
+    created = CliRunner().invoke(
+        app,
+        ["token", "create", "--role", "admin", "--name", "ops", "--database", live.database_url],
+    )
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip()
+    assert cli(live, "token", "list", env={"FLEETPLANE_TOKEN": token}).exit_code == 0
+    log = cli(live, "audit", "log")
+    assert "token.create" in log.stdout
+    offline = ["--database", live.database_url]
+    bad_ttl = CliRunner().invoke(
+        app, ["token", "create", "--role", "admin", "--name", "x", "--ttl", "soon", *offline]
+    )
+    assert bad_ttl.exit_code == 1 and "--ttl" in bad_ttl.output
