@@ -16,6 +16,7 @@ from fleetplane.sim.build import SimModel
 from fleetplane.sim.engine import Prepared
 from fleetplane.sim.metrics import CDF_LEVELS, LEVELS, RunMetrics, WorkloadRun
 from fleetplane.sim.result import (
+    FLAG_MIN_REQUESTS,
     FLAG_THRESHOLD,
     Comparison,
     FaultWindow,
@@ -196,7 +197,9 @@ def _workload(model: SimModel, w: int, runs: list[WorkloadRun], window: float) -
             predicted_p99=predicted,
             simulated_p99=simulated_p99,
             relative_difference=difference,
-            flagged=difference is not None and difference > FLAG_THRESHOLD,
+            flagged=difference is not None
+            and difference > FLAG_THRESHOLD
+            and outcomes.requests >= FLAG_MIN_REQUESTS,
         ),
         cost=WorkloadCost(
             compute=cost.compute,

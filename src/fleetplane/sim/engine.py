@@ -213,7 +213,7 @@ def _arrivals(prep: Prepared, rngs: list[np.random.Generator]) -> tuple[FloatArr
     for s, stream in enumerate(model.streams):
         rate = prep.intensities[s]
         if rate is None:
-            factor = stream.share * spec.demand_scale * _trace_scale(model, stream.source.name)
+            factor = stream.share * spec.demand_scale * trace_scale(model, stream.source.name)
             times = replay_trace(rngs[s], prep.traces[stream.source.name], factor, spec.duration)
         else:
             times = poisson_arrivals(rngs[s], rate)
@@ -227,7 +227,8 @@ def _arrivals(prep: Prepared, rngs: list[np.random.Generator]) -> tuple[FloatArr
     return dispatch, offsets
 
 
-def _trace_scale(model: SimModel, source: str) -> float:
+def trace_scale(model: SimModel, source: str) -> float:
+    """The ``scale`` of a source's trace entry."""
     return next(t.scale for t in model.scenario.spec.traffic if t.source == source)
 
 

@@ -15,8 +15,11 @@ from pydantic import Field
 
 from fleetplane.model.base import Spec
 
-#: Predicted and simulated p99 further apart than this (relative) are flagged.
+#: Predicted and simulated p99 further apart than this (relative) are flagged...
 FLAG_THRESHOLD = 0.20
+#: ...when at least this many requests were counted: below that, a simulated p99
+#: rests on fewer than ten tail samples and differs from the truth by chance.
+FLAG_MIN_REQUESTS = 1000
 
 
 class Percentiles(Spec):
@@ -50,7 +53,11 @@ class SloTarget(Spec):
 
 
 class Comparison(Spec):
-    """The placement engine's predicted p99 against the simulated one."""
+    """The placement engine's predicted p99 against the simulated one.
+
+    ``flagged`` when they differ by more than 20% of the prediction and at
+    least 1,000 requests were counted.
+    """
 
     predicted_p99: float | None
     simulated_p99: float | None

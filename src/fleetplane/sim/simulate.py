@@ -8,19 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
-from fleetplane.errors import ValidationError
+from fleetplane.errors import SimulationError, ValidationError
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import Placement
 from fleetplane.model.scenario import Scenario
 from fleetplane.sim.aggregate import aggregate
 from fleetplane.sim.build import build_model
 from fleetplane.sim.checks import Locate, check_scenario
-from fleetplane.sim.engine import prepare, run_replication
+from fleetplane.sim.engine import Prepared, prepare, run_replication, trace_scale
 from fleetplane.sim.metrics import RunMetrics, measure
 from fleetplane.sim.result import SimulationResult
 
 #: ``progress(done, total)``: called as the work advances (units are arbitrary).
 Progress = Callable[[float, float], None]
+
+#: Requests one replication may hold in memory, and what each one costs (measured, with
+#: the metrics' temporaries): 20 M is about 5 GiB.
+MAX_REQUESTS = 20_000_000
+BYTES_PER_REQUEST = 260
 
 #: Parameters ``sweep`` can vary, and what each one sets.
 SWEEPABLE = {"demand": "multiplies the scenario's demandScale"}
@@ -52,6 +57,7 @@ def simulate(
     model = build_model(fleet, placement, scenario)
     model.warnings[:0] = checked.warnings
     prep = prepare(model, checked.traces)
+    _check_size(prep)
     spec = scenario.spec
     seeds = np.random.SeedSequence(spec.seed).spawn(spec.replications)
     runs: list[RunMetrics] = []
@@ -105,6 +111,32 @@ def sweep(
             )
         )
     return results
+
+
+def expected_requests(prep: Prepared) -> float:
+    """Requests one replication is expected to generate (before faults silence any source)."""
+    spec = prep.model.scenario.spec
+    total = 0.0
+    for stream, rate in zip(prep.model.streams, prep.intensities, strict=True):
+        if rate is not None:
+            total += rate.expected
+        else:
+            times = prep.traces[stream.source.name]
+            factor = stream.share * spec.demand_scale * trace_scale(prep.model, stream.source.name)
+            total += float(np.count_nonzero(times < spec.duration)) * factor
+    return total
+
+
+def _check_size(prep: Prepared) -> None:
+    """Refuse, before allocating anything, a replication too big for memory."""
+    expected = expected_requests(prep)
+    if expected > MAX_REQUESTS:
+        raise SimulationError(
+            f"scenario {prep.model.scenario.name!r} would generate about {expected:,.0f} requests "
+            f"per replication (~{expected * BYTES_PER_REQUEST / 2**30:.0f} GiB of memory); "
+            f"the limit is {MAX_REQUESTS:,}: shorten the duration or lower demandScale "
+            "(several replications of a shorter run measure the same steady state)"
+        )
 
 
 def _with_spec(scenario: Scenario, **changes: object) -> Scenario:

@@ -92,3 +92,12 @@ def test_predicted_p99_is_compared_and_flagged_beyond_20_percent() -> None:
         comparison = simulate(fleet, placement, scenario).workload("w").comparison
         assert comparison.predicted_p99 == predicted
         assert comparison.flagged is flagged
+
+
+def test_a_p99_from_too_few_requests_is_not_flagged() -> None:
+    fleet = sf.single_queue(0.5)  # 50 requests/s: 500 in 10 s
+    placement = sf.single_placement()
+    placement.spec.workloads[0].predicted.p99 = 1.0  # far off
+    comparison = simulate(fleet, placement, sf.scenario(duration="10s")).workload("w").comparison
+    assert comparison.relative_difference is not None and comparison.relative_difference > 0.5
+    assert comparison.flagged is False

@@ -131,3 +131,12 @@ def test_report_is_self_contained_html_with_the_three_figures() -> None:
     assert page.count("<svg") == 3
     assert "siteDown" in page and "Little" in page
     assert "src=" not in page.replace("<svg", "")  # nothing fetched from elsewhere
+
+
+def test_a_run_too_big_for_memory_is_refused_before_it_starts() -> None:
+    from fleetplane.errors import SimulationError
+
+    fleet = sf.single_queue(0.5)  # 50 requests/s
+    huge = sf.scenario(duration="7d")  # 30 M requests
+    with pytest.raises(SimulationError, match=r"about 30,2\d\d,\d\d\d requests.*shorten the duration"):
+        simulate(fleet, sf.single_placement(), huge)
