@@ -18,12 +18,11 @@ import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import pydantic
-from pydantic.alias_generators import to_snake
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -34,30 +33,31 @@ from fleetplane.errors import Problem, SourcePosition, ValidationError, did_you_
 from fleetplane.model.base import API_VERSION
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.kinds import KINDS, AnyResource
+from fleetplane.model.positions import (
+    Document,
+    DocumentPositions,
+    RoundTripDocument,
+    fast_documents,
+)
 from fleetplane.model.references import Loc, check_references, render_path
 
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_FLEET_NAME = "default"
 
 
-@dataclass(frozen=True)
-class _Source:
-    file: str
-    root: CommentedMap
-
-
 class SourceMap:
     """Where every field of every loaded resource is in its YAML source.
 
-    Keeps the round-trip documents (not a precomputed table) so that a
-    position costs nothing until someone asks for it.
+    Keeps, per resource, a handle on its document (not a precomputed table):
+    a position costs nothing until someone asks for it, and the first question
+    about a document re-reads just that document with the round-trip loader.
     """
 
     def __init__(self) -> None:
-        self._sources: dict[tuple[str, str], _Source] = {}
+        self._sources: dict[tuple[str, str], DocumentPositions] = {}
 
-    def add(self, kind: str, name: str, file: str, root: CommentedMap) -> None:
-        self._sources[(kind, name)] = _Source(file, root)
+    def add(self, kind: str, name: str, document: DocumentPositions) -> None:
+        self._sources[(kind, name)] = document
 
     def locate(self, kind: str, name: str, loc: Loc) -> SourcePosition | None:
         """Position of a field, e.g. ``("spec", "nodePools", 0, "nodeImage")``.
@@ -65,10 +65,10 @@ class SourceMap:
         A field that is not in the document (a default) is placed at the
         nearest enclosing object that is.
         """
-        source = self._sources.get((kind, name))
-        if source is None:
+        document = self._sources.get((kind, name))
+        if document is None:
             return None
-        return _walk(source.root, loc).position(source.file)
+        return document.walk(loc).position(document.file)
 
 
 @dataclass
@@ -184,12 +184,16 @@ class _Reader:
 
     def read_text(self, text: str, filename: str) -> None:
         self._file_order.setdefault(filename, len(self._file_order))
-        for root in self._documents(text, filename):
-            resource = self._validate(root, filename)
+        fast = fast_documents(text, filename)
+        # Anything the fast path does not vouch for (broken YAML, duplicate
+        # keys, tags, merges, directives) is read exactly as before.
+        documents = fast if fast is not None else self._round_trip_documents(text, filename)
+        for document in documents:
+            resource = self._validate(document)
             if resource is not None:
-                self._add(resource, root, filename)
+                self._add(resource, document.positions)
 
-    def _documents(self, text: str, filename: str) -> Iterator[Any]:
+    def _round_trip_documents(self, text: str, filename: str) -> Iterator[Document]:
         yaml = YAML(typ="rt")
         nodes = yaml.compose_all(text)
         while True:
@@ -224,7 +228,7 @@ class _Reader:
                     )
                 )
                 continue
-            yield document
+            yield Document(_plain(document), RoundTripDocument(filename, document))
 
     def _invalid_node(self, node: Any) -> None:
         """Remember kind/name of a document whose construction failed, from its raw node."""
@@ -239,20 +243,20 @@ class _Reader:
             if key.value == "name" and isinstance(value.value, str):
                 self._invalid.setdefault(kind, set()).add(value.value)
 
-    def _validate(self, root: CommentedMap, filename: str) -> AnyResource | None:
-        header = _check_header(root, filename)
+    def _validate(self, document: Document) -> AnyResource | None:
+        data, positions = document.data, document.positions
+        header = _check_header(data, positions)
         self._problems(header.problems)
         if header.kind is None:
             return None
-        plain = _plain(root)
         # A wrong apiVersion is reported once, by the header check.
-        plain["apiVersion"] = API_VERSION
+        data["apiVersion"] = API_VERSION
         model = KINDS[header.kind]
         try:
-            resource = model.model_validate(plain)
+            resource = model.model_validate(data)
         except pydantic.ValidationError as error:
-            self._problems(_translate(error, model, root, filename))
-            name = _metadata_name(root)
+            self._problems(_translate(error, model, positions))
+            name = _metadata_name(data)
             if name is not None:
                 self._invalid.setdefault(header.kind, set()).add(name)
             return None
@@ -261,23 +265,22 @@ class _Reader:
             return None
         return resource
 
-    def _add(self, resource: AnyResource, root: CommentedMap, filename: str) -> None:
+    def _add(self, resource: AnyResource, positions: DocumentPositions) -> None:
         kind, name = resource.kind, resource.name
-        here = _node_position(root, filename)
         fleet = self.result.fleet
         if name in fleet.collection(kind):
             first = fleet.position_of(kind, name)
             self._problem(
                 Problem(
                     f"{kind} {name!r} is defined twice; first at {first}",
-                    _walk(root, ("metadata", "name")).position(filename),
+                    positions.walk(("metadata", "name")).position(positions.file),
                     field_path="metadata.name",
                     hint="rename one of them or delete the duplicate",
                 )
             )
             return
-        fleet.add(resource, here)
-        self.result.sources.add(kind, name, filename, root)
+        fleet.add(resource, positions.start)
+        self.result.sources.add(kind, name, positions)
 
     def finish(self, references: bool) -> LoadResult:
         # When a file could not be read to its end, what it defines is unknown:
@@ -375,17 +378,17 @@ class _Header:
     problems: list[Problem]
 
 
-def _check_header(root: CommentedMap, filename: str) -> _Header:
+def _check_header(root: dict[str, Any], positions: DocumentPositions) -> _Header:
     """apiVersion and kind decide which model validates the rest, so they are checked first."""
     problems: list[Problem] = []
-    start = _node_position(root, filename)
+    start = positions.start
     if "apiVersion" not in root:
         problems.append(Problem("missing apiVersion", start, hint=f"add apiVersion: {API_VERSION}"))
     elif root["apiVersion"] != API_VERSION:
         problems.append(
             Problem(
                 f"must be {API_VERSION!r}, got {root['apiVersion']!r}",
-                _walk(root, ("apiVersion",)).position(filename),
+                positions.walk(("apiVersion",)).position(positions.file),
                 field_path="apiVersion",
                 hint=f"write apiVersion: {API_VERSION}",
             )
@@ -401,7 +404,7 @@ def _check_header(root: CommentedMap, filename: str) -> _Header:
         problems.append(
             Problem(
                 f"unknown kind {kind!r}",
-                _walk(root, ("kind",)).position(filename),
+                positions.walk(("kind",)).position(positions.file),
                 field_path="kind",
                 hint=hint,
             )
@@ -410,9 +413,9 @@ def _check_header(root: CommentedMap, filename: str) -> _Header:
     return _Header(kind, problems)
 
 
-def _metadata_name(root: CommentedMap) -> str | None:
+def _metadata_name(root: dict[str, Any]) -> str | None:
     metadata = root.get("metadata")
-    if isinstance(metadata, CommentedMap) and isinstance(metadata.get("name"), str):
+    if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
         return str(metadata["name"])
     return None
 
@@ -431,103 +434,29 @@ def _plain(node: Any) -> Any:
         return int(node)
     if isinstance(node, float):
         return float(node)
+    if isinstance(node, datetime):
+        # ruamel's TimeStamp keeps formatting details; the value is a datetime.
+        return datetime(
+            node.year, node.month, node.day, node.hour, node.minute, node.second,
+            node.microsecond, node.tzinfo, fold=node.fold,
+        )  # fmt: skip
     return node
-
-
-# ---------------------------------------------------------------- positions
-
-
-@dataclass
-class _Found:
-    """Where a ``loc`` ends up in a document (0-based, as ruamel counts)."""
-
-    line: int
-    column: int
-    key_line: int | None = None
-    key_column: int | None = None
-
-    def position(self, filename: str) -> SourcePosition:
-        return SourcePosition(filename, self.line + 1, self.column + 1)
-
-    def key_position(self, filename: str) -> SourcePosition:
-        if self.key_line is None or self.key_column is None:
-            return self.position(filename)
-        return SourcePosition(filename, self.key_line + 1, self.key_column + 1)
-
-
-def _node_position(node: Any, filename: str) -> SourcePosition:
-    return SourcePosition(filename, node.lc.line + 1, node.lc.col + 1)
-
-
-def _walk(root: Any, loc: Loc) -> _Found:
-    """Follow ``loc`` through the document as far as it goes.
-
-    Containers are placed at their key (the ``nodePools:`` line) or at their
-    list item; scalars at their value. A part that is not in the document
-    (a missing field) leaves the position at the enclosing object.
-    """
-    found = _Found(root.lc.line, root.lc.col)
-    node = root
-    for part in loc:
-        if part == "[key]":
-            # pydantic's marker for an invalid mapping key: point at the key.
-            if found.key_line is not None and found.key_column is not None:
-                found.line, found.column = found.key_line, found.key_column
-            continue
-        if isinstance(node, CommentedMap):
-            # A camelCase loc part may have been written snake_case; non-string
-            # keys (``1: x``) show up in loc as themselves.
-            key = part if part in node else to_snake(str(part))
-            if key not in node:
-                break
-            owner = _defining_map(node, key)
-            if owner is None:
-                break
-            child = node[key]
-            key_line, key_column = owner.lc.key(key)
-            found = _Found(key_line, key_column, key_line, key_column)
-            if child is not None and not isinstance(child, CommentedMap | CommentedSeq):
-                found.line, found.column = owner.lc.value(key)
-            node = child
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line, column = node.lc.item(part)
-            found = _Found(line, column)
-            node = node[part]
-        else:
-            break
-    return found
-
-
-def _defining_map(node: CommentedMap, key: Any) -> CommentedMap | None:
-    """The mapping where ``key`` is written: ``node`` itself or one it merges with ``<<``."""
-    if key in node.lc.data:
-        return node
-    for source in getattr(node, "merge", ()):
-        # ruamel < 0.19 keeps (index, mapping) pairs, later versions the mappings.
-        mapping = source[1] if isinstance(source, tuple) else source
-        if isinstance(mapping, CommentedMap) and key in mapping:
-            return _defining_map(mapping, key)
-    return None
 
 
 # ------------------------------------------------------- pydantic → Problem
 
 
 def _translate(
-    error: pydantic.ValidationError,
-    model: type[AnyResource],
-    root: CommentedMap,
-    filename: str,
+    error: pydantic.ValidationError, model: type[AnyResource], positions: DocumentPositions
 ) -> list[Problem]:
-    return [_problem_from(detail, model, root, filename) for detail in error.errors()]
+    return [_problem_from(detail, model, positions) for detail in error.errors()]
 
 
-def _problem_from(
-    detail: Any, model: type[AnyResource], root: CommentedMap, filename: str
-) -> Problem:
+def _problem_from(detail: Any, model: type[AnyResource], positions: DocumentPositions) -> Problem:
     loc: Loc = tuple(detail["loc"])
     kind: str = detail["type"]
-    found = _walk(root, loc)
+    found = positions.walk(loc)
+    filename = positions.file
     if kind == "invalid_key":
         return Problem(_message(detail), found.key_position(filename), field_path=render_path(loc))
     if kind == "extra_forbidden":
