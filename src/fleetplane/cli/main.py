@@ -35,6 +35,7 @@ def _register() -> None:
     # not at the top, so `fleetplane --help` stays fast and a command's heavy
     # libraries load only when the module is imported.
     from fleetplane.cli import (  # noqa: F401
+        agent,
         audit,
         db,
         generate,

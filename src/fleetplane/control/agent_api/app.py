@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from fleetplane import __version__
-from fleetplane.control.agent_api import desired, enrolment, heartbeat
+from fleetplane.control.agent_api import desired, enrolment, heartbeat, telemetry
 from fleetplane.control.agent_api.identity import AgentIdentityMiddleware
 from fleetplane.control.api import resources
 from fleetplane.control.api.middleware import BodyLimit
@@ -50,6 +50,7 @@ def create_agent_app(
     # Before the generic routes: these answer the same paths with agent semantics.
     app.include_router(desired.router)
     app.include_router(heartbeat.router)
+    app.include_router(telemetry.router)
     app.include_router(resources.router)
     app.add_middleware(BodyLimit, max_bytes=plane.settings.limits.max_body_bytes)
     revoked = revoked_serials if revoked_serials is not None else set()

@@ -1,0 +1,1 @@
+"""The site agent: enrolment, desired-state sync, local runtimes, autonomy while disconnected."""

@@ -1,0 +1,269 @@
+"""The agent's main loop: identity, sync, reconcile, heartbeat, telemetry, its own endpoint.
+
+Each concern is its own task and none depends on the control plane being
+reachable except the ones that talk to it: the reconcile loop works from the
+last-known-good desired state on disk, so workloads keep running and failed
+ones restart during a partition, and nothing is stopped because the server
+is gone. Sync, heartbeat and telemetry upload retry with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fleetplane import __version__
+from fleetplane.agent import health
+from fleetplane.agent.enrolment import Enroller, EnrolmentError, Identity
+from fleetplane.agent.inventory import hardware_inventory
+from fleetplane.agent.runtimes.base import Runtime
+from fleetplane.agent.state import LocalState
+from fleetplane.agent.sync import V1, DesiredStateSync, SyncError
+from fleetplane.agent.telemetry import TelemetryBuffer, TelemetryUploadError
+from fleetplane.model.desired_state import SiteDesiredState
+
+log = logging.getLogger("fleetplane.agent")
+
+RETRY_CAP = 10.0
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    site: str
+    data_dir: Path
+    ca_pem: bytes
+    bootstrap_token: str | None = None
+    agent_id: str = field(default_factory=lambda: default_agent_id())
+    runtime: str = "process"
+    health_host: str = "127.0.0.1"
+    health_port: int = 9464
+    heartbeat_interval: float = 5.0
+    reconcile_interval: float = 1.0
+    telemetry_interval: float = 10.0
+    telemetry_limit: int = 100_000
+
+
+def default_agent_id() -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-")
+    return (name or "agent")[:63].strip("-")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.state = LocalState(config.data_dir)
+        self.identity = Identity(config.data_dir, config.site, config.agent_id, config.ca_pem)
+        self.enroller = Enroller(config.server, self.identity, config.bootstrap_token)
+        self.sync = DesiredStateSync(config.site, self.state, self._applied)
+        self.runtime = self._runtime(config.runtime)
+        self.telemetry = TelemetryBuffer(self.state, config.site, config.agent_id,
+                                         config.telemetry_limit)
+        self.connected = False
+        self.counters: dict[str, float] = {"heartbeats": 0, "heartbeat_failures": 0,
+                                           "rotations": 0, "watch_reconnects": 0}
+        self._client: httpx.AsyncClient | None = None
+        self._wake_reconcile = asyncio.Event()
+
+    def _runtime(self, name: str) -> Runtime:
+        if name == "simulated":
+            from fleetplane.agent.runtimes.simulated import SimulatedRuntime
+
+            return SimulatedRuntime()
+        from fleetplane.agent.runtimes.process import ProcessRuntime
+
+        return ProcessRuntime(self.state, self.config.data_dir / "logs")
+
+    def _applied(self, _desired: SiteDesiredState) -> None:
+        self._wake_reconcile.set()
+
+    # --- the client --------------------------------------------------------------
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(verify=self.identity.ssl_context(), timeout=10.0,
+                                             trust_env=False)
+        return self._client
+
+    async def _renew_client(self) -> None:
+        old, self._client = self._client, None
+        if old is not None:
+            await old.aclose()
+
+    # --- loops -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        server = await health.serve(self.config.health_host, self.config.health_port,
+                                    self._handle)
+        tasks = [asyncio.create_task(coroutine) for coroutine in (
+            self._identity_loop(), self._sync_loop(), self._reconcile_loop(),
+            self._heartbeat_loop(), self._telemetry_loop(),
+        )]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            server.close()
+            await self.runtime.close()
+            await self._renew_client()
+            self.state.close()
+
+    async def _identity_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if await self.enroller.ensure():
+                    self.counters["rotations"] += 1
+                    await self._renew_client()
+                failures = 0
+            except (httpx.HTTPError, OSError) as error:
+                failures += 1
+                log.info("control plane unreachable for the certificate (%s)", error)
+            except EnrolmentError as error:
+                failures += 1
+                log.error("%s", error)
+            await asyncio.sleep(min(RETRY_CAP, 0.5 * 2 ** failures) if failures else 0.5)
+
+    async def _sync_loop(self) -> None:
+        failures = 0
+        while True:
+            if self.identity.certificate() is None:
+                await asyncio.sleep(0.2)  # waiting for enrolment, which the identity loop does
+                continue
+            try:
+                await self.sync.watch(self.client(), self.config.server.rstrip("/"),
+                                      self._watch_alive)
+                failures = 0
+            except (httpx.HTTPError, OSError, SyncError, ValueError) as error:
+                if self.connected:
+                    log.warning("lost the control plane (%s); carrying on from revision %d",
+                                error, self.sync.revision)
+                self.connected = False
+                failures += 1
+            self.counters["watch_reconnects"] += 1
+            await asyncio.sleep(min(RETRY_CAP, 0.2 * 2 ** failures))
+
+    def _watch_alive(self) -> None:
+        if not self.connected:
+            log.info("connected to the control plane at revision %d", self.sync.revision)
+        self.connected = True
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            desired = self.sync.applied
+            if desired is not None:
+                try:
+                    await self.runtime.reconcile(desired.spec, self.state.failed_pools())
+                except Exception:
+                    log.exception("reconcile failed; retrying next tick")
+            self._wake_reconcile.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_reconcile.wait(),
+                                       self.config.reconcile_interval)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            if self.identity.certificate() is not None:
+                try:
+                    await self._heartbeat()
+                    self.counters["heartbeats"] += 1
+                except (httpx.HTTPError, OSError, SyncError) as error:
+                    self.counters["heartbeat_failures"] += 1
+                    log.debug("heartbeat failed: %s", error)
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    def status(self) -> dict[str, Any]:
+        desired = self.sync.applied
+        certificate = self.identity.certificate()
+        return {
+            "appliedRevision": self.sync.revision or None,
+            "workloads": [s.model_dump(mode="json", by_alias=True, exclude_none=True)
+                          for s in self.runtime.workload_states(
+                              desired.spec if desired else None)],
+            "hardware": hardware_inventory(),
+            "agentVersion": __version__,
+            "certificateExpiry": certificate.not_after.isoformat() if certificate else None,
+        }
+
+    async def _heartbeat(self) -> None:
+        url = f"{self.config.server.rstrip('/')}{V1}/sites/{self.config.site}/status"
+        answer = await self.client().put(url, json={"status": self.status()})
+        if answer.status_code != 200:
+            raise SyncError(f"status write answered {answer.status_code}: {answer.text}")
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.telemetry_interval)
+            try:
+                self.telemetry.record(await self.runtime.collect_telemetry())
+            except Exception:
+                log.exception("collecting telemetry failed")
+            if self.identity.certificate() is not None:
+                try:
+                    await self.telemetry.upload(self.client(), self.config.server.rstrip("/"))
+                except (httpx.HTTPError, OSError, TelemetryUploadError) as error:
+                    log.debug("telemetry upload deferred: %s", error)
+
+    # --- the agent's own endpoint ------------------------------------------------
+
+    async def _handle(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if path == "/healthz":
+            return health.json_body(200, {"status": "ok", "connected": self.connected,
+                                          "appliedRevision": self.sync.revision,
+                                          "agentVersion": __version__})
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4", health.prometheus(self._metrics())
+        if path == "/v1/replicas":
+            return health.json_body(200, [vars(view) for view in self.runtime.replicas()])
+        if path == "/v1/revisions":
+            return health.json_body(200, self.sync.applied_history)
+        match = re.fullmatch(r"/v1/pools/([^/]+)/(fail|recover)", path)
+        if match and method == "POST":
+            self.state.set_pool_failed(match.group(1), match.group(2) == "fail")
+            self._wake_reconcile.set()
+            return health.json_body(200, {"pool": match.group(1),
+                                          "failed": match.group(2) == "fail"})
+        return health.json_body(404, {"error": f"no route {method} {path}"})
+
+    def _metrics(self) -> list[tuple[str, str, str, dict[str, str], float]]:
+        certificate = self.identity.certificate()
+        expiry = (certificate.not_after - datetime.now(UTC)).total_seconds() if certificate else 0
+        rows: list[tuple[str, str, str, dict[str, str], float]] = [
+            ("fleetplane_agent_info", "gauge", "agent version", {"version": __version__}, 1),
+            ("fleetplane_agent_connected", "gauge", "1 while the watch is connected", {},
+             float(self.connected)),
+            ("fleetplane_agent_applied_revision", "gauge", "last applied desired-state revision",
+             {}, float(self.sync.revision)),
+            ("fleetplane_agent_certificate_expiry_seconds", "gauge",
+             "seconds until the client certificate expires", {}, expiry),
+            ("fleetplane_agent_telemetry_backlog", "gauge", "intervals waiting for upload", {},
+             float(self.state.telemetry_backlog())),
+            ("fleetplane_agent_telemetry_dropped_total", "counter",
+             "intervals dropped because the buffer was full", {}, float(self.telemetry.dropped)),
+            ("fleetplane_agent_uptime_seconds", "gauge", "seconds since start", {},
+             time.monotonic() - _STARTED),
+        ]
+        for name, value in self.counters.items():
+            rows.append((f"fleetplane_agent_{name}_total", "counter", name.replace("_", " "), {},
+                         value))
+        for view in self.runtime.replicas():
+            rows.append(("fleetplane_agent_replica_restarts_total", "counter",
+                         "restarts of a replica", {"workload": view.workload,
+                                                   "replica": str(view.index)},
+                         float(view.restarts)))
+        return rows
+
+
+_STARTED = time.monotonic()

@@ -1,0 +1,1 @@
+"""Runtimes behind one interface (:class:`fleetplane.agent.runtimes.base.Runtime`)."""

@@ -1,0 +1,307 @@
+"""Each replica a real local process, checked over HTTP, restarted with back-off.
+
+Replicas run in their own session (``start_new_session``) so they outlive
+the agent: an agent that exits, crashes or is killed leaves its workloads
+serving, and the next agent re-adopts them from the local state by pid
+*and* process start time (a pid alone may have been reused). Stopping is
+graceful: SIGTERM to the replica's process group, SIGKILL after the grace
+period. Memory limits are applied with ``prlimit`` right after the start
+(a ``preexec_fn`` is unsafe in a process with threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from fleetplane.agent.runtimes.base import ReplicaView, Runtime, Target, targets
+from fleetplane.agent.state import LocalState, ReplicaRecord
+from fleetplane.model.desired_state import SiteDesiredStateSpec
+
+log = logging.getLogger("fleetplane.agent")
+
+DEFAULT_ENTRYPOINT = "fleetplane.workloads.inference"
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+# A replica ready this long has recovered: its next failure starts the back-off again.
+HEALTHY_RESET = 10.0
+LIVENESS_FAILURES = 3
+
+
+@dataclass
+class Replica:
+    workload: str
+    index: int
+    pool: str
+    spec_hash: str
+    port: int
+    pid: int
+    start_time: int
+    popen: subprocess.Popen[bytes] | None = None
+    ready: bool = False
+    ready_since: float | None = None
+    liveness_failures: int = 0
+    restarts: int = 0
+    stats: dict[str, Any] | None = None
+
+
+@dataclass
+class Backoff:
+    failures: int = 0
+    not_before: float = 0.0
+    restarts: int = 0
+
+    def failed(self, now: float) -> None:
+        self.not_before = now + min(BACKOFF_CAP, BACKOFF_BASE * 2 ** self.failures)
+        self.failures += 1
+        self.restarts += 1
+
+
+@dataclass
+class ProcessRuntime(Runtime):
+    state: LocalState
+    log_dir: Path
+    grace_period: float = 5.0
+    check_timeout: float = 1.0
+    name: str = "process"
+    _replicas: dict[tuple[str, int], Replica] = field(default_factory=dict)
+    _backoff: dict[tuple[str, int], Backoff] = field(default_factory=dict)
+    _client: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for record in self.state.replicas():
+            if process_alive(record.pid, record.start_time):
+                self._replicas[(record.workload, record.index)] = Replica(
+                    record.workload, record.index, record.pool, record.spec_hash, record.port,
+                    record.pid, record.start_time,
+                )
+                log.info("re-adopted %s/%d (pid %d)", record.workload, record.index, record.pid)
+            else:
+                self.state.forget_replica(record.workload, record.index)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.check_timeout, trust_env=False)
+        return self._client
+
+    # --- reconcile ---------------------------------------------------------------
+
+    async def reconcile(self, desired: SiteDesiredStateSpec, failed_pools: set[str]) -> None:
+        wanted = {(t.workload, t.index): t for t in targets(desired, failed_pools)}
+        for key, replica in list(self._replicas.items()):
+            target = wanted.get(key)
+            if target is None or target.spec_hash != replica.spec_hash:
+                await self._stop(replica)
+        await asyncio.gather(*(self._check(r) for r in list(self._replicas.values())))
+        now = time.monotonic()
+        for key, target in wanted.items():
+            if key in self._replicas:
+                continue
+            backoff = self._backoff.setdefault(key, Backoff())
+            if now >= backoff.not_before:
+                self._start(target, backoff.restarts)
+
+    async def _check(self, replica: Replica) -> None:
+        key = (replica.workload, replica.index)
+        if not self._alive(replica):
+            log.warning("%s/%d (pid %d) exited; restarting with back-off",
+                        replica.workload, replica.index, replica.pid)
+            self._forget(replica)
+            self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
+            return
+        live = await self._probe(replica, "/livez")
+        replica.liveness_failures = 0 if live else replica.liveness_failures + 1
+        if replica.liveness_failures >= LIVENESS_FAILURES:
+            log.warning("%s/%d (pid %d) failed %d liveness checks; killing it",
+                        replica.workload, replica.index, replica.pid, LIVENESS_FAILURES)
+            await self._stop(replica, grace=0.0)
+            self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
+            return
+        replica.ready = live and await self._probe(replica, "/readyz")
+        now = time.monotonic()
+        if replica.ready:
+            replica.ready_since = replica.ready_since or now
+            if now - replica.ready_since >= HEALTHY_RESET:
+                self._backoff.pop(key, None)
+        else:
+            replica.ready_since = None
+
+    async def _probe(self, replica: Replica, path: str) -> bool:
+        try:
+            answer = await self.client.get(f"http://127.0.0.1:{replica.port}{path}")
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
+
+    # --- start and stop ----------------------------------------------------------
+
+    def _start(self, target: Target, restarts: int) -> None:
+        port = free_port()
+        item = target.desired
+        entrypoint = item.env.get("FLEETPLANE_ENTRYPOINT", DEFAULT_ENTRYPOINT)
+        env = {
+            **os.environ,
+            **item.env,
+            "FLEETPLANE_WORKLOAD": item.workload,
+            "FLEETPLANE_REPLICA": str(target.index),
+            "FLEETPLANE_POOL": target.pool,
+            "PORT": str(port),
+            # Two cores shared by everything: one BLAS thread per replica.
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+        logfile = (self.log_dir / f"{item.workload}-{target.index}.log").open("ab")
+        popen = subprocess.Popen(
+            [sys.executable, "-m", entrypoint, "--port", str(port)],
+            env=env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        logfile.close()
+        limit_memory(popen.pid, int(item.resources.memory))
+        replica = Replica(item.workload, target.index, target.pool, target.spec_hash, port,
+                          popen.pid, process_start_time(popen.pid) or 0, popen, restarts=restarts)
+        self._replicas[(item.workload, target.index)] = replica
+        self.state.save_replica(ReplicaRecord(item.workload, target.index, popen.pid,
+                                              replica.start_time, port, target.pool,
+                                              target.spec_hash))
+        log.info("started %s/%d on pool %s (pid %d, port %d)",
+                 item.workload, target.index, target.pool, popen.pid, port)
+
+    async def _stop(self, replica: Replica, grace: float | None = None) -> None:
+        wait = self.grace_period if grace is None else grace
+        self._signal(replica, signal.SIGTERM if wait > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + wait
+        while self._alive(replica) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # polling for the exit, bounded by the grace period
+        if self._alive(replica):
+            self._signal(replica, signal.SIGKILL)
+            while self._alive(replica):
+                await asyncio.sleep(0.02)
+        self._forget(replica)
+        log.info("stopped %s/%d (pid %d)", replica.workload, replica.index, replica.pid)
+
+    def _signal(self, replica: Replica, number: signal.Signals) -> None:
+        try:
+            os.killpg(replica.pid, number)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(replica.pid, number)
+
+    def _alive(self, replica: Replica) -> bool:
+        if replica.popen is not None:
+            return replica.popen.poll() is None
+        return process_alive(replica.pid, replica.start_time)
+
+    def _forget(self, replica: Replica) -> None:
+        self._replicas.pop((replica.workload, replica.index), None)
+        self.state.forget_replica(replica.workload, replica.index)
+
+    # --- views and telemetry -----------------------------------------------------
+
+    def replicas(self) -> list[ReplicaView]:
+        views = [
+            ReplicaView(r.workload, r.index, r.pool, "Ready" if r.ready else "Starting",
+                        r.pid, r.port, r.restarts)
+            for r in self._replicas.values()
+        ]
+        for (workload, index), backoff in self._backoff.items():
+            if (workload, index) not in self._replicas:
+                views.append(ReplicaView(workload, index, "", "BackOff", None, None,
+                                         backoff.restarts))
+        return views
+
+    async def collect_telemetry(self) -> list[dict[str, Any]]:
+        totals: dict[str, dict[str, Any]] = {}
+        for replica in list(self._replicas.values()):
+            stats = await self._stats(replica)
+            if stats is None:
+                continue
+            delta = counter_delta(replica.stats, stats)
+            replica.stats = stats
+            total = totals.setdefault(replica.workload, {"workload": replica.workload,
+                                                         "requests": 0, "errors": 0,
+                                                         "latencySum": 0.0, "buckets": None,
+                                                         "bucketBounds": stats["bucketBounds"]})
+            total["requests"] += delta["requests"]
+            total["errors"] += delta["errors"]
+            total["latencySum"] += delta["latencySum"]
+            buckets = total["buckets"] or [0] * len(delta["buckets"])
+            total["buckets"] = [a + b for a, b in zip(buckets, delta["buckets"], strict=True)]
+        return list(totals.values())
+
+    async def _stats(self, replica: Replica) -> dict[str, Any] | None:
+        try:
+            answer = await self.client.get(f"http://127.0.0.1:{replica.port}/stats")
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        stats: dict[str, Any] = answer.json()
+        return stats
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def counter_delta(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+    """Counters since the previous scrape; a restarted replica (new pid) counts from zero."""
+    if previous is None or previous.get("pid") != current.get("pid") or (
+        current["requests"] < previous["requests"]
+    ):
+        return current
+    return {
+        "requests": current["requests"] - previous["requests"],
+        "errors": current["errors"] - previous["errors"],
+        "latencySum": current["latencySum"] - previous["latencySum"],
+        "buckets": [a - b for a, b in zip(current["buckets"], previous["buckets"], strict=True)],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot (/proc/PID/stat field 22), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_time: int) -> bool:
+    return process_start_time(pid) == start_time
+
+
+def limit_memory(pid: int, memory_bytes: int) -> None:
+    """Cap the replica's data segment at its memory request, where the OS lets us."""
+    if memory_bytes <= 0:
+        return
+    try:
+        resource.prlimit(pid, resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+    except (OSError, ValueError) as error:
+        log.warning("cannot limit memory of pid %d (%s); running it without a limit", pid, error)

@@ -1,0 +1,98 @@
+"""Follow the site's SiteDesiredState from the last applied revision, in order.
+
+The watch asks for ``?watch=true&sinceRevision=N`` with N the revision in
+the local state, so after a partition the revisions the agent missed arrive
+first, oldest first. When the server no longer keeps revision N+1 (410), the
+agent takes the latest document instead. A revision at or below the applied
+one is ignored: applying is idempotent by revision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from fleetplane.agent.state import LocalState
+from fleetplane.model.desired_state import SiteDesiredState
+
+log = logging.getLogger("fleetplane.agent")
+
+V1 = "/apis/fleetplane/v1"
+
+
+class SyncError(Exception):
+    """The server answered something the agent cannot use; the watch is retried."""
+
+
+class DesiredStateSync:
+    def __init__(self, site: str, state: LocalState,
+                 on_applied: Callable[[SiteDesiredState], None]) -> None:
+        self.site = site
+        self.state = state
+        self.on_applied = on_applied
+        self.applied: SiteDesiredState | None = None
+        self.applied_history: list[int] = []
+        stored = state.applied()
+        if stored is not None:
+            self.applied = SiteDesiredState.model_validate(stored[1])
+
+    @property
+    def revision(self) -> int:
+        return self.applied.spec.revision if self.applied is not None else 0
+
+    def apply(self, document: dict[str, Any]) -> bool:
+        """Persist and hand over one revision; False when it is not newer than the applied one."""
+        desired = SiteDesiredState.model_validate(document)
+        if desired.spec.site != self.site:
+            raise SyncError(f"the server sent site {desired.spec.site!r}'s desired state")
+        if desired.spec.revision <= self.revision:
+            return False
+        self.state.save_applied(document)
+        self.applied = desired
+        self.applied_history.append(desired.spec.revision)
+        log.info("applied revision %d of site %s", desired.spec.revision, self.site)
+        self.on_applied(desired)
+        return True
+
+    async def catch_up_latest(self, client: httpx.AsyncClient, base: str) -> None:
+        answer = await client.get(f"{base}{V1}/sitedesiredstates/{self.site}")
+        if answer.status_code == 404:
+            return
+        if answer.status_code != 200:
+            raise SyncError(f"GET desired state answered {answer.status_code}: {answer.text}")
+        self.apply(answer.json())
+
+    async def watch(self, client: httpx.AsyncClient, base: str,
+                    on_line: Callable[[], None]) -> None:
+        """One watch connection; returns when the server ends it, raises on transport errors."""
+        if self.applied is None:
+            await self.catch_up_latest(client, base)
+        url = f"{base}{V1}/sitedesiredstates/{self.site}"
+        params = {"watch": "true", "sinceRevision": str(self.revision)}
+        async with client.stream("GET", url, params=params,
+                                 timeout=httpx.Timeout(10.0, read=60.0)) as response:
+            if response.status_code == 410:
+                log.warning("revision %d is no longer kept by the server; taking the latest",
+                            self.revision)
+                await response.aread()
+                await self.catch_up_latest(client, base)
+                return
+            if response.status_code != 200:
+                await response.aread()
+                raise SyncError(f"watch answered {response.status_code}: {response.text}")
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                on_line()
+                event = json.loads(line)
+                if event["type"] == "REVISION":
+                    self.apply(event["object"])
+                elif event["type"] == "ERROR":
+                    if event["object"].get("code") == 410:
+                        await self.catch_up_latest(client, base)
+                        return
+                    raise SyncError(f"watch error: {event['object']}")
