@@ -69,6 +69,9 @@ class _Checker:
         self.locate = locate
         self.invalid = invalid
         self.problems: list[Problem] = []
+        # One misspelt name may be referenced thousands of times in a big fleet:
+        # its did-you-mean search over every known name runs once.
+        self._hints: dict[tuple[str, str], str] = {}
 
     def sites(self) -> None:
         for site in self.fleet.sites.values():
@@ -154,6 +157,7 @@ class _Checker:
         for source in self.fleet.data_sources.values():
             if source.spec.site in sites and source.spec.site not in linked:
                 sources_at.setdefault(source.spec.site, []).append(source.name)
+        neighbour = _Neighbours(self.fleet, linked)
         for site_name, source_names in sources_at.items():
             names = ", ".join(repr(n) for n in source_names)
             noun = "DataSource" if len(source_names) == 1 else "DataSources"
@@ -163,7 +167,7 @@ class _Checker:
                 ("metadata", "name"),
                 f"site {site_name!r} has no Link to any other site, so requests from "
                 f"{noun} {names} cannot reach the other {len(sites) - 1} sites",
-                f"add a Link with a: {site_name} and b: {_neighbour(self.fleet, site_name)}",
+                f"add a Link with a: {site_name} and b: {neighbour.of(site_name)}",
             )
 
     def reference(self, kind: str, name: str, loc: Loc, target_kind: str, target: str) -> bool:
@@ -171,13 +175,12 @@ class _Checker:
         existing: dict[str, Any] = self.fleet.collection(target_kind)
         if target in existing or target in self.invalid.get(target_kind, ()):
             return True
-        known = list(existing)
+        hint = self._hints.get((target_kind, target))
+        if hint is None:
+            hint = _hint(target, list(existing), f"{target_kind}s")
+            self._hints[(target_kind, target)] = hint
         self.add(
-            kind,
-            name,
-            loc,
-            f"{kind} {name!r} refers to unknown {target_kind} {target!r}",
-            _hint(target, known, f"{target_kind}s"),
+            kind, name, loc, f"{kind} {name!r} refers to unknown {target_kind} {target!r}", hint
         )
         return False
 
@@ -199,13 +202,30 @@ def _hint(name: str, known: list[str], what: str) -> str:
     return f"defined {what}: {shown}{more}"
 
 
-def _neighbour(fleet: Fleet, site_name: str) -> str:
-    """A sensible other end for a missing Link: a linked regional site nearby, if any."""
-    region = fleet.sites[site_name].spec.region
-    linked = {end for link in fleet.links.values() for end in (link.spec.a, link.spec.b)}
-    others = [site for site in fleet.sites.values() if site.name != site_name]
-    best = min(
-        others,
-        key=lambda s: (s.spec.region != region, s.name not in linked, s.spec.tier == "edge"),
-    )
-    return best.name
+class _Neighbours:
+    """A sensible other end for a missing Link: a linked, non-edge site of the same region first.
+
+    Candidates are ranked once (linked before unlinked, non-edge before edge,
+    then fleet order), so each isolated site finds its neighbour without a
+    pass over every site: a fleet with thousands of isolated sites stays linear.
+    """
+
+    def __init__(self, fleet: Fleet, linked: set[str]) -> None:
+        self._fleet = fleet
+        self._ranked = sorted(
+            fleet.sites.values(), key=lambda s: (s.name not in linked, s.spec.tier == "edge")
+        )
+        # The best two per region: one of them is not the site asking.
+        self._by_region: dict[Any, list[Any]] = {}
+        for site in self._ranked:
+            best = self._by_region.setdefault(site.spec.region, [])
+            if len(best) < 2:
+                best.append(site)
+
+    def of(self, site_name: str) -> str:
+        region = self._fleet.sites[site_name].spec.region
+        for site in self._by_region.get(region, []):
+            if site.name != site_name:
+                return str(site.name)
+        # Alone in its region: every other site is in another one.
+        return next(str(s.name) for s in self._ranked if s.name != site_name)
