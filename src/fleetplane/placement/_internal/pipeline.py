@@ -60,6 +60,8 @@ class PlanResult:
     timings: dict[str, float] = field(default_factory=dict)
     cel_evaluations: int = 0
     cel_lookups: int = 0
+    # The indexed fleet the plan was made on: explanations diagnose rejected sites against it.
+    context: PlanContext | None = None
 
     @property
     def unplaceable(self) -> list[Unplaceable]:
@@ -316,6 +318,7 @@ def run(
         timings=timings,
         cel_evaluations=ctx.rules.stats.evaluations,
         cel_lookups=ctx.rules.stats.lookups,
+        context=ctx,
     )
 
 
