@@ -14,9 +14,11 @@ offending node. ruamel counts from 0, messages count from 1 like editors.
 
 from __future__ import annotations
 
+import gc
 import re
 import types
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -109,16 +111,35 @@ def load_documents(text: str, filename: str = "<input>", *, references: bool = T
 def read_fleet(*paths: Path | str, references: bool = True) -> LoadResult:
     """Like :func:`load_fleet` but returns the problems instead of raising."""
     reader = _Reader(_fleet_name(paths))
-    for file in reader.discover([Path(p) for p in paths]):
-        reader.read_file(file)
-    return reader.finish(references)
+    with _without_gc():
+        for file in reader.discover([Path(p) for p in paths]):
+            reader.read_file(file)
+        return reader.finish(references)
 
 
 def read_text(text: str, filename: str = "<input>", *, references: bool = True) -> LoadResult:
     """Like :func:`load_documents` but returns the problems instead of raising."""
     reader = _Reader(DEFAULT_FLEET_NAME)
-    reader.read_text(text, filename)
-    return reader.finish(references)
+    with _without_gc():
+        reader.read_text(text, filename)
+        return reader.finish(references)
+
+
+@contextmanager
+def _without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a fleet's objects pile up.
+
+    Parsed documents and resources are acyclic and all kept, yet their sheer
+    number triggers full collections that rescan everything read so far:
+    measured a third of the CPU time for 2,000 sites and 20,000 workloads.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _fleet_name(paths: Sequence[Path | str]) -> str:
