@@ -7,6 +7,7 @@ mTLS protocol class serve will use, and agents talk to it over real TLS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -57,6 +58,18 @@ def wait_for(probe: Callable[[], Any], timeout: float = 30.0, what: str = "") ->
         time.sleep(0.05)  # polling a condition, not waiting out a race
 
 
+class _BoundServer(uvicorn.Server):
+    """Binds the plane's change notifier to the server's loop, as ``create_app``'s lifespan does."""
+
+    def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
+        super().__init__(config)
+        self.plane = plane
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.plane.notifier.bind(asyncio.get_running_loop())
+        await super().serve(sockets)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -96,7 +109,7 @@ class AgentPort:
             ssl_ca_certs=str(self.ca_file), ssl_cert_reqs=ssl.CERT_OPTIONAL,
             log_level="warning", timeout_graceful_shutdown=1, lifespan="off",
         )
-        self._server = uvicorn.Server(config)
+        self._server = _BoundServer(config, self.plane)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         wait_for(lambda: self._server is not None and self._server.started, 20, "agent port")
@@ -149,7 +162,7 @@ class AgentProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "fleetplane.cli.main", "agent",
+        command = [sys.executable, "-c", "from fleetplane.cli.main import app; app()", "agent",
                    "--server", self.port.url, "--site", self.site,
                    "--data-dir", str(self.data_dir), "--ca-cert", str(self.port.ca_file),
                    "--agent-id", "a1", "--health-listen", f"127.0.0.1:{self.health}",
