@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ from fleetplane.placement._internal.images import (
 )
 from fleetplane.placement._internal.network import Network
 from fleetplane.placement._internal.rules import CompiledPolicy, RuleEvaluator
-from fleetplane.placement._internal.workload_view import WorkloadView, view_workload
+from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView, view_workload
 
 
 def failure_domains(index: FleetIndex, key: str) -> tuple[tuple[str, ...], IntArray]:
@@ -54,10 +55,14 @@ class PlanContext:
     objective: Objective
     domain_names: tuple[str, ...]
     site_domain: IntArray
+    row_zone: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    row_budget: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _views: dict[str, WorkloadView] = field(default_factory=dict)
     _requirements: dict[str, RuntimeRequirement] = field(default_factory=dict)
     _zone_rows: dict[tuple[int, ...], BoolArray] = field(default_factory=dict)
     _media_rows: dict[tuple[str, ...], tuple[BoolArray, np.ndarray]] = field(default_factory=dict)
+    _static: dict[tuple[object, ...], tuple[IntArray, IntArray]] = field(default_factory=dict)
+    _model_rows: BoolArray | None = None
 
     @classmethod
     def build(cls, fleet: Fleet, policy: CompiledPolicy, *, cel_cache: bool = True) -> PlanContext:
@@ -74,6 +79,8 @@ class PlanContext:
             objective=policy.resource.spec.objective,
             domain_names=names,
             site_domain=codes,
+            row_zone=index.site_zone[index.row_site],
+            row_budget=index.site_power_budget[index.row_site],
         )
 
     def view(self, name: str) -> WorkloadView:
@@ -111,3 +118,43 @@ class PlanContext:
             found = (np.isfinite(latency), latency)
             self._media_rows[media] = found
         return found
+
+    def static_key(self, view: WorkloadView, profile: ProfileView) -> tuple[object, ...]:
+        """Everything the site-independent-of-load stages read, as a hashable key."""
+        request = view.accelerator
+        storage = view.workload.spec.storage
+        return (
+            tuple(view.workload.spec.residency),
+            view.is_job,
+            tuple(sorted({s.zone for s in view.sources})),
+            profile.hardware,
+            None
+            if request is None
+            else (request.kind, request.count, request.memory, tuple(request.models)),
+            self.requirement(view).key,
+            (storage.reads > 0, tuple(sorted(storage.media))),
+        )
+
+    def static_rows(
+        self,
+        view: WorkloadView,
+        profile: ProfileView,
+        compute: Callable[[], tuple[IntArray, IntArray]],
+    ) -> tuple[IntArray, IntArray]:
+        """Rows (and accelerator entries) passing the static stages, cached by ``static_key``.
+
+        Generated and real fleets alike repeat a few workload shapes many
+        times, so most workloads find their static rows already computed.
+        """
+        key = self.static_key(view, profile)
+        found = self._static.get(key)
+        if found is None:
+            found = compute()
+            self._static[key] = found
+        return found
+
+    def model_rows(self) -> BoolArray:
+        """Rows a model registry mirror can reach (model distribution needs a path)."""
+        if self._model_rows is None:
+            self._model_rows = np.isfinite(self.network.hub_price())[self.index.row_site]
+        return self._model_rows

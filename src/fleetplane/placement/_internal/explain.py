@@ -59,6 +59,7 @@ def explain_allocation(
     cost: CostBreakdown,
     latencies: list[SourceLatency],
     number: int,
+    levels: tuple[float, ...],
 ) -> AllocationExplanation:
     view = cands.view
     c = alloc.candidate
@@ -68,7 +69,7 @@ def explain_allocation(
     for m in latencies:
         if m.allocation == number:
             latency[view.sources[m.source].name] = {
-                _label(q): value for (q, _), value in zip(view.targets, m.values, strict=True)
+                _label(q): value for q, value in zip(levels, m.values, strict=True)
             }
     return AllocationExplanation(
         site=ctx.index.site_of_row(row).name,

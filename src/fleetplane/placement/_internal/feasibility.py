@@ -30,6 +30,7 @@ which sources it may serve is kept per (source, row) for the solver. Jobs
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -239,15 +240,28 @@ def latency_parts(
 
 # -- screening: static stages, then latency bounds; exact latency is resolved in a batch ----
 
+# Stages that depend only on the workload's requirements (not its size or
+# demand): their surviving rows are cached per requirement signature.
+_SIGNATURE_STAGES = _STATIC[:5]
+
 
 @dataclass
 class ProfileRows:
-    """The rows of one profile that passed the static stages, with per-source state."""
+    """The rows of one profile that passed the static stages, with per-source state.
+
+    The (sources × rows) arrays are looked up once here and reused for
+    latency bounds, exact checks and prices.
+    """
 
     profile: ProfileView
     rows: IntArray
+    entry: IntArray
     storage: FloatArray
     source_ok: BoolArray  # (sources × rows); latency pending entries are True until resolved
+    rtt_mu: FloatArray
+    rtt_sigma: FloatArray
+    loss: FloatArray
+    price: FloatArray  # money per GB from each source to each row
     parts: prediction.Parts | None = None
     pending: list[tuple[int, float, float]] = field(default_factory=list)  # (flat index, q, target)
 
@@ -258,48 +272,148 @@ class Screened:
     profiles: list[ProfileRows]
 
 
+def _signature_rows(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView
+) -> tuple[IntArray, IntArray]:
+    rows = np.arange(ctx.index.n_rows, dtype=np.int64)
+    for _, stage in _SIGNATURE_STAGES:
+        ok, _ = stage(ctx, view, profile, rows)
+        rows = rows[ok]
+        if not rows.size:
+            break
+    return rows, ctx.hardware.match(view, profile).entry[rows]
+
+
+def _sized_rows(
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, entry: IntArray
+) -> BoolArray:
+    """Capacity, power, deadline, model reachability: the stages that read the workload size."""
+    index = ctx.index
+    keep = (view.cpu <= index.row_cpu[rows] * (1.0 + 1e-9)) & (
+        view.memory <= index.row_memory[rows]
+    )
+    budget = ctx.row_budget[rows]
+    if np.isfinite(budget).any():
+        accelerators = view.accelerators_per_replica(profile)
+        share = np.maximum(view.cpu / index.row_cpu[rows], view.memory / index.row_memory[rows])
+        if accelerators:
+            per_node = index.take_entry(index.row_acc_count, rows, entry)
+            share = np.maximum(share, accelerators / np.maximum(per_node, 1.0))
+        watts = np.minimum(share, 1.0) * index.row_node_watts[rows] + profile.spec.power
+        watts = watts + accelerators * index.take_entry(index.row_acc_watts, rows, entry)
+        keep &= watts <= budget * (1.0 + 1e-9)
+    deadline = view.workload.spec.slo.deadline
+    runtime = profile.spec.runtime
+    if (
+        view.is_job
+        and deadline is not None
+        and runtime is not None
+        and runtime > deadline * (1.0 + 1e-9)
+    ):
+        keep[:] = False
+    model = view.workload.spec.model
+    if model is not None and model.updates_per_day > 0:
+        keep &= ctx.model_rows()[rows]
+    return np.asarray(keep)
+
+
 def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
     """Static filters and latency bounds for every profile of one workload."""
     out = []
-    all_rows = np.arange(ctx.index.n_rows, dtype=np.int64)
+    n_src = len(view.sources)
+    networks = [ctx.network.source(s.site) for s in view.sources]
+    zones = np.array([s.zone for s in view.sources], dtype=np.int64)
     for profile in view.profiles:
-        rows = all_rows
-        for _, stage in _STATIC:
-            ok, _ = stage(ctx, view, profile, rows)
-            rows = rows[ok]
-            if not rows.size:
-                break
+        rows, entry = ctx.static_rows(
+            view, profile, functools.partial(_signature_rows, ctx, view, profile)
+        )
         if not rows.size:
             continue
-        storage = storage_latency(ctx, view, rows)
-        if view.sources:
-            source_ok = source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)
+        keep = _sized_rows(ctx, view, profile, rows, entry)
+        rows, entry = rows[keep], entry[keep]
+        if not rows.size:
+            continue
+        sites = ctx.index.row_site[rows]
+        shape = (n_src, rows.size)
+        if n_src:
+            source_ok = np.vstack([net.reachable[sites] for net in networks])
+            source_ok &= ctx.row_zone[rows][None, :] == zones[:, None]
+            alive = source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0)
+            rows, entry, sites, source_ok = (
+                rows[alive],
+                entry[alive],
+                sites[alive],
+                source_ok[:, alive],
+            )
+            if not rows.size:
+                continue
+            shape = (n_src, rows.size)
+            mu = np.vstack([net.rtt_mu[sites] for net in networks])
+            sigma = np.vstack([net.rtt_sigma[sites] for net in networks])
+            loss = np.vstack([net.loss[sites] for net in networks])
+            price = np.vstack([net.price[sites] for net in networks])
         else:
-            source_ok = np.zeros((0, rows.size), dtype=bool)
-        entry = ProfileRows(profile, rows, storage, source_ok)
-        if view.targets and view.sources:
-            _bound_latency(ctx, view, entry)
-        out.append(entry)
+            source_ok = np.zeros(shape, dtype=bool)
+            mu = sigma = loss = price = np.zeros(shape)
+        entry_rows = ProfileRows(
+            profile,
+            rows,
+            entry,
+            storage_latency(ctx, view, rows),
+            source_ok,
+            mu,
+            sigma,
+            loss,
+            price,
+        )
+        if view.targets and n_src:
+            _bound_latency(view, entry_rows)
+        out.append(entry_rows)
     return Screened(view, out)
 
 
-def _bound_latency(ctx: PlanContext, view: WorkloadView, entry: ProfileRows) -> None:
-    parts = latency_parts(ctx, view, entry.profile, entry.rows, entry.storage)
+def _parts_of(view: WorkloadView, entry: ProfileRows) -> prediction.Parts:
+    service = entry.profile.service
+    assert service is not None  # request workloads have service times (model validation)
+    size = entry.source_ok.size
+    return prediction.Parts(
+        rtt_mu=entry.rtt_mu.ravel(),
+        rtt_sigma=entry.rtt_sigma.ravel(),
+        loss=entry.loss.ravel(),
+        storage=np.broadcast_to(entry.storage, entry.source_ok.shape).ravel(),
+        svc_mean=np.full(size, service.mean),
+        svc_cv=np.full(size, service.cv),
+    )
+
+
+def _bound_latency(view: WorkloadView, entry: ProfileRows) -> None:
+    parts = _parts_of(view, entry)
     entry.parts = parts
-    flat_ok = entry.source_ok.ravel()
+    flat_ok = entry.source_ok.ravel().copy()
     for q, target in view.targets:
         live = np.flatnonzero(flat_ok)
         if not live.size:
             break
         lower, upper = prediction.no_wait_bounds(np.full(live.size, q), parts.take(live))
-        flat_ok[live[lower > target * (1.0 + 1e-9)]] = False
-        unsure = live[(lower <= target * (1.0 + 1e-9)) & (upper > target)]
+        too_slow = lower > target * (1.0 + 1e-9)
+        flat_ok[live[too_slow]] = False
+        unsure = live[~too_slow & (upper > target)]
         entry.pending.extend((int(i), q, target) for i in unsure.tolist())
     entry.source_ok = flat_ok.reshape(entry.source_ok.shape)
 
 
 def resolve_latency(batch: list[Screened]) -> None:
-    """Exact no-queue quantiles for every undecided (source, row, target), in one call."""
+    """Exact no-queue quantiles for the (source, row, target) the bounds left undecided.
+
+    All of them, in one call, while that fits ``prediction.EXACT_BUDGET``.
+    Beyond it only those of sources with no row the bounds already proved
+    feasible: a source with a proven candidate keeps its proven ones and its
+    undecided rows — those barely inside the target, which would need many
+    replicas — are dropped. Either way no infeasible row survives.
+    """
+    total = sum(len(e.pending) for s in batch for e in s.profiles)
+    if total > prediction.EXACT_BUDGET:
+        _drop_undecided_where_proven(batch)
     owners: list[tuple[ProfileRows, int]] = []
     parts: list[prediction.Parts] = []
     levels: list[float] = []
@@ -329,20 +443,40 @@ def resolve_latency(batch: list[Screened]) -> None:
             entry.source_ok.reshape(-1)[flat] = False
 
 
+def _drop_undecided_where_proven(batch: list[Screened]) -> None:
+    for screened in batch:
+        proven = np.zeros(len(screened.view.sources), dtype=bool)
+        for entry in screened.profiles:
+            decided = entry.source_ok.copy()
+            if entry.pending:
+                pending = np.array([p[0] for p in entry.pending], dtype=np.int64)
+                decided.reshape(-1)[pending] = False
+            proven |= decided.any(axis=1)
+        for entry in screened.profiles:
+            if not entry.pending:
+                continue
+            width = entry.rows.size
+            drop = [p for p in entry.pending if proven[p[0] // width]]
+            if drop:
+                entry.source_ok.reshape(-1)[np.array([p[0] for p in drop], dtype=np.int64)] = False
+            entry.pending = [p for p in entry.pending if not proven[p[0] // width]]
+
+
 def finish(ctx: PlanContext, screened: Screened) -> Candidates:
     """Policy rules and prices for the rows that survived: the workload's candidate table."""
     view = screened.view
     pieces: list[_Piece] = []
     for entry in screened.profiles:
-        rows, source_ok, storage = entry.rows, entry.source_ok, entry.storage
+        keep = np.ones(entry.rows.size, dtype=bool)
         if view.sources:
-            keep = source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0)
-            rows, source_ok, storage = rows[keep], source_ok[:, keep], storage[keep]
-        if rows.size:
-            ok, _ = ctx.rules.require(view, entry.profile, rows)
-            rows, source_ok, storage = rows[ok], source_ok[:, ok], storage[ok]
-        if rows.size:
-            pieces.append(_price(ctx, view, entry.profile, rows, source_ok, storage))
+            reach = entry.source_ok.all(axis=0) if view.is_job else entry.source_ok.any(axis=0)
+            keep = np.asarray(reach, dtype=bool)
+        if keep.any() and ctx.policy.requires:
+            idx = np.flatnonzero(keep)
+            ok, _ = ctx.rules.require(view, entry.profile, entry.rows[idx])
+            keep[idx[~ok]] = False
+        if keep.any():
+            pieces.append(_price(ctx, view, entry, np.flatnonzero(keep)))
     return _assemble(ctx, view, pieces)
 
 
@@ -362,80 +496,91 @@ class _Piece:
     egress: FloatArray
 
 
-def _price(
-    ctx: PlanContext,
-    view: WorkloadView,
-    profile: ProfileView,
-    rows: IntArray,
-    source_ok: BoolArray,
-    storage: FloatArray,
-) -> _Piece:
+def _price(ctx: PlanContext, view: WorkloadView, entry: ProfileRows, keep: IntArray) -> _Piece:
     index = ctx.index
-    entry = ctx.hardware.match(view, profile).entry[rows]
+    rows = entry.rows[keep]
     sites = index.row_site[rows]
-    n_src = len(view.sources)
-    mu = np.empty((n_src, rows.size))
-    sigma = np.empty((n_src, rows.size))
-    loss = np.empty((n_src, rows.size))
-    egress = np.empty((n_src, rows.size))
-    for i, src in enumerate(view.sources):
-        net = ctx.network.source(src.site)
-        mu[i], sigma[i], loss[i] = net.rtt_mu[sites], net.rtt_sigma[sites], net.loss[sites]
-        egress[i] = src.monthly_bytes / 1e9 * net.price[sites]
+    source_ok = entry.source_ok[:, keep]
+    monthly_gb = np.array([s.monthly_bytes / 1e9 for s in view.sources])
+    egress = monthly_gb[:, None] * entry.price[:, keep]
+    penalty = (
+        ctx.rules.penalty(view, entry.profile, rows) if ctx.policy.prefers else np.zeros(rows.size)
+    )
     return _Piece(
-        profile=profile,
+        profile=entry.profile,
         rows=rows,
-        entry=entry,
-        storage=storage,
-        rates=replica_rates(index, view, profile, rows, entry),
+        entry=entry.entry[keep],
+        storage=entry.storage[keep],
+        rates=replica_rates(index, view, entry.profile, rows, entry.entry[keep]),
         model_cost=model_distribution(view, ctx.network.hub_price(), sites),
-        penalty=ctx.rules.penalty(view, profile, rows),
+        penalty=penalty,
         source_ok=source_ok,
-        rtt_mu=mu,
-        rtt_sigma=sigma,
-        loss=loss,
-        egress=np.where(source_ok, egress, np.inf) if n_src else egress,
+        rtt_mu=entry.rtt_mu[:, keep],
+        rtt_sigma=entry.rtt_sigma[:, keep],
+        loss=entry.loss[:, keep],
+        egress=np.where(source_ok, egress, np.inf),
     )
 
 
 def _assemble(ctx: PlanContext, view: WorkloadView, pieces: list[_Piece]) -> Candidates:
     n_src = len(view.sources)
+    if not pieces:
+        empty_f = np.zeros(0)
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_2 = np.zeros((n_src, 0))
+        return Candidates(
+            view,
+            empty_i,
+            empty_i,
+            empty_i,
+            empty_i,
+            empty_i,
+            empty_f,
+            empty_f,
+            empty_f,
+            empty_i,
+            _empty_rates(),
+            empty_f,
+            empty_f,
+            np.zeros((n_src, 0), dtype=bool),
+            empty_2,
+            empty_2,
+            empty_2,
+            empty_2,
+        )
+    if len(pieces) == 1:
+        (p,) = pieces
+        rows, rates = p.rows, p.rates
+    else:
+        rows = np.concatenate([p.rows for p in pieces])
+        rates = concat_rates([p.rates for p in pieces])
 
     def cat(name: str) -> np.ndarray:
         arrays = [getattr(p, name) for p in pieces]
-        return np.concatenate(arrays, axis=-1) if arrays else np.zeros(0)
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-1)
 
-    def cat2(name: str) -> np.ndarray:
-        arrays = [getattr(p, name) for p in pieces]
-        return np.concatenate(arrays, axis=1) if arrays else np.zeros((n_src, 0))
-
-    rows = cat("rows").astype(np.int64)
-    profile_idx = (
-        np.concatenate([np.full(p.rows.size, p.profile.index, dtype=np.int64) for p in pieces])
-        if pieces
-        else np.zeros(0, dtype=np.int64)
-    )
-    services = [view.profiles[int(i)] for i in profile_idx.tolist()]
+    sizes = [p.rows.size for p in pieces]
+    profiles = [p.profile for p in pieces]
     sites = ctx.index.row_site[rows]
     return Candidates(
         view=view,
         row=rows,
-        profile=profile_idx,
+        profile=np.repeat([p.index for p in profiles], sizes).astype(np.int64),
         entry=cat("entry").astype(np.int64),
         site=sites,
         domain=ctx.site_domain[sites],
         storage=cat("storage"),
-        svc_mean=np.array([p.service.mean if p.service else 0.0 for p in services]),
-        svc_cv=np.array([p.service.cv if p.service else 0.0 for p in services]),
-        concurrency=np.array([p.spec.concurrency for p in services], dtype=np.int64),
-        rates=concat_rates([p.rates for p in pieces]) if pieces else _empty_rates(),
+        svc_mean=np.repeat([p.service.mean if p.service else 0.0 for p in profiles], sizes),
+        svc_cv=np.repeat([p.service.cv if p.service else 0.0 for p in profiles], sizes),
+        concurrency=np.repeat([p.spec.concurrency for p in profiles], sizes).astype(np.int64),
+        rates=rates,
         model_cost=cat("model_cost"),
         penalty=cat("penalty"),
-        source_ok=cat2("source_ok").astype(bool),
-        rtt_mu=cat2("rtt_mu"),
-        rtt_sigma=cat2("rtt_sigma"),
-        loss=cat2("loss"),
-        egress=cat2("egress"),
+        source_ok=cat("source_ok").astype(bool),
+        rtt_mu=cat("rtt_mu"),
+        rtt_sigma=cat("rtt_sigma"),
+        loss=cat("loss"),
+        egress=cat("egress"),
     )
 
 

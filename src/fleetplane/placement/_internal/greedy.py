@@ -133,16 +133,17 @@ class _Planner:
         self.sites = int(np.unique(cands.site).size)
         self.evaluation: Evaluation | None = None
         self.failure = _Failure()
-        self._sizes: dict[tuple[int, bytes], int] = {}
 
     # -- sizing and capacity --------------------------------------------------------------
 
     def _size(self, idx: IntArray, groups: BoolArray, reuse: BoolArray | None = None) -> IntArray:
         """Replicas for candidates ``idx`` serving ``groups``; ``reuse`` marks full-star columns.
 
-        Results are remembered per (candidate, group): re-evaluations after a
-        capacity change ask the same questions again, and exact sizing is the
-        most expensive thing the solver does.
+        Sizing here is the closed-form bound only (no exact quantiles in the
+        solver loop). Where the bound cannot decide, the count for serving the
+        candidate's *whole* star is used: serving fewer sources never needs
+        more replicas (less load, no slower source), so it is safe, and the
+        pipeline trims any surplus once the solver is done.
         """
         if not idx.size:
             return np.zeros(0, dtype=np.int64)
@@ -151,31 +152,15 @@ class _Planner:
         out = np.zeros(idx.size, dtype=np.int64)
         if reuse is not None:
             out[reuse] = self.full[idx[reuse]]
-        keys = [(int(c), groups[:, j].tobytes()) for j, c in enumerate(idx.tolist())]
-        todo = []
-        for j, key in enumerate(keys):
-            if reuse is not None and reuse[j]:
-                continue
-            known = self._sizes.get(key)
-            if known is None:
-                todo.append(j)
-            else:
-                out[j] = known
-        if todo:
-            cols = np.array(todo, dtype=np.int64)
+        todo = np.arange(idx.size) if reuse is None else np.flatnonzero(~reuse)
+        if todo.size:
             req = sizing.Request(
-                self.cands, idx[cols], groups[:, cols], self.rates @ groups[:, cols]
+                self.cands, idx[todo], groups[:, todo], self.rates @ groups[:, todo]
             )
-            found = sizing.conservative_one(req)
-            retry = np.flatnonzero(found == sizing.UNSIZEABLE)
-            if retry.size:
-                exact_req = sizing.Request(
-                    self.cands, req.idx[retry], req.groups[:, retry], req.load[retry]
-                )
-                found[retry] = sizing.exact([exact_req])[0]
-            out[cols] = found
-            for j, n in zip(todo, found.tolist(), strict=True):
-                self._sizes[keys[j]] = int(n)
+            found = sizing.tighten([req], [sizing.conservative_one(req)])[0]
+            unsure = found == sizing.UNSIZEABLE
+            found[unsure] = self.full[idx[todo][unsure]]
+            out[todo] = found
         return out
 
     def _room(self, capacity: CapacityState, c: int) -> int:

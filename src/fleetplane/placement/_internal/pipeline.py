@@ -28,6 +28,7 @@ from fleetplane.model.placement import (
     WorkloadPlacement,
 )
 from fleetplane.model.policy import PlacementPolicy
+from fleetplane.model.workload import PERCENTILES
 from fleetplane.placement._internal import explain, feasibility, prediction, replan, sizing
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
@@ -39,14 +40,12 @@ from fleetplane.placement._internal.moves import open_cordoned, operator_control
 from fleetplane.placement._internal.rules import Locate, compile_policy
 from fleetplane.placement._internal.scoring import breakdown, build_scorer
 from fleetplane.placement._internal.solve import Solver, SolverInput, SolverOutput
-from fleetplane.placement._internal.verify import SourceLatency, verify
+from fleetplane.placement._internal.verify import SourceLatency, report_latencies, verify
 
 SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "auto": solve_auto}
 
 # Stage names reported to the progress callback, in order.
 Progress = Callable[[str, int, int], None]
-
-REPORTED_LEVELS = (0.5, 0.95, 0.99, 0.999)
 
 
 @dataclass
@@ -98,7 +97,11 @@ def choose_policy(fleet: Fleet, policy: PlacementPolicy | None) -> PlacementPoli
 
 
 def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
-    """Per workload and candidate: replicas to serve every source it may serve (batched)."""
+    """Per workload and candidate: replicas to serve every source it may serve (batched).
+
+    The closed-form bound first (then tightened with the real Erlang-C factor);
+    exact quantiles only where the bound cannot decide, all in one batch.
+    """
     requests = []
     for cands in table:
         groups = (
@@ -106,7 +109,7 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
         )
         load = sizing.design_rates(cands) @ groups if groups.shape[0] else np.zeros(cands.size)
         requests.append(sizing.Request(cands, np.arange(cands.size), groups, load))
-    found = sizing.conservative(requests)
+    found = sizing.tighten(requests, sizing.conservative(requests))
     retry = []
     for r, (req, n) in enumerate(zip(requests, found, strict=True)):
         bad = np.flatnonzero(n == sizing.UNSIZEABLE)
@@ -124,10 +127,16 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
 def _trim(
     table: dict[str, Candidates], allocations: dict[str, list[Allocation]], capacity: CapacityState
 ) -> dict[str, list[Allocation]]:
-    """Cut allocations to the fewest replicas that meet their targets exactly; free the rest."""
+    """Cut allocations to the fewest replicas shown to meet their targets; free the rest.
+
+    The bound (with the real Erlang-C factor) trims first. Then exact
+    quantiles find the true minimum — for every allocation while that fits
+    the exact budget, otherwise only for counts the bound cannot prove
+    (sized exactly, or inherited from a larger star by the solver).
+    """
     keys: list[tuple[str, int]] = []
     requests = []
-    upper = []
+    counts = []
     for name in sorted(allocations):
         cands = table[name]
         if cands.view.is_job or not cands.view.targets:
@@ -143,13 +152,24 @@ def _trim(
                     np.array([float(rates @ group[:, 0])]),
                 )
             )
-            upper.append(np.array([alloc.replicas]))
+            counts.append(np.array([alloc.replicas]))
             keys.append((name, i))
     if not requests:
         return allocations
-    exact = sizing.exact(requests, upper)
+    tightened = sizing.tighten(requests, counts)
+    paths = sum(int(req.groups.sum()) * len(req.cands.view.targets) for req in requests)
+    if paths <= prediction.EXACT_BUDGET:
+        unproven = list(range(len(requests)))
+    else:
+        proofs = sizing.proven(requests, tightened)
+        unproven = [r for r, ok in enumerate(proofs) if not bool(ok[0])]
+    if unproven:
+        exact = sizing.exact([requests[r] for r in unproven], [tightened[r] for r in unproven])
+        for r, n in zip(unproven, exact, strict=True):
+            if int(n[0]) > 0:
+                tightened[r] = n
     trimmed = {name: list(allocs) for name, allocs in allocations.items()}
-    for (name, i), n in zip(keys, exact, strict=True):
+    for (name, i), n in zip(keys, tightened, strict=True):
         alloc = trimmed[name][i]
         keep = int(n[0])
         if keep <= 0 or keep >= alloc.replicas:
@@ -174,37 +194,25 @@ def _trim(
     return trimmed
 
 
-def _mixture(
-    ctx: PlanContext, cands: Candidates, allocs: list[Allocation]
-) -> prediction.Mixture | None:
-    view = cands.view
-    if view.is_job or not view.targets:
-        return None
-    rates = np.array([s.rate for s in view.sources])
-    design_rates = rates * view.design_factor
-    weights, parts, lam, servers = [], [], [], []
-    for alloc in allocs:
-        c = alloc.candidate
-        row = np.array([int(cands.row[c])], dtype=np.int64)
-        profile = view.profiles[int(cands.profile[c])]
-        p = feasibility.latency_parts(
-            ctx, view, profile, row, feasibility.storage_latency(ctx, view, row)
-        )
-        load = float(design_rates @ np.array(alloc.design_shares))
-        for s, share in enumerate(alloc.shares):
-            if share > 0:
-                weights.append(max(rates[s] * share, 1e-12))
-                parts.append(p.take(np.array([s])))
-                lam.append(load)
-                servers.append(alloc.replicas * profile.spec.concurrency)
-    merged = prediction.Parts(
-        *(
-            np.concatenate([getattr(x, f) for x in parts])
-            for f in prediction.Parts.__dataclass_fields__
-        )
-    )
-    wait_c, theta = prediction.wait_params(np.array(lam), np.array(servers, dtype=np.int64), merged)
-    return prediction.Mixture(np.array(weights), merged, wait_c, theta)
+def _report_levels(table: dict[str, Candidates]) -> dict[str, tuple[float, ...]]:
+    """Percentiles reported per workload: p50, p99 and its SLO's other levels."""
+    return {
+        name: tuple(sorted({q for q, _ in cands.view.targets} | {0.5, 0.99}))
+        for name, cands in table.items()
+        if cands.view.targets
+    }
+
+
+def _predicted(levels: tuple[float, ...], measured: list[SourceLatency]) -> LatencyPrediction:
+    """The slowest reported path's value at each level (the numbers the SLO hinges on)."""
+    worst = [max(m.values[i] for m in measured) for i in range(len(levels))]
+    fields = {
+        key: value
+        for key, q in PERCENTILES.items()
+        for lv, value in zip(levels, worst, strict=True)
+        if lv == q and key in LatencyPrediction.model_fields
+    }
+    return LatencyPrediction(**fields)
 
 
 def _name(fleet: Fleet) -> str:
@@ -291,8 +299,9 @@ def run(
     allocations = _trim(table, output.allocations, capacity)
     lap("trim")
 
-    latencies = verify(ctx, table, allocations)
+    paths = verify(ctx, table, allocations)
     lap("verify")
+    latencies = report_latencies(paths, table, _report_levels(table), prediction.EXACT_BUDGET)
 
     placement, explanations = _document(
         ctx, fleet, chosen, table, allocations, output, latencies, solver, seed
@@ -334,11 +343,7 @@ def _document(
     seed: int,
 ) -> tuple[Placement, dict[str, explain.WorkloadExplanation]]:
     names = sorted(table)
-    placed = [n for n in names if n in allocations]
-    mixtures = {n: _mixture(ctx, table[n], allocations[n]) for n in placed}
-    with_mix = [n for n in placed if mixtures[n] is not None]
-    predicted = prediction.mixture_quantiles(REPORTED_LEVELS, [mixtures[n] for n in with_mix])  # type: ignore[misc]
-    predicted_by = {n: predicted[i] for i, n in enumerate(with_mix)}
+    levels = _report_levels(table)
 
     workloads: list[WorkloadPlacement] = []
     unplaceable: list[Unplaceable] = []
@@ -360,21 +365,16 @@ def _document(
         allocs = allocations[name]
         costs = [breakdown(cands, a) for a in allocs]
         details = [
-            explain.explain_allocation(ctx, cands, a, cost, latencies.get(name, []), i)
+            explain.explain_allocation(
+                ctx, cands, a, cost, latencies.get(name, []), i, levels.get(name, ())
+            )
             for i, (a, cost) in enumerate(zip(allocs, costs, strict=True))
         ]
         cost = sum(costs, CostBreakdown())
         total = total + cost
         monthly_requests = sum(s.monthly_requests for s in view.sources)
-        values = predicted_by.get(name)
-        prediction_doc = LatencyPrediction()
-        if values is not None:
-            prediction_doc = LatencyPrediction(
-                p50=float(values[0]),
-                p95=float(values[1]),
-                p99=float(values[2]),
-                p999=float(values[3]),
-            )
+        measured = latencies.get(name, [])
+        prediction_doc = _predicted(levels[name], measured) if measured else LatencyPrediction()
         runtimes = [view.profiles[int(cands.profile[a.candidate])].spec.runtime for a in allocs]
         rules: list[str] = []
         for d in details:

@@ -28,8 +28,15 @@ import numpy as np
 from fleetplane.latency.distributions import LogNormal, lognormal_from_moments, lognormal_quantile
 from fleetplane.latency.endtoend import mixture_quantile_many
 from fleetplane.latency.network import loss_retransmit
-from fleetplane.latency.queueing import mgc_wait_many, min_servers_many
+from fleetplane.latency.queueing import mgc_wait_many
 from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+
+# How many exact quantile evaluations (fleetplane.latency's vectorised
+# end-to-end quantiles, ~0.1 ms each on this machine) a stage may spend. Up to
+# it, decisions the bounds cannot make are made exactly; beyond it (large
+# fleets) the bounds decide and exact evaluation is kept for what has no
+# other answer. Every decision stays proven safe either way.
+EXACT_BUDGET = 20_000
 
 
 @dataclass(frozen=True)
@@ -82,12 +89,20 @@ def _miss_left(q: FloatArray, parts: Parts) -> FloatArray:
 def no_wait_bounds(q: FloatArray, parts: Parts) -> tuple[FloatArray, FloatArray]:
     """Lower and upper bounds on the q-quantile of round trip + storage + service.
 
+    Lower: the latency exceeds storage + a + b whenever the round trip exceeds
+    ``a`` *and* the service exceeds ``b``; independent, that happens with
+    probability ``P(RTT > a)·P(S > b)``, so with both at level ``1 - √(1-q)``
+    (probability ``1 - q``, a hair more) the q-quantile is above their sum.
+    A single part alone at level q is the other lower bound; the larger wins.
     Upper: the union bound over retransmission, round trip and service (the
     latter two at level ``1 - m/2`` with ``m`` the miss left by retransmission).
     """
-    lower = parts.storage + np.maximum(
-        rtt_quantile(q, parts), service_quantile(q, parts.svc_mean, parts.svc_cv)
+    single = np.maximum(rtt_quantile(q, parts), service_quantile(q, parts.svc_mean, parts.svc_cv))
+    joint_level = np.clip(1.0 - np.sqrt(1.0 - q) * (1.0 + 1e-9), 0.0, 1.0)
+    joint = rtt_quantile(joint_level, parts) + service_quantile(
+        joint_level, parts.svc_mean, parts.svc_cv
     )
+    lower = parts.storage + np.maximum(single, joint)
     miss = _miss_left(q, parts)
     level = np.clip(1.0 - miss / 2.0, 0.0, 1.0 - 1e-15)
     upper = (
@@ -175,15 +190,12 @@ def stable_servers(lam: FloatArray, svc_mean: FloatArray) -> IntArray:
     return np.asarray(np.floor(lam * svc_mean).astype(np.int64) + 1, dtype=np.int64)
 
 
-def conservative_servers(
-    lam: FloatArray, q: FloatArray, target: FloatArray, parts: Parts, c_max: IntArray
-) -> IntArray:
-    """Servers that certainly meet the target (0: the bound cannot show any count does).
+def _wait_budget(q: FloatArray, target: FloatArray, parts: Parts) -> tuple[FloatArray, FloatArray]:
+    """What the union bound leaves the wait: a time budget and the probability it may exceed it.
 
-    Union bound: retransmission takes its probability of the allowed miss, the
-    wait half of what is left (``m``) and round trip and service a quarter
-    each, so the wait's ``1 - m/2`` quantile must fit in what round trip,
-    storage and service leave of the target at level ``1 - m/4``.
+    Retransmission takes its probability of the allowed miss ``1 - q``; of what
+    is left (``m``) round trip and service take a quarter each and the wait
+    half. A non-positive budget or miss means the bound cannot decide.
     """
     miss = _miss_left(q, parts)
     level = np.clip(1.0 - miss / 4.0, 0.0, 1.0 - 1e-15)
@@ -192,18 +204,66 @@ def conservative_servers(
         + rtt_quantile(level, parts)
         + service_quantile(level, parts.svc_mean, parts.svc_cv)
     )
-    budget = target - base
-    out = np.zeros(lam.size, dtype=np.int64)
-    ok = np.flatnonzero((budget > 0.0) & (miss > 0.0) & np.isfinite(budget))
-    if not ok.size:
-        return out
-    top = int(c_max[ok].max())
-    found = min_servers_many(
-        lam[ok], parts.svc_mean[ok], parts.svc_cv[ok], budget[ok], 1.0 - miss[ok] / 2.0, top
-    )
-    found = np.where(found > c_max[ok], 0, found)
-    out[ok] = found
-    return out
+    budget = np.where(miss > 0.0, target - base, -np.inf)
+    return np.asarray(budget, dtype=np.float64), np.asarray(miss / 2.0, dtype=np.float64)
+
+
+def conservative_servers(
+    lam: FloatArray, q: FloatArray, target: FloatArray, parts: Parts, c_max: IntArray
+) -> IntArray:
+    """Servers that certainly meet the target (0: the bound cannot show any count does).
+
+    The wait is fleetplane.latency's M/G/c model, ``P(W > t) = C·exp(-t/θ)``
+    with ``θ = (1 + cv²) / (2 (c/S - λ))``. Taking the Erlang-C factor ``C`` as
+    1 (every request waits) makes ``P(W > budget) ≤ allowed`` linear in ``c``::
+
+        c ≥ S · (λ + (1 + cv²) · ln(1/allowed) / (2 · budget))
+
+    which needs no Erlang-B recursion over every server count, so it stays
+    cheap for millions of candidates. It may overestimate by a server or two
+    where ``C`` is small; :func:`tighten` takes those back.
+    """
+    budget, allowed = _wait_budget(q, target, parts)
+    ok = (budget > 0.0) & np.isfinite(budget) & (allowed > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drain = (
+            (1.0 + parts.svc_cv**2)
+            * np.log(1.0 / np.where(ok, allowed, 0.5))
+            / (2.0 * np.where(ok, budget, 1.0))
+        )
+        servers = np.ceil(parts.svc_mean * (lam + drain) * (1.0 - 1e-12))
+    servers = np.where(ok & np.isfinite(servers), np.maximum(servers, 1.0), 0.0)
+    found = servers.astype(np.int64)
+    return np.asarray(np.where(found > c_max, 0, found), dtype=np.int64)
+
+
+# Above this many servers the Erlang-C factor is not computed (its recursion
+# costs one pass per server) and taken as 1 instead, which keeps the bound
+# valid; with that many servers the factor is small and a server or two of
+# slack does not matter.
+ERLANG_SERVERS = 64
+
+
+def bound_holds(
+    lam: FloatArray, servers: IntArray, q: FloatArray, target: FloatArray, parts: Parts
+) -> BoolArray:
+    """The union bound with the Erlang-C factor proves the target is met.
+
+    A True here is a proof under the model (the exact quantile is at most the
+    target); a False means only that the bound cannot tell.
+    """
+    budget, allowed = _wait_budget(q, target, parts)
+    servers = np.maximum(servers, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drain = servers / parts.svc_mean - lam
+        theta = np.where(drain > 0.0, (1.0 + parts.svc_cv**2) / (2.0 * drain), np.inf)
+    c = np.ones(lam.size)
+    small = np.flatnonzero((servers <= ERLANG_SERVERS) & (drain > 0.0))
+    if small.size:
+        c[small], theta[small] = wait_params(lam[small], servers[small], parts.take(small))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        tail = c * np.exp(-np.maximum(budget, 0.0) / theta)
+    return np.asarray((budget > 0.0) & np.isfinite(theta) & (tail <= allowed), dtype=bool)
 
 
 def meets(
@@ -212,59 +272,3 @@ def meets(
     """Exact check: does the end-to-end q-quantile with this many servers meet the target?"""
     c, theta = wait_params(lam, servers, parts)
     return np.asarray(quantiles(q, parts, c, theta) <= target * (1.0 + 1e-9))
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """One workload's requests as weighted components (allocation × source), each with its wait."""
-
-    weights: FloatArray
-    parts: Parts
-    wait_c: FloatArray
-    wait_theta: FloatArray
-
-
-def mixture_quantiles(levels: tuple[float, ...], mixtures: list[Mixture]) -> FloatArray:
-    """(mixtures × levels) quantiles of each mixture, batched by component count.
-
-    Retransmission delays become extra components (weight × loss weight), as
-    ``fleetplane.latency.endtoend.mixture_quantile_many`` expects.
-    """
-    out = np.full((len(mixtures), len(levels)), np.nan)
-    expanded = []
-    for m in mixtures:
-        loss_w, loss_d = _loss_components(m.parts)
-        width = loss_w.shape[1]
-        expanded.append(
-            (
-                (m.weights[:, None] * loss_w).ravel(),
-                np.repeat(m.parts.rtt_mu, width),
-                np.repeat(m.parts.rtt_sigma, width),
-                (m.parts.storage[:, None] + loss_d).ravel(),
-                np.repeat(m.wait_c, width),
-                np.repeat(m.wait_theta, width),
-                np.repeat(m.parts.svc_mean, width),
-                np.repeat(m.parts.svc_cv, width),
-            )
-        )
-    buckets: dict[int, list[int]] = {}
-    for i, arrays in enumerate(expanded):
-        size = arrays[0].size
-        if size == 0 or not np.all(np.isfinite(arrays[1]) | np.isneginf(arrays[1])):
-            out[i] = np.inf if size else np.nan
-            continue
-        buckets.setdefault(1 << max(size - 1, 0).bit_length(), []).append(i)
-    for width, members in sorted(buckets.items()):
-        rows = len(members) * len(levels)
-        stacked = [np.zeros((rows, width)) for _ in range(8)]
-        stacked[5][:] = 1.0  # theta padding must be > 0
-        stacked[6][:] = 1.0  # service mean padding must be > 0
-        for j, i in enumerate(members):
-            arrays = expanded[i]
-            n = arrays[0].size
-            for k in range(8):
-                stacked[k][j * len(levels) : (j + 1) * len(levels), :n] = arrays[k]
-        q = np.tile(np.array(levels), len(members))
-        values = mixture_quantile_many(q, *stacked)
-        out[members] = values.reshape(len(members), len(levels))
-    return out

@@ -177,6 +177,8 @@ def compile_policy(policy: PlacementPolicy, locate: Locate | None = None) -> Com
 
 @dataclass
 class CacheStats:
+    """CEL programs run, and (candidate) values served; the rest came from the cache."""
+
     evaluations: int = 0
     lookups: int = 0
 
@@ -206,6 +208,7 @@ class RuleEvaluator:
         self.cache_enabled = cache
         self.stats = CacheStats()
         self._caches: dict[int, _ExpressionCache] = {}
+        self._wkeys: dict[tuple[int, str, int], Any] = {}
 
     # -- signatures ---------------------------------------------------------------------
 
@@ -245,10 +248,19 @@ class RuleEvaluator:
     def _workload_key(self, expr: Expression, view: WorkloadView, profile: ProfileView) -> Any:
         if not self.cache_enabled:
             return (view.name, profile.index)
-        return (
-            activation.freeze(activation.build("workload", view, expr.fields.get("workload", ()))),
-            activation.freeze(activation.build("profile", profile, expr.fields.get("profile", ()))),
-        )
+        memo = (id(expr), view.name, profile.index)
+        key = self._wkeys.get(memo)
+        if key is None:
+            key = (
+                activation.freeze(
+                    activation.build("workload", view, expr.fields.get("workload", ()))
+                ),
+                activation.freeze(
+                    activation.build("profile", profile, expr.fields.get("profile", ()))
+                ),
+            )
+            self._wkeys[memo] = key
+        return key
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -262,18 +274,30 @@ class RuleEvaluator:
         if results is None:
             results = np.full(len(cache.groups.representative), -1, dtype=np.int8)
             cache.results[wkey] = results
+        self.stats.lookups += int(rows.size)
+        if results.size == 1 and self.cache_enabled:
+            # Reads no site or pool field: one value for every row.
+            if results[0] < 0 and rows.size:
+                results[0] = self._execute(
+                    expr, self._base(expr, view, profile), view, int(rows[0])
+                )
+            return np.full(rows.size, results[0] == 1)
         groups = cache.groups.codes[rows]
-        self.stats.lookups += len(np.unique(groups))
-        missing = np.unique(groups[results[groups] < 0])
-        if len(missing):
-            base = {
-                "workload": activation.build("workload", view, expr.fields.get("workload", ())),
-                "profile": activation.build("profile", profile, expr.fields.get("profile", ())),
-            }
-            for group in missing.tolist():
+        values = results[groups]
+        unknown = values < 0
+        if unknown.any():
+            base = self._base(expr, view, profile)
+            for group in np.unique(groups[unknown]).tolist():
                 row = cache.groups.representative[group]
                 results[group] = self._execute(expr, base, view, row)
-        return np.asarray(results[groups] == 1)
+            values = results[groups]
+        return np.asarray(values == 1)
+
+    def _base(self, expr: Expression, view: WorkloadView, profile: ProfileView) -> dict[str, Any]:
+        return {
+            "workload": activation.build("workload", view, expr.fields.get("workload", ())),
+            "profile": activation.build("profile", profile, expr.fields.get("profile", ())),
+        }
 
     def _execute(self, expr: Expression, base: dict[str, Any], view: WorkloadView, row: int) -> int:
         self.stats.evaluations += 1

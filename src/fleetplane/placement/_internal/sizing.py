@@ -144,6 +144,56 @@ def conservative_one(req: Request) -> IntArray:
     return conservative([req])[0]
 
 
+def tighten(requests: list[Request], counts: list[IntArray]) -> list[IntArray]:
+    """Take back replicas the union bound with the actual Erlang-C factor shows are spare.
+
+    Counts from :func:`conservative` assume every request waits; with the
+    real probability of waiting, the same proof often holds with one or two
+    replicas fewer. Only counts whose bound holds are lowered, so the result
+    is still proven to meet every target (never below the floor).
+    """
+    el = _elements(requests)
+    out = [c.copy() for c in counts]
+    if not el.owner.size:
+        return out
+    offsets = np.cumsum([0] + [req.idx.size for req in requests])
+    slot = offsets[el.owner] + el.col
+    n = np.concatenate(out)
+    floor = np.concatenate([_floor(req) for req in requests])
+    active = np.flatnonzero((n > floor) & (n > 0))
+    while active.size:
+        trial = n.copy()
+        trial[active] -= 1
+        take = np.isin(slot, active)
+        elements = np.flatnonzero(take)
+        holds = prediction.bound_holds(
+            el.lam[elements],
+            trial[slot[elements]] * el.concurrency[elements],
+            el.q[elements],
+            el.target[elements],
+            el.parts.take(elements),
+        )
+        good = np.ones(n.size, dtype=bool)
+        np.logical_and.at(good, slot[elements], holds)
+        lowered = active[good[active]]
+        n[lowered] -= 1
+        active = lowered[n[lowered] > floor[lowered]]
+    return [n[offsets[r] : offsets[r + 1]].astype(np.int64) for r in range(len(requests))]
+
+
+def proven(requests: list[Request], counts: list[IntArray]) -> list[BoolArray]:
+    """Per candidate of each request: the bound proves ``counts`` meets every target."""
+    el = _elements(requests)
+    offsets = np.cumsum([0] + [req.idx.size for req in requests])
+    good = np.ones(int(offsets[-1]), dtype=bool)
+    if el.owner.size:
+        slot = offsets[el.owner] + el.col
+        n = np.concatenate(counts)
+        holds = prediction.bound_holds(el.lam, n[slot] * el.concurrency, el.q, el.target, el.parts)
+        np.logical_and.at(good, slot, holds)
+    return [good[offsets[r] : offsets[r + 1]] for r in range(len(requests))]
+
+
 def exact(requests: list[Request], upper: list[IntArray] | None = None) -> list[IntArray]:
     """Smallest replica counts meeting every target exactly (UNSIZEABLE if none within bounds).
 

@@ -19,6 +19,7 @@ from fleetplane.placement._internal import feasibility, prediction
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.fleet_index import FloatArray, IntArray
 from fleetplane.placement._internal.solve import needs_spread
 from fleetplane.placement._internal.workload_view import WorkloadView
 
@@ -107,19 +108,36 @@ def _check_coverage(
     return problems
 
 
-def design_latencies(
-    ctx: PlanContext, table: dict[str, Candidates], allocations: dict[str, list[Allocation]]
-) -> dict[str, list[SourceLatency]]:
-    """Exact quantiles at every target for every (allocation, source served), from the fleet.
+@dataclass(frozen=True)
+class DesignPaths:
+    """One row per (workload, allocation, source served), at design load.
 
-    Computed at the design load (peak, and for spread workloads with the other
-    failure domain lost), in one batched call over the whole plan.
+    Design load is the peak of every source the allocation must absorb — for
+    spread workloads, with the other failure domain lost. Built from the
+    fleet (network, pools, profiles), not from the solver's candidate table.
     """
+
+    workload: tuple[str, ...]
+    allocation: IntArray
+    source: IntArray
+    parts: prediction.Parts
+    lam: FloatArray
+    servers: IntArray
+
+    @property
+    def size(self) -> int:
+        return len(self.workload)
+
+
+def design_paths(
+    ctx: PlanContext, table: dict[str, Candidates], allocations: dict[str, list[Allocation]]
+) -> DesignPaths:
+    names: list[str] = []
+    alloc_idx: list[int] = []
+    source_idx: list[int] = []
     parts_list: list[prediction.Parts] = []
     lam: list[float] = []
     servers: list[int] = []
-    levels: list[float] = []
-    keys: list[tuple[str, int, int, int]] = []  # workload, allocation, source, target index
     for name in sorted(allocations):
         view = table[name].view
         if view.is_job or not view.targets:
@@ -133,46 +151,139 @@ def design_latencies(
             storage = feasibility.storage_latency(ctx, view, row)
             parts = feasibility.latency_parts(ctx, view, profile, row, storage)
             design = np.array(alloc.design_shares)
-            load = float(rates @ design)
-            for s in np.flatnonzero(design > 0).tolist():
-                for t, (q, _) in enumerate(view.targets):
-                    parts_list.append(parts.take(np.array([s])))
-                    lam.append(load)
-                    servers.append(alloc.replicas * profile.spec.concurrency)
-                    levels.append(q)
-                    keys.append((name, a_i, s, t))
-    out: dict[str, list[SourceLatency]] = {name: [] for name in allocations}
-    if not keys:
-        return out
-    merged = prediction.Parts(
-        *(
-            np.concatenate([getattr(p, f) for p in parts_list])
-            for f in prediction.Parts.__dataclass_fields__
+            served = np.flatnonzero(design > 0)
+            parts_list.append(parts.take(served))
+            count = served.size
+            names += [name] * count
+            alloc_idx += [a_i] * count
+            source_idx += served.tolist()
+            lam += [float(rates @ design)] * count
+            servers += [alloc.replicas * profile.spec.concurrency] * count
+    empty = np.zeros(0)
+    merged = (
+        prediction.Parts(
+            *(
+                np.concatenate([getattr(p, f) for p in parts_list])
+                for f in prediction.Parts.__dataclass_fields__
+            )
         )
+        if parts_list
+        else prediction.Parts(empty, empty, empty, empty, empty, empty)
     )
-    wait_c, theta = prediction.wait_params(np.array(lam), np.array(servers, dtype=np.int64), merged)
-    values = prediction.quantiles(np.array(levels), merged, wait_c, theta)
-    grouped: dict[tuple[str, int, int], dict[int, float]] = {}
-    for (name, a_i, s, t), value in zip(keys, values.tolist(), strict=True):
-        grouped.setdefault((name, a_i, s), {})[t] = value
-    for (name, a_i, s), by_target in grouped.items():
-        out[name].append(SourceLatency(a_i, s, tuple(by_target[t] for t in sorted(by_target))))
+    return DesignPaths(
+        tuple(names),
+        np.array(alloc_idx, dtype=np.int64),
+        np.array(source_idx, dtype=np.int64),
+        merged,
+        np.array(lam, dtype=np.float64),
+        np.array(servers, dtype=np.int64),
+    )
+
+
+def _check_latency(paths: DesignPaths, table: dict[str, Candidates]) -> list[str]:
+    """Every path meets every target: proven by the bound, or else computed exactly."""
+    rows: list[int] = []
+    levels: list[float] = []
+    targets: list[float] = []
+    for i, name in enumerate(paths.workload):
+        for level, limit in table[name].view.targets:
+            rows.append(i)
+            levels.append(level)
+            targets.append(limit)
+    if not rows:
+        return []
+    idx = np.array(rows, dtype=np.int64)
+    q = np.array(levels)
+    target = np.array(targets)
+    parts = paths.parts.take(idx)
+    proven = prediction.bound_holds(paths.lam[idx], paths.servers[idx], q, target, parts)
+    problems = []
+    unproven = np.flatnonzero(~proven)
+    if unproven.size:
+        sub = parts.take(unproven)
+        c, theta = prediction.wait_params(
+            paths.lam[idx[unproven]], paths.servers[idx[unproven]], sub
+        )
+        values = prediction.quantiles(q[unproven], sub, c, theta)
+        for j, value in zip(unproven.tolist(), values.tolist(), strict=True):
+            if value > target[j] * (1.0 + 1e-6):
+                i = int(idx[j])
+                name = paths.workload[i]
+                view = table[name].view
+                problems.append(
+                    f"workload {name}: q{q[j]:g} from {view.sources[int(paths.source[i])].name} "
+                    f"at allocation {int(paths.allocation[i])} is {value * 1e3:.1f} ms "
+                    f"> {target[j] * 1e3:.1f} ms"
+                )
+    return problems
+
+
+def report_latencies(
+    paths: DesignPaths,
+    table: dict[str, Candidates],
+    levels: dict[str, tuple[float, ...]],
+    budget: int,
+) -> dict[str, list[SourceLatency]]:
+    """Exact quantiles at each workload's reported levels, for its paths.
+
+    Every path when the whole plan needs at most ``budget`` evaluations,
+    otherwise each workload's tightest path only (smallest share of its
+    latency target left for queueing): the one its predicted percentiles
+    and its SLO check hinge on.
+    """
+    chosen: list[int] = []
+    total = sum(len(levels[name]) for name in paths.workload)
+    if total <= budget:
+        chosen = list(range(paths.size))
+    else:
+        worst: dict[str, tuple[float, int]] = {}
+        slack = _slack(paths, table)
+        for i, name in enumerate(paths.workload):
+            if name not in worst or slack[i] < worst[name][0]:
+                worst[name] = (float(slack[i]), i)
+        chosen = sorted(i for _, i in worst.values())
+    rows: list[int] = []
+    qs: list[float] = []
+    for i in chosen:
+        for q in levels[paths.workload[i]]:
+            rows.append(i)
+            qs.append(q)
+    out: dict[str, list[SourceLatency]] = {}
+    if not rows:
+        return out
+    idx = np.array(rows, dtype=np.int64)
+    parts = paths.parts.take(idx)
+    c, theta = prediction.wait_params(paths.lam[idx], paths.servers[idx], parts)
+    values = prediction.quantiles(np.array(qs), parts, c, theta)
+    position = 0
+    for i in chosen:
+        name = paths.workload[i]
+        count = len(levels[name])
+        out.setdefault(name, []).append(
+            SourceLatency(
+                int(paths.allocation[i]),
+                int(paths.source[i]),
+                tuple(values[position : position + count].tolist()),
+            )
+        )
+        position += count
     return out
 
 
-def _check_latency(
-    view: WorkloadView, cands: Candidates, allocs: list[Allocation], measured: list[SourceLatency]
-) -> list[str]:
-    problems = []
-    for m in measured:
-        for (q, target), value in zip(view.targets, m.values, strict=True):
-            if value > target * (1.0 + 1e-6):
-                alloc = allocs[m.allocation]
-                problems.append(
-                    f"workload {view.name}: q{q:g} from {view.sources[m.source].name} at candidate "
-                    f"{alloc.candidate} is {value * 1e3:.1f} ms > {target * 1e3:.1f} ms"
-                )
-    return problems
+def _slack(paths: DesignPaths, table: dict[str, Candidates]) -> FloatArray:
+    """Per path: the share of its strictest target left after round trip, storage, service."""
+    strictest = {
+        name: min(table[name].view.targets, key=lambda t: t[1]) for name in set(paths.workload)
+    }
+    q = np.array([strictest[name][0] for name in paths.workload])
+    target = np.array([strictest[name][1] for name in paths.workload])
+    parts = paths.parts
+    base = (
+        parts.storage
+        + prediction.rtt_quantile(q, parts)
+        + prediction.service_quantile(q, parts.svc_mean, parts.svc_cv)
+    )
+    return np.asarray((target - base) / target, dtype=np.float64)
 
 
 def _check_capacity(
@@ -205,10 +316,10 @@ def verify(
     ctx: PlanContext,
     table: dict[str, Candidates],
     allocations: dict[str, list[Allocation]],
-) -> dict[str, list[SourceLatency]]:
-    """Raise PlacementError on any violation; return the exact latencies it computed."""
+) -> DesignPaths:
+    """Raise PlacementError on any violation; return the design-load paths it checked."""
     problems: list[str] = []
-    latencies = design_latencies(ctx, table, allocations)
+    paths = design_paths(ctx, table, allocations)
     for name in sorted(allocations):
         cands = table[name]
         view = cands.view
@@ -216,7 +327,7 @@ def verify(
         for alloc in allocs:
             problems += _check_row(ctx, view, alloc, cands)
         problems += _check_coverage(ctx, view, cands, allocs)
-        problems += _check_latency(view, cands, allocs, latencies[name])
+    problems += _check_latency(paths, table)
     problems += _check_capacity(ctx, table, allocations)
     if problems:
         shown = "\n  ".join(problems[:20])
@@ -225,4 +336,4 @@ def verify(
             f"the solver produced a plan that breaks {len(problems)} hard constraint(s); "
             f"refusing it (this is a bug, please report it):\n  {shown}{more}"
         )
-    return latencies
+    return paths
