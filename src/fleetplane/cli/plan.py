@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -92,23 +93,20 @@ def plan(
             current=_current(current),
         )
     placement = result.placement
+    if out is not None:
+        write_document(placement.to_document(), out)
     if explain or without_site or scale_demand != 1.0 or price or compare_baselines:
         _extras(
             loaded,
             chosen,
             result,
-            explain,
-            without_site,
-            scale_demand,
-            price,
-            compare_baselines,
+            Extras(explain, without_site, scale_demand, price, compare_baselines),
             solver,
             seed,
             time_limit,
+            output,
         )
         return
-    if out is not None:
-        write_document(placement.to_document(), out)
     if output is OutputFormat.table:
         _print_table(placement)
     else:
@@ -133,43 +131,74 @@ def _current(path: Path | None) -> Placement | None:
     return found[0]
 
 
+@dataclass(frozen=True)
+class Extras:
+    """The options that print a report instead of the plan."""
+
+    explain: str | None
+    without_site: list[str]
+    scale_demand: float
+    price: list[str]
+    compare_baselines: bool
+
+
+def _prices(items: list[str]) -> dict[str, float]:
+    prices: dict[str, float] = {}
+    for item in items:
+        site, _, factor = item.partition("=")
+        try:
+            prices[site] = float(factor)
+        except ValueError:
+            raise ValidationError(f"--price {item}: write SITE=FACTOR, e.g. store-17=0.8") from None
+    return prices
+
+
 def _extras(
     loaded: LoadResult,
     policy: PlacementPolicy | None,
     result: object,
-    explain: str | None,
-    without_site: list[str],
-    scale_demand: float,
-    price: list[str],
-    compare_baselines: bool,
+    extras: Extras,
     solver: str,
     seed: int,
     time_limit: float,
+    output: OutputFormat,
 ) -> None:
-    """--explain, what-if and --compare-baselines: reports instead of the plan table."""
+    """--explain, what-if and --compare-baselines: reports instead of the plan table.
+
+    Every report is computed before anything is printed, so an invalid option
+    (an unknown site or workload) leaves stdout empty.
+    """
     from fleetplane.cli import plan_report
     from fleetplane.placement import PlanResult
-    from fleetplane.placement._internal.whatif import WhatIf
+    from fleetplane.placement._internal.counterfactual import Planner
+    from fleetplane.placement._internal.whatif import WhatIf, apply
 
     assert isinstance(result, PlanResult)
-    console = _console()
     fleet = loaded.fleet
-    if explain:
-        plan_report.explain(console, fleet, policy, result, explain)
-    if without_site or scale_demand != 1.0 or price:
-        prices: dict[str, float] = {}
-        for item in price:
-            site, _, factor = item.partition("=")
-            try:
-                prices[site] = float(factor)
-            except ValueError:
-                raise ValidationError(
-                    f"--price {item}: write SITE=FACTOR, e.g. store-17=0.8"
-                ) from None
-        change = WhatIf(tuple(without_site), scale_demand, prices)
-        plan_report.whatif(console, fleet, policy, result, change, solver, seed, time_limit)
-    if compare_baselines:
-        plan_report.baselines(console, fleet, policy, result)
+    docs: dict[str, plan_report.Doc] = {}
+    change = WhatIf(tuple(extras.without_site), extras.scale_demand, _prices(extras.price))
+    apply(fleet, change)  # validates site names and factors before any slow report
+    if extras.explain:
+        planner = Planner(policy, solver, seed, time_limit)
+        docs["explain"] = plan_report.explain_report(fleet, policy, result, extras.explain, planner)
+    if not change.empty:
+        docs["whatIf"] = plan_report.whatif_report(
+            fleet, policy, result, change, solver, seed, time_limit
+        )
+    if extras.compare_baselines:
+        docs["baselines"] = plan_report.baselines_report(fleet, policy, result)
+    if output is not OutputFormat.table:
+        emit_document(docs, output)
+        return
+    console = _console()
+    printers = {
+        "explain": plan_report.print_explain,
+        "whatIf": plan_report.print_whatif,
+        "baselines": plan_report.print_baselines,
+    }
+    for key in ("explain", "whatIf", "baselines"):
+        if key in docs:
+            printers[key](console, docs[key])
 
 
 def _load(result: LoadResult) -> LoadResult:
