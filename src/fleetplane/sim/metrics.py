@@ -88,13 +88,17 @@ def measure(prep: Prepared, req: Requests) -> RunMetrics:
     link_bytes, request_bytes, request_cost = _egress(prep, req, counted)
     servers, requests, utilisation = _sites(prep, req, counted, window)
     steps = CountProcess.of(*_queue_stays(req))
+    # Requests with a latency (not dropped), by increasing latency: one sort serves
+    # the per-workload percentiles and the per-minute ones.
+    seen = np.flatnonzero(req.outcome != DROPPED)
+    by_latency = seen[np.argsort(req.latency[seen])]
     return RunMetrics(
-        workloads=_workloads(prep, req, counted, workload, request_bytes, request_cost),
+        workloads=_workloads(prep, req, counted, workload, by_latency, request_bytes, request_cost),
         site_servers=servers,
         site_requests=requests,
         site_utilisation=utilisation,
         link_bytes=link_bytes,
-        series=_series(prep, req, counted, workload, steps),
+        series=_series(prep, req, workload, by_latency, steps),
         little=_little(req, steps, spec.warmup, spec.duration),
         simulated=req.size,
     )
@@ -103,18 +107,24 @@ def measure(prep: Prepared, req: Requests) -> RunMetrics:
 def grouped_quantiles(
     values: FloatArray, groups: IntArray, n_groups: int, levels: FloatArray
 ) -> FloatArray:
-    """Quantiles (numpy's linear method) of ``values`` within each group; NaN for empty groups.
+    """Quantiles (numpy's linear method) of ``values`` within each group; NaN for empty groups."""
+    by_value = np.argsort(values)
+    return ranked_quantiles(values[by_value], groups[by_value], n_groups, levels)
 
-    Sorted by value, then stably by group (a radix sort when group numbers fit
-    16 bits), every group's order statistics sit side by side, so all
-    quantiles of all groups are one gather.
+
+def ranked_quantiles(
+    ordered: FloatArray, groups: IntArray, n_groups: int, levels: FloatArray
+) -> FloatArray:
+    """:func:`grouped_quantiles` of values already in increasing order (``groups`` alongside).
+
+    A stable sort by group (a radix sort when group numbers fit 16 bits) keeps
+    each group's values in order and side by side, so all quantiles of all
+    groups are one gather.
     """
     out = np.full((n_groups, levels.shape[0]), np.nan)
-    if values.shape[0] == 0:
+    if ordered.shape[0] == 0:
         return out
-    by_value = np.argsort(values)
-    order = by_value[np.argsort(_compact(groups[by_value], n_groups), kind="stable")]
-    ordered = values[order]
+    ordered = ordered[np.argsort(_compact(groups, n_groups), kind="stable")]
     counts = np.bincount(groups, minlength=n_groups)
     starts = np.cumsum(counts) - counts
     present = np.flatnonzero(counts)
@@ -144,6 +154,7 @@ def _workloads(
     req: Requests,
     counted: npt.NDArray[np.bool_],
     workload: IntArray,
+    by_latency: IntArray,
     request_bytes: FloatArray,
     request_cost: FloatArray,
 ) -> list[WorkloadRun]:
@@ -155,10 +166,10 @@ def _workloads(
     latency = req.latency[index]
     by_outcome = np.bincount(w * len(OUTCOMES) + outcome, minlength=n_w * len(OUTCOMES))
     by_outcome = by_outcome.reshape(n_w, len(OUTCOMES))
-    seen = outcome != DROPPED
+    ranked = by_latency[counted[by_latency]]
     levels = np.asarray(LEVELS + tuple(CDF_LEVELS))
-    quantiles = grouped_quantiles(latency[seen], w[seen], n_w, levels)
-    latency_mean = _group_mean(latency[seen], w[seen], n_w)
+    quantiles = ranked_quantiles(req.latency[ranked], workload[ranked], n_w, levels)
+    latency_mean = _group_mean(req.latency[ranked], workload[ranked], n_w)
     answered = index[(outcome == OK) | (outcome == LATE)]
     w_answered = workload[answered]
     wait = req.start[answered] - req.arrival[answered]
@@ -294,10 +305,11 @@ def bucket_width(duration: float) -> float:
 def _series(
     prep: Prepared,
     req: Requests,
-    counted: npt.NDArray[np.bool_],
     workload: IntArray,
+    by_latency: IntArray,
     steps: CountProcess,
 ) -> SeriesRun:
+    """Per bucket of dispatch time (the warm-up included)."""
     spec = prep.model.scenario.spec
     width = bucket_width(spec.duration)
     n_buckets = int(np.ceil(spec.duration / width))
@@ -309,9 +321,8 @@ def _series(
     requests = np.bincount(key, minlength=size).reshape(n_w, n_buckets)
     timeouts = np.bincount(key[timed_out], minlength=size).reshape(n_w, n_buckets)
     dropped = np.bincount(key[req.outcome == DROPPED], minlength=size).reshape(n_w, n_buckets)
-    observed = req.outcome != DROPPED
-    quantiles = grouped_quantiles(
-        req.latency[observed], key[observed], size, np.array([0.5, 0.99])
+    quantiles = ranked_quantiles(
+        req.latency[by_latency], key[by_latency], size, np.array([0.5, 0.99])
     ).reshape(n_w, n_buckets, 2)
     sites_used = np.flatnonzero(np.bincount(prep.queue_site, minlength=len(prep.model.site_names)))
     return SeriesRun(
