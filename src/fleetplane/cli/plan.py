@@ -118,7 +118,9 @@ def plan(
 def _current(path: Path | None) -> Placement | None:
     if path is None:
         return None
-    loaded = _load(read_fleet(path))
+    # Names in the Placement refer to the fleet planned now, not to this file:
+    # what no longer exists is a forced move in re-planning, not an input error.
+    loaded = _load(read_fleet(path, references=False))
     found = list(loaded.fleet.placements.values())
     if len(found) != 1:
         raise ValidationError(
