@@ -237,7 +237,7 @@ class Document:
 
 # What the fast path leaves to the round-trip loader, because the two would read
 # it differently (tags, ``<<`` merges, %YAML directives), anchors (which may be
-# recursive), line breaks other than \n and \r\n (counted differently), and
+# recursive), tabs, line breaks other than \n and \r\n (counted differently), and
 # control characters (the round-trip reader rejects them). A false alarm (``!=``
 # or ``&&`` in a CEL rule) costs speed only, never correctness.
 # Each pattern is searched on its own, and only when its first character occurs:
@@ -248,6 +248,8 @@ _ROUND_TRIP_ONLY = (
     ("<", re.compile("<<")),
     ("%", re.compile("^%", re.MULTILINE)),
     ("\r", re.compile("\r(?!\n)")),
+    # libyaml accepts tabs where ruamel's scanner does not (``k: x<TAB>``).
+    ("\t", re.compile("\t")),
     ("", re.compile("[\x85\u2028\u2029]")),
     ("", Reader.NON_PRINTABLE),
 )

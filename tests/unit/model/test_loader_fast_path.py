@@ -8,10 +8,13 @@ positional path). Fleets, problems and positions must be identical.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
@@ -228,7 +231,50 @@ def test_values_read_the_same_on_both_paths(scalar: str) -> None:
         "- 1\n",
         "a: 1\na: 2\n",
         "{[1]: 2}\n",
+        "k: x\t\n",
     ],
 )
 def test_what_the_fast_path_cannot_vouch_for_goes_the_round_trip_way(text: str) -> None:
     assert fast_documents(text, "t.yaml") is None
+
+
+_TOKENS = [
+    ":",
+    ": ",
+    "- ",
+    "  ",
+    "\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    '"',
+    "'",
+    "---",
+    "...",
+    "#",
+    "?",
+    "|",
+    ">",
+    "~",
+    "1",
+    "é",
+]
+_TEXT = (Path(__file__).parents[3] / "examples" / "retail-edge" / "workloads.yaml").read_text()[
+    :1500
+]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_TOKENS)), max_size=4))
+def test_mangled_input_reads_the_same_on_both_paths(edits: list[tuple[int, str]]) -> None:
+    """Wherever libyaml and ruamel's own parser could disagree, the result must not."""
+    text = _TEXT
+    for offset, token in edits:
+        offset %= len(text)
+        text = text[:offset] + token + text[offset:]
+    with pytest.MonkeyPatch.context() as patch:
+        fast, slow = _both(patch, partial(read_text, references=False), text, "f.yaml")
+    assert _rendered(fast.problems) == _rendered(slow.problems)
+    assert fast.fleet == slow.fleet
