@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -257,13 +257,12 @@ class ProfileRows:
     rows: IntArray
     entry: IntArray
     storage: FloatArray
-    source_ok: BoolArray  # (sources × rows); latency pending entries are True until resolved
+    source_ok: BoolArray  # (sources × rows); latency is checked afterwards (resolve_latency)
     rtt_mu: FloatArray
     rtt_sigma: FloatArray
     loss: FloatArray
     price: FloatArray  # money per GB from each source to each row
     parts: prediction.Parts | None = None
-    pending: list[tuple[int, float, float]] = field(default_factory=list)  # (flat index, q, target)
 
 
 @dataclass
@@ -367,7 +366,7 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
             price,
         )
         if view.targets and n_src:
-            _bound_latency(view, entry_rows)
+            entry_rows.parts = _parts_of(view, entry_rows)
         out.append(entry_rows)
     return Screened(view, out)
 
@@ -386,80 +385,101 @@ def _parts_of(view: WorkloadView, entry: ProfileRows) -> prediction.Parts:
     )
 
 
-def _bound_latency(view: WorkloadView, entry: ProfileRows) -> None:
-    parts = _parts_of(view, entry)
-    entry.parts = parts
-    flat_ok = entry.source_ok.ravel().copy()
-    for q, target in view.targets:
-        live = np.flatnonzero(flat_ok)
-        if not live.size:
-            break
-        lower, upper = prediction.no_wait_bounds(np.full(live.size, q), parts.take(live))
-        too_slow = lower > target * (1.0 + 1e-9)
-        flat_ok[live[too_slow]] = False
-        unsure = live[~too_slow & (upper > target)]
-        entry.pending.extend((int(i), q, target) for i in unsure.tolist())
-    entry.source_ok = flat_ok.reshape(entry.source_ok.shape)
-
-
 def resolve_latency(batch: list[Screened]) -> None:
-    """Exact no-queue quantiles for the (source, row, target) the bounds left undecided.
+    """Latency without queueing for every (source, row, target) of every workload.
 
-    All of them, in one call, while that fits ``prediction.EXACT_BUDGET``.
-    Beyond it only those of sources with no row the bounds already proved
-    feasible: a source with a proven candidate keeps its proven ones and its
-    undecided rows — those barely inside the target, which would need many
-    replicas — are dropped. Either way no infeasible row survives.
+    Cheap bounds decide most of them in one vectorised pass over the whole
+    batch; exact quantiles (fleetplane.latency) decide the rest: all of them,
+    in one call, while that fits ``prediction.EXACT_BUDGET``. Beyond it only
+    those of sources with no row the bounds already proved feasible: a source
+    with a proven candidate keeps its proven ones and its undecided rows —
+    those barely inside the target, which would need many replicas — are
+    dropped. Either way no infeasible row survives.
     """
-    total = sum(len(e.pending) for s in batch for e in s.profiles)
-    if total > prediction.EXACT_BUDGET:
-        _drop_undecided_where_proven(batch)
-    owners: list[tuple[ProfileRows, int]] = []
-    parts: list[prediction.Parts] = []
-    levels: list[float] = []
-    targets: list[float] = []
-    for screened in batch:
-        for entry in screened.profiles:
-            if not entry.pending or entry.parts is None:
-                continue
-            idx = np.array([p[0] for p in entry.pending], dtype=np.int64)
-            parts.append(entry.parts.take(idx))
-            owners.extend((entry, int(i)) for i in idx.tolist())
-            levels.extend(p[1] for p in entry.pending)
-            targets.extend(p[2] for p in entry.pending)
-            entry.pending = []
-    if not owners:
+    entries = [e for s in batch for e in s.profiles if e.parts is not None]
+    targets_of = {id(e): s.view.targets for s in batch for e in s.profiles}
+    owner: list[IntArray] = []
+    flat: list[IntArray] = []
+    levels: list[FloatArray] = []
+    limits: list[FloatArray] = []
+    for k, entry in enumerate(entries):
+        live = np.flatnonzero(entry.source_ok.reshape(-1))
+        for q, target in targets_of[id(entry)]:
+            owner.append(np.full(live.size, k, dtype=np.int64))
+            flat.append(live)
+            levels.append(np.full(live.size, q))
+            limits.append(np.full(live.size, target))
+    if not owner:
         return
-    merged = prediction.Parts(
-        *(
-            np.concatenate([getattr(p, f) for p in parts])
-            for f in prediction.Parts.__dataclass_fields__
-        )
-    )
-    values = prediction.quantiles(np.array(levels), merged)
-    fails = values > np.array(targets) * (1.0 + 1e-9)
-    for (entry, flat), fail in zip(owners, fails.tolist(), strict=True):
-        if fail:
-            entry.source_ok.reshape(-1)[flat] = False
+    who = np.concatenate(owner)
+    where = np.concatenate(flat)
+    q = np.concatenate(levels)
+    limit = np.concatenate(limits)
+    parts = _gather(entries, who, where)
+    lower, upper = prediction.no_wait_bounds(q, parts)
+    fail = lower > limit * (1.0 + 1e-9)
+    _clear(entries, who[fail], where[fail])
+    pending = np.flatnonzero(~fail & (upper > limit))
+    if pending.size > prediction.EXACT_BUDGET:
+        pending = _needed(batch, entries, who, where, pending)
+    if not pending.size:
+        return
+    values = prediction.quantiles(q[pending], parts.take(pending))
+    slow = pending[values > limit[pending] * (1.0 + 1e-9)]
+    _clear(entries, who[slow], where[slow])
 
 
-def _drop_undecided_where_proven(batch: list[Screened]) -> None:
-    for screened in batch:
-        proven = np.zeros(len(screened.view.sources), dtype=bool)
-        for entry in screened.profiles:
-            decided = entry.source_ok.copy()
-            if entry.pending:
-                pending = np.array([p[0] for p in entry.pending], dtype=np.int64)
-                decided.reshape(-1)[pending] = False
-            proven |= decided.any(axis=1)
-        for entry in screened.profiles:
-            if not entry.pending:
-                continue
-            width = entry.rows.size
-            drop = [p for p in entry.pending if proven[p[0] // width]]
-            if drop:
-                entry.source_ok.reshape(-1)[np.array([p[0] for p in drop], dtype=np.int64)] = False
-            entry.pending = [p for p in entry.pending if not proven[p[0] // width]]
+def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
+    """Mark (entry, flat index) pairs infeasible; indices are row-major over (sources × rows)."""
+    for k, i in zip(who.tolist(), where.tolist(), strict=True):
+        entry = entries[k]
+        entry.source_ok[divmod(i, entry.rows.size)] = False
+
+
+def _gather(entries: list[ProfileRows], who: IntArray, where: IntArray) -> prediction.Parts:
+    """The path parts of (entry, flat index) pairs, from all entries at once."""
+    sizes = np.array([e.source_ok.size for e in entries], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    position = offsets[who] + where
+    fields = prediction.Parts.__dataclass_fields__
+    merged = {f: np.concatenate([getattr(e.parts, f) for e in entries]) for f in fields}
+    return prediction.Parts(**{f: merged[f][position] for f in fields})
+
+
+def _needed(
+    batch: list[Screened],
+    entries: list[ProfileRows],
+    who: IntArray,
+    where: IntArray,
+    pending: IntArray,
+) -> IntArray:
+    """Undecided elements of sources with no row proven feasible; the others are dropped."""
+    undecided = np.zeros(len(entries), dtype=object)
+    for k in range(len(entries)):
+        undecided[k] = []
+    for k, i in zip(who[pending].tolist(), where[pending].tolist(), strict=True):
+        undecided[k].append(i)
+    screened_of = {id(e): s for s in batch for e in s.profiles}
+    proven: dict[int, BoolArray] = {}
+    for k, entry in enumerate(entries):
+        screened = screened_of[id(entry)]
+        decided = entry.source_ok.copy()
+        for i in undecided[k]:
+            decided[divmod(i, entry.rows.size)] = False
+        found = proven.setdefault(id(screened), np.zeros(len(screened.view.sources), dtype=bool))
+        found |= decided.any(axis=1)
+    keep: list[int] = []
+    dropped_who: list[int] = []
+    dropped_where: list[int] = []
+    for j, (k, i) in enumerate(zip(who[pending].tolist(), where[pending].tolist(), strict=True)):
+        entry = entries[k]
+        if proven[id(screened_of[id(entry)])][i // entry.rows.size]:
+            dropped_who.append(k)
+            dropped_where.append(i)
+        else:
+            keep.append(j)
+    _clear(entries, np.array(dropped_who, dtype=np.int64), np.array(dropped_where, dtype=np.int64))
+    return np.asarray(pending[np.array(keep, dtype=np.int64)], dtype=np.int64)
 
 
 def finish(ctx: PlanContext, screened: Screened) -> Candidates:
