@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from fleetplane.model.loader import read_fleet
 from fleetplane.model.synthetic import generate_fleet
 from fleetplane.placement import plan
+from fleetplane.placement._internal import exact as exact_module
 from fleetplane.placement._internal.whatif import WhatIf, apply
 
 
@@ -42,3 +47,51 @@ def test_removing_a_site_never_makes_an_optimal_plan_cheaper() -> None:
         if len(spec.workloads) == len(full.workloads):
             assert spec.solver.objective is not None and full.solver.objective is not None
             assert spec.solver.objective >= full.solver.objective - 1e-6
+
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+def test_node_level_cuts_make_the_bound_packable_on_hybrid_hpc() -> None:
+    # Pool totals alone let the MILP put 40 + 60 node-filling replicas on 96 nodes
+    # (bound 296,738, not packable); with the cuts the bound is greedy's packable plan.
+    fleet = read_fleet(EXAMPLES / "hybrid-hpc").fleet
+    greedy = plan(fleet).placement.spec
+    exact = plan(fleet, solver="exact", time_limit=10).placement.spec
+    assert exact.solver.status == "optimal"
+    assert exact.solver.bound is not None and exact.solver.objective is not None
+    assert greedy.solver.objective is not None
+    assert exact.solver.bound == pytest.approx(exact.solver.objective, rel=1e-6)
+    assert exact.solver.objective <= greedy.solver.objective + 1e-6
+
+
+def test_repair_replaces_only_the_workloads_that_do_not_pack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, Any] = {}
+    milp = exact_module._milp
+
+    def spy(inp: Any, columns: Any, must: Any, start: Any) -> Any:
+        seen["inp"], seen["columns"] = inp, columns
+        return milp(inp, columns, must, start)
+
+    monkeypatch.setattr(exact_module, "_milp", spy)
+    plan(read_fleet(EXAMPLES / "hybrid-hpc").fleet, solver="exact", time_limit=10)
+    inp, columns = seen["inp"], seen["columns"]
+    # Every workload on its cheapest pattern, capacity ignored: more than the HPC pool packs.
+    cheapest: dict[int, Any] = {}
+    for col in columns:
+        if col.workload not in cheapest or col.pattern.cost < cheapest[col.workload].cost:
+            cheapest[col.workload] = col.pattern
+    assert exact_module._pack(inp, inp.capacity.copy(), cheapest) is None
+    capacity = inp.capacity.copy()
+    done = exact_module._pack_repairing(inp, capacity, cheapest, columns)
+    assert done.repaired >= 1
+    assert capacity.overcommitted() == []
+    kept = [w for w in done.patterns if done.patterns[w] is cheapest[w]]
+    assert len(kept) == len(done.patterns) - done.repaired
+    # What stays unplaced has no pattern at all that packs in the capacity left.
+    for w in set(cheapest) - set(done.allocations):
+        for col in columns:
+            if col.workload == w:
+                assert exact_module._place(inp, capacity.copy(), w, col.pattern) is None

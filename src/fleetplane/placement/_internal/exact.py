@@ -10,9 +10,11 @@ the Scorer objective greedy minimises, plus move costs when re-planning,
 minus a large reward per workload placed.
 
 Capacity in the MILP is pool-level; node-level packing (a replica cannot
-span nodes) is then done by the same ``CapacityState`` greedy uses. If the
-MILP's choice does not pack, or is not cheaper than greedy, greedy's plan is
-returned, so exact is never worse. HiGHS runs single-threaded with a fixed
+span nodes) is then done by the same ``CapacityState`` greedy uses. A
+workload whose chosen pattern does not pack takes its cheapest other pattern
+that does, in the capacity the rest of the MILP plan left (``_pack_repairing``);
+if the result is not cheaper than greedy (or places fewer workloads),
+greedy's plan is returned, so exact is never worse. HiGHS runs single-threaded with a fixed
 seed: the same inputs give the same plan (within the same time limit and
 machine speed; a time limit that cuts the search can differ across machines).
 """
@@ -28,7 +30,7 @@ from scipy import sparse
 
 from fleetplane.placement._internal import greedy
 from fleetplane.placement._internal.candidates import Allocation, Candidates
-from fleetplane.placement._internal.capacity import CapacityState
+from fleetplane.placement._internal.capacity import CapacityState, Demand
 from fleetplane.placement._internal.patterns import Pattern, generate, pattern_of
 from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced
 
@@ -83,6 +85,70 @@ def _limit(capacity: CapacityState, key: tuple[str, int, int]) -> float:
     if kind == "acc":
         return float(index.row_acc_count[a, b] * index.row_nodes[a])
     return float(index.site_power_budget[a])
+
+
+def _per_node(capacity: CapacityState, row: int, demand: Demand) -> int:
+    """Replicas of one shape an empty node of the pool holds (pools have identical nodes)."""
+    index = capacity.index
+    fit = min(
+        np.floor((index.row_cpu[row] + 1e-9) / demand.cpu),
+        np.floor((index.row_memory[row] + 1e-9) / demand.memory),
+    )
+    if demand.entry >= 0 and demand.accelerators > 0:
+        fit = min(fit, np.floor(index.row_acc_count[row, demand.entry] / demand.accelerators))
+    return int(max(fit, 0))
+
+
+def _big(capacity: CapacityState, row: int, demand: Demand) -> list[str]:
+    """Dimensions in which one replica takes more than half a node: two never share one."""
+    index = capacity.index
+    found = []
+    if demand.cpu > index.row_cpu[row] / 2:
+        found.append("cpu")
+    if demand.memory > index.row_memory[row] / 2:
+        found.append("memory")
+    if demand.entry >= 0 and demand.accelerators > index.row_acc_count[row, demand.entry] / 2:
+        found.append(f"accelerator-{demand.entry}")
+    return found
+
+
+def _node_fit_rows(
+    inp: SolverInput, columns: list[_Column]
+) -> list[tuple[float, list[tuple[int, float]]]]:
+    """Node-level cuts the pool totals miss: (limit, [(column, replicas)]) per pool.
+
+    * per replica shape: at most nodes × (replicas of that shape a node holds);
+    * per dimension: replicas taking more than half a node in it, of any
+      shape, at most one per node.
+
+    Both hold for any packing, so they only remove plans that cannot be
+    packed (two workloads that fit a pool's totals but not its nodes), and
+    the bound stays a bound. Only cuts that could bind are returned.
+    """
+    found: dict[tuple[int, object], list[tuple[int, float]]] = {}
+    limits: dict[tuple[int, object], float] = {}
+    capacity = inp.capacity
+    for j, col in enumerate(columns):
+        cands = inp.table[col.workload]
+        for a in col.pattern.allocations:
+            d = cands.demand(a.candidate)
+            row = int(cands.row[a.candidate])
+            nodes = float(capacity.index.row_nodes[row])
+            keys: list[tuple[tuple[int, object], float]] = [
+                (
+                    (row, (d.cpu, d.memory, d.entry, d.accelerators)),
+                    _per_node(capacity, row, d) * nodes,
+                )
+            ]
+            keys += [((row, dim), nodes) for dim in _big(capacity, row, d)]
+            for key, limit in keys:
+                found.setdefault(key, []).append((j, float(a.replicas)))
+                limits[key] = limit
+    return [
+        (limits[key], entries)
+        for key, entries in found.items()
+        if sum(v for _, v in entries) > limits[key]
+    ]
 
 
 def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[_Column], list[bool]]:
@@ -166,6 +232,14 @@ def _milp(
             rows.append(r)
             cols.append(j)
             vals.append(value)
+    for limit, entries in _node_fit_rows(inp, columns):
+        r = len(lower)
+        lower.append(-highspy.kHighsInf)
+        upper.append(limit)
+        for j, replicas in entries:
+            rows.append(r)
+            cols.append(j)
+            vals.append(replicas)
     moves = inp.moves
     if moves is not None and moves.budget is not None:
         r = len(lower)
@@ -231,28 +305,86 @@ def _solution(n: int, start: list[int]) -> highspy.HighsSolution:
     return sol
 
 
+def _place(
+    inp: SolverInput, capacity: CapacityState, w: int, pattern: Pattern
+) -> list[Allocation] | None:
+    """Pack one workload's pattern node by node; on failure give back what it took."""
+    cands = inp.table[w]
+    placed: list[Allocation] = []
+    for a in pattern.allocations:
+        nodes = capacity.place(int(cands.row[a.candidate]), a.replicas, cands.demand(a.candidate))
+        if nodes is None:
+            for done in placed:
+                capacity.release(
+                    int(cands.row[done.candidate]), done.nodes, cands.demand(done.candidate)
+                )
+            return None
+        placed.append(replace(a, nodes=tuple(nodes)))
+    return placed
+
+
 def _pack(
     inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern]
 ) -> dict[int, list[Allocation]] | None:
     """Pack the chosen patterns node by node, biggest first; None if one does not fit."""
+    packed, failed = _pack_each(inp, capacity, chosen)
+    return None if failed else packed
+
+
+def _pack_each(
+    inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern]
+) -> tuple[dict[int, list[Allocation]], list[int]]:
+    """Pack every pattern that fits, biggest first; and the workloads whose pattern did not."""
 
     def size(w: int) -> float:
         cands = inp.table[w]
         return sum(cands.demand(a.candidate).cpu * a.replicas for a in chosen[w].allocations)
 
     out: dict[int, list[Allocation]] = {}
+    failed: list[int] = []
     for w in sorted(chosen, key=lambda w: (-size(w), w)):
-        cands = inp.table[w]
-        placed: list[Allocation] = []
-        for a in chosen[w].allocations:
-            nodes = capacity.place(
-                int(cands.row[a.candidate]), a.replicas, cands.demand(a.candidate)
-            )
-            if nodes is None:
-                return None
-            placed.append(replace(a, nodes=tuple(nodes)))
-        out[w] = placed
-    return out
+        placed = _place(inp, capacity, w, chosen[w])
+        if placed is None:
+            failed.append(w)
+        else:
+            out[w] = placed
+    return out, failed
+
+
+@dataclass
+class _Repaired:
+    allocations: dict[int, list[Allocation]]
+    patterns: dict[int, Pattern]
+    repaired: int  # workloads whose MILP pattern did not pack and that took another one
+
+
+def _pack_repairing(
+    inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern], columns: list[_Column]
+) -> _Repaired:
+    """Pack the MILP's patterns; re-place only the workloads whose pattern does not pack.
+
+    The pool-level MILP can choose patterns that fit a pool's totals but not
+    its nodes (fragmentation). Those workloads alone take, in the capacity the
+    others left, their cheapest other pattern that packs; the rest of the
+    MILP plan stands. A workload with no such pattern stays unplaced (the
+    caller then compares with greedy's plan).
+    """
+    packed, failed = _pack_each(inp, capacity, chosen)
+    patterns = {w: chosen[w] for w in packed}
+    by_workload: dict[int, list[Pattern]] = {}
+    for col in columns:
+        by_workload.setdefault(col.workload, []).append(col.pattern)
+    for w in failed:
+        for pattern in sorted(by_workload.get(w, []), key=lambda p: p.cost):
+            if pattern is chosen[w]:
+                continue
+            placed = _place(inp, capacity, w, pattern)
+            if placed is not None:
+                packed[w] = placed
+                patterns[w] = pattern
+                break
+    repaired = sum(1 for w in failed if w in packed)
+    return _Repaired(packed, patterns, repaired)
 
 
 def _adopt(target: CapacityState, source: CapacityState) -> None:
@@ -308,17 +440,23 @@ def _choose_plain(
     fallback = replace(greedy_out, status=f"greedy ({status})")
     if chosen is not None:
         patterns = {w: columns[j].pattern for w, j in enumerate(chosen) if j >= 0}
-        objective = sum(p.cost for p in patterns.values())
-        better = (
-            len(patterns) > len(greedy_out.allocations) or objective < greedy_out.objective - 1e-6
-        )
         e_cap = inp.capacity.copy()
-        packed = _pack(inp, e_cap, patterns) if better else None
-        if packed is not None:
+        done = _pack_repairing(inp, e_cap, patterns, columns)
+        objective = sum(p.cost for p in done.patterns.values())
+        n_greedy = len(greedy_out.allocations)
+        better = len(done.allocations) > n_greedy or (
+            len(done.allocations) == n_greedy and objective < greedy_out.objective - 1e-6
+        )
+        if better:
             _adopt(inp.capacity, e_cap)
-            out = SolverOutput(status="optimal" if status == "Optimal" else status.lower())
-            for w in sorted(packed):
-                out.allocations[names[w]] = packed[w]
+            solved = "optimal" if status == "Optimal" else status.lower()
+            out = SolverOutput(
+                status=f"{solved}, {done.repaired} repaired after node packing"
+                if done.repaired
+                else solved
+            )
+            for w in sorted(done.allocations):
+                out.allocations[names[w]] = done.allocations[w]
                 out.order.append(names[w])
             out.unplaced = {
                 n: u for n, u in greedy_out.unplaced.items() if n not in out.allocations
@@ -327,7 +465,13 @@ def _choose_plain(
             out.bound = bound
             out.optimality_gap = _gap(objective, bound)
             return out
-        fallback.status = "optimal" if status == "Optimal" and not better else f"greedy ({status})"
+        milp_better = (
+            sum(columns[j].pattern.cost for j in chosen if j >= 0) < (greedy_out.objective - 1e-6)
+            or len(patterns) > n_greedy
+        )
+        fallback.status = (
+            "optimal" if status == "Optimal" and not milp_better else f"greedy ({status})"
+        )
     _adopt(inp.capacity, g_cap)
     fallback.bound = bound
     fallback.optimality_gap = _gap(greedy_out.objective, bound)
