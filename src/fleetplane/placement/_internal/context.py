@@ -9,7 +9,13 @@ import numpy as np
 
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.policy import Objective
-from fleetplane.placement._internal.fleet_index import BoolArray, FleetIndex, IntArray, build_index
+from fleetplane.placement._internal.cost import AcceleratorDetail
+from fleetplane.placement._internal.fleet_index import (
+    BoolArray,
+    FleetIndex,
+    IntArray,
+    build_index,
+)
 from fleetplane.placement._internal.hardware import HardwareMatcher
 from fleetplane.placement._internal.images import (
     ImageMatcher,
@@ -19,6 +25,18 @@ from fleetplane.placement._internal.images import (
 from fleetplane.placement._internal.network import Network
 from fleetplane.placement._internal.rules import CompiledPolicy, RuleEvaluator
 from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView, view_workload
+
+
+@dataclass(frozen=True)
+class StaticRows:
+    """Rows passing the static stages for one requirement signature, with accelerator details."""
+
+    rows: IntArray
+    entry: IntArray
+    acc: AcceleratorDetail
+
+    def take(self, keep: IntArray | BoolArray) -> StaticRows:
+        return StaticRows(self.rows[keep], self.entry[keep], self.acc.take(keep))
 
 
 def failure_domains(index: FleetIndex, key: str) -> tuple[tuple[str, ...], IntArray]:
@@ -61,7 +79,8 @@ class PlanContext:
     _requirements: dict[str, RuntimeRequirement] = field(default_factory=dict)
     _zone_rows: dict[tuple[int, ...], BoolArray] = field(default_factory=dict)
     _media_rows: dict[tuple[str, ...], tuple[BoolArray, np.ndarray]] = field(default_factory=dict)
-    _static: dict[tuple[object, ...], tuple[IntArray, IntArray]] = field(default_factory=dict)
+    _static: dict[tuple[object, ...], StaticRows] = field(default_factory=dict)
+    _static_keys: dict[tuple[str, int], tuple[object, ...]] = field(default_factory=dict)
     _model_rows: BoolArray | None = None
 
     @classmethod
@@ -121,6 +140,13 @@ class PlanContext:
 
     def static_key(self, view: WorkloadView, profile: ProfileView) -> tuple[object, ...]:
         """Everything the site-independent-of-load stages read, as a hashable key."""
+        memo = (view.name, profile.index)
+        found = self._static_keys.get(memo)
+        if found is None:
+            found = self._static_keys[memo] = self._make_static_key(view, profile)
+        return found
+
+    def _make_static_key(self, view: WorkloadView, profile: ProfileView) -> tuple[object, ...]:
         request = view.accelerator
         storage = view.workload.spec.storage
         return (
@@ -140,8 +166,8 @@ class PlanContext:
         view: WorkloadView,
         profile: ProfileView,
         compute: Callable[[], tuple[IntArray, IntArray]],
-    ) -> tuple[IntArray, IntArray]:
-        """Rows (and accelerator entries) passing the static stages, cached by ``static_key``.
+    ) -> StaticRows:
+        """Rows (with accelerator details) passing the static stages, cached by ``static_key``.
 
         Generated and real fleets alike repeat a few workload shapes many
         times, so most workloads find their static rows already computed.
@@ -149,7 +175,8 @@ class PlanContext:
         key = self.static_key(view, profile)
         found = self._static.get(key)
         if found is None:
-            found = compute()
+            rows, entry = compute()
+            found = StaticRows(rows, entry, AcceleratorDetail.of(self.index, rows, entry))
             self._static[key] = found
         return found
 

@@ -30,6 +30,7 @@ from fleetplane.model.units import HOURS_PER_MONTH
 from fleetplane.placement._internal.fleet_index import (
     GIB,
     MEMORY_UNITS_PER_GIB,
+    BoolArray,
     FleetIndex,
     FloatArray,
     IntArray,
@@ -52,15 +53,38 @@ class ReplicaRates:
     peak_power: FloatArray  # watts per replica at full load (against the power budget)
 
 
+@dataclass(frozen=True)
+class AcceleratorDetail:
+    """Per candidate row: the pool's accelerator entry a profile uses (all 0 for CPU)."""
+
+    count: FloatArray  # accelerators of that entry per node
+    watts: FloatArray
+    price: FloatArray  # opex money per accelerator-hour
+    units: FloatArray  # capacity units per accelerator (capex pricing)
+
+    @classmethod
+    def of(cls, index: FleetIndex, rows: IntArray, entry: IntArray) -> AcceleratorDetail:
+        return cls(
+            index.take_entry(index.row_acc_count, rows, entry),
+            index.take_entry(index.row_acc_watts, rows, entry),
+            index.take_entry(index.row_acc_price, rows, entry),
+            index.take_entry(index.row_acc_units, rows, entry),
+        )
+
+    def take(self, keep: IntArray | BoolArray) -> AcceleratorDetail:
+        return AcceleratorDetail(
+            self.count[keep], self.watts[keep], self.price[keep], self.units[keep]
+        )
+
+
 def node_share(
-    index: FleetIndex, rows: IntArray, view: WorkloadView, entry: IntArray, accelerators: int
+    index: FleetIndex, rows: IntArray, view: WorkloadView, acc: AcceleratorDetail, accelerators: int
 ) -> FloatArray:
     """Dominant share of one node a replica takes: max of its cpu, memory, accelerator fractions."""
     share = np.maximum(view.cpu / index.row_cpu[rows], view.memory / index.row_memory[rows])
     if accelerators:
-        per_node = index.take_entry(index.row_acc_count, rows, entry)
         with np.errstate(divide="ignore"):
-            share = np.maximum(share, np.where(per_node > 0, accelerators / per_node, 1.0))
+            share = np.maximum(share, np.where(acc.count > 0, accelerators / acc.count, 1.0))
     return np.asarray(np.minimum(share, 1.0), dtype=np.float64)
 
 
@@ -69,29 +93,23 @@ def replica_rates(
     view: WorkloadView,
     profile: ProfileView,
     rows: IntArray,
-    entry: IntArray,
+    acc: AcceleratorDetail,
 ) -> ReplicaRates:
     accelerators = view.accelerators_per_replica(profile)
     sites = index.row_site[rows]
     opex = (
         view.cpu * index.site_cpu_hour[sites]
         + view.memory / GIB * index.site_memory_gib_hour[sites]
-        + accelerators * index.take_entry(index.row_acc_price, rows, entry)
+        + accelerators * acc.price
     )
-    units = (
-        view.cpu
-        + view.memory / GIB * MEMORY_UNITS_PER_GIB
-        + accelerators * index.take_entry(index.row_acc_units, rows, entry)
-    )
+    units = view.cpu + view.memory / GIB * MEMORY_UNITS_PER_GIB + accelerators * acc.units
     compute = (opex + units * index.site_capex_unit_hour[sites]) * HOURS_PER_MONTH
 
-    share = node_share(index, rows, view, entry, accelerators)
+    share = node_share(index, rows, view, acc, accelerators)
     price_kwh = index.site_energy_price[sites]
     per_watt_month = HOURS_PER_MONTH / 1000.0 * price_kwh
     idle_watts = share * index.row_node_watts[rows]
-    busy_watts = (
-        accelerators * index.take_entry(index.row_acc_watts, rows, entry) + profile.spec.power
-    )
+    busy_watts = accelerators * acc.watts + profile.spec.power
     energy_request = profile.spec.energy_per_request / JOULES_PER_KWH * price_kwh
     return ReplicaRates(
         compute=np.asarray(compute, dtype=np.float64),

@@ -40,7 +40,7 @@ from fleetplane.model.units import format_duration, format_size
 from fleetplane.model.workload import PERCENTILES
 from fleetplane.placement._internal import prediction
 from fleetplane.placement._internal.candidates import Candidates, concat_rates
-from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.context import PlanContext, StaticRows
 from fleetplane.placement._internal.cost import ReplicaRates, model_distribution, replica_rates
 from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
 from fleetplane.placement._internal.hardware import check_pool
@@ -254,8 +254,7 @@ class ProfileRows:
     """
 
     profile: ProfileView
-    rows: IntArray
-    entry: IntArray
+    hw: StaticRows
     storage: FloatArray
     source_ok: BoolArray  # (sources × rows); latency is checked afterwards (resolve_latency)
     rtt_mu: FloatArray
@@ -263,6 +262,10 @@ class ProfileRows:
     loss: FloatArray
     price: FloatArray  # money per GB from each source to each row
     parts: prediction.Parts | None = None
+
+    @property
+    def rows(self) -> IntArray:
+        return self.hw.rows
 
 
 @dataclass
@@ -284,10 +287,11 @@ def _signature_rows(
 
 
 def _sized_rows(
-    ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, entry: IntArray
+    ctx: PlanContext, view: WorkloadView, profile: ProfileView, hw: StaticRows
 ) -> BoolArray:
     """Capacity, power, deadline, model reachability: the stages that read the workload size."""
     index = ctx.index
+    rows = hw.rows
     keep = (view.cpu <= index.row_cpu[rows] * (1.0 + 1e-9)) & (
         view.memory <= index.row_memory[rows]
     )
@@ -296,10 +300,9 @@ def _sized_rows(
         accelerators = view.accelerators_per_replica(profile)
         share = np.maximum(view.cpu / index.row_cpu[rows], view.memory / index.row_memory[rows])
         if accelerators:
-            per_node = index.take_entry(index.row_acc_count, rows, entry)
-            share = np.maximum(share, accelerators / np.maximum(per_node, 1.0))
+            share = np.maximum(share, accelerators / np.maximum(hw.acc.count, 1.0))
         watts = np.minimum(share, 1.0) * index.row_node_watts[rows] + profile.spec.power
-        watts = watts + accelerators * index.take_entry(index.row_acc_watts, rows, entry)
+        watts = watts + accelerators * hw.acc.watts
         keep &= watts <= budget * (1.0 + 1e-9)
     deadline = view.workload.spec.slo.deadline
     runtime = profile.spec.runtime
@@ -323,43 +326,34 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
     networks = [ctx.network.source(s.site) for s in view.sources]
     zones = np.array([s.zone for s in view.sources], dtype=np.int64)
     for profile in view.profiles:
-        rows, entry = ctx.static_rows(
-            view, profile, functools.partial(_signature_rows, ctx, view, profile)
-        )
-        if not rows.size:
+        hw = ctx.static_rows(view, profile, functools.partial(_signature_rows, ctx, view, profile))
+        if not hw.rows.size:
             continue
-        keep = _sized_rows(ctx, view, profile, rows, entry)
-        rows, entry = rows[keep], entry[keep]
-        if not rows.size:
+        hw = hw.take(_sized_rows(ctx, view, profile, hw))
+        if not hw.rows.size:
             continue
-        sites = ctx.index.row_site[rows]
-        shape = (n_src, rows.size)
+        sites = ctx.index.row_site[hw.rows]
         if n_src:
             source_ok = np.vstack([net.reachable[sites] for net in networks])
-            source_ok &= ctx.row_zone[rows][None, :] == zones[:, None]
+            source_ok &= ctx.row_zone[hw.rows][None, :] == zones[:, None]
             alive = source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0)
-            rows, entry, sites, source_ok = (
-                rows[alive],
-                entry[alive],
-                sites[alive],
-                source_ok[:, alive],
-            )
-            if not rows.size:
+            if not alive.all():
+                hw, sites, source_ok = hw.take(alive), sites[alive], source_ok[:, alive]
+            if not hw.rows.size:
                 continue
-            shape = (n_src, rows.size)
             mu = np.vstack([net.rtt_mu[sites] for net in networks])
             sigma = np.vstack([net.rtt_sigma[sites] for net in networks])
             loss = np.vstack([net.loss[sites] for net in networks])
             price = np.vstack([net.price[sites] for net in networks])
         else:
+            shape = (0, hw.rows.size)
             source_ok = np.zeros(shape, dtype=bool)
             mu = sigma = loss = price = np.zeros(shape)
         entry_rows = ProfileRows(
             profile,
-            rows,
-            entry,
-            storage_latency(ctx, view, rows),
-            source_ok,
+            hw,
+            storage_latency(ctx, view, hw.rows),
+            np.ascontiguousarray(source_ok),
             mu,
             sigma,
             loss,
@@ -431,9 +425,16 @@ def resolve_latency(batch: list[Screened]) -> None:
 
 def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
     """Mark (entry, flat index) pairs infeasible; indices are row-major over (sources × rows)."""
-    for k, i in zip(who.tolist(), where.tolist(), strict=True):
-        entry = entries[k]
-        entry.source_ok[divmod(i, entry.rows.size)] = False
+    if not who.size:
+        return
+    order = np.argsort(who, kind="stable")
+    who, where = who[order], where[order]
+    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+    ends = np.r_[starts[1:], who.size]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        entry = entries[int(who[start])]
+        source, row = np.divmod(where[start:end], entry.rows.size)
+        entry.source_ok[source, row] = False
 
 
 def _gather(entries: list[ProfileRows], who: IntArray, where: IntArray) -> prediction.Parts:
@@ -518,7 +519,8 @@ class _Piece:
 
 def _price(ctx: PlanContext, view: WorkloadView, entry: ProfileRows, keep: IntArray) -> _Piece:
     index = ctx.index
-    rows = entry.rows[keep]
+    hw = entry.hw.take(keep)
+    rows = hw.rows
     sites = index.row_site[rows]
     source_ok = entry.source_ok[:, keep]
     monthly_gb = np.array([s.monthly_bytes / 1e9 for s in view.sources])
@@ -529,9 +531,9 @@ def _price(ctx: PlanContext, view: WorkloadView, entry: ProfileRows, keep: IntAr
     return _Piece(
         profile=entry.profile,
         rows=rows,
-        entry=entry.entry[keep],
+        entry=hw.entry,
         storage=entry.storage[keep],
-        rates=replica_rates(index, view, entry.profile, rows, entry.entry[keep]),
+        rates=replica_rates(index, view, entry.profile, rows, hw.acc),
         model_cost=model_distribution(view, ctx.network.hub_price(), sites),
         penalty=penalty,
         source_ok=source_ok,

@@ -8,7 +8,7 @@ input error naming the workload field, and comparing versions is exact
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -31,15 +31,18 @@ class RuntimeRequirement:
     runtime_name: str | None
     runtime_versions: SpecifierSet | None
     drivers: tuple[tuple[str, SpecifierSet], ...]
+    # Rendering specifiers is slow and a workload's requirement is looked up
+    # for every profile and stage, so the hashable form is made once.
+    key: tuple[object, ...] = field(init=False, compare=False)
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (
+    def __post_init__(self) -> None:
+        key = (
             self.arches,
             self.runtime_name,
             str(self.runtime_versions) if self.runtime_versions is not None else None,
             tuple((name, str(spec)) for name, spec in self.drivers),
         )
+        object.__setattr__(self, "key", key)
 
 
 def _specifier(text: str, workload: str, field: str, fleet: Fleet) -> SpecifierSet:

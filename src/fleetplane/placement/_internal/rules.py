@@ -340,6 +340,19 @@ class RuleEvaluator:
     ) -> BoolArray:
         return self.evaluate(rule.when, view, profile, rows)
 
+    def _skips(
+        self, rule: CompiledRule, view: WorkloadView, profile: ProfileView, row: int
+    ) -> bool:
+        """True when the rule's ``when`` reads only the workload and is false for it.
+
+        The common case ("when: workload.class == 'training'"): one cached
+        value decides for every row, so the rule costs nothing for the rest.
+        """
+        when = rule.when
+        if when.reads("site") or when.reads("pool") or not self.cache_enabled:
+            return False
+        return not bool(self.evaluate(when, view, profile, np.array([row], dtype=np.int64))[0])
+
     def require(
         self, view: WorkloadView, profile: ProfileView, rows: IntArray
     ) -> tuple[BoolArray, IntArray]:
@@ -350,6 +363,8 @@ class RuleEvaluator:
             live = np.flatnonzero(ok)
             if not len(live):
                 break
+            if self._skips(rule, view, profile, int(rows[0])):
+                continue
             applies = self._applies(rule, view, profile, rows[live])
             check = live[applies]
             if not len(check):
@@ -364,6 +379,8 @@ class RuleEvaluator:
         """Money per month added at each row by prefer rules that apply but do not hold."""
         total = np.zeros(len(rows), dtype=np.float64)
         for rule in self.policy.prefers:
+            if not len(rows) or self._skips(rule, view, profile, int(rows[0])):
+                continue
             applies = self._applies(rule, view, profile, rows)
             check = np.flatnonzero(applies)
             if not len(check):
