@@ -336,7 +336,9 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
         if n_src:
             source_ok = np.vstack([net.reachable[sites] for net in networks])
             source_ok &= ctx.row_zone[hw.rows][None, :] == zones[:, None]
-            alive = source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0)
+            alive = np.asarray(
+                source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0), dtype=bool
+            )
             if not alive.all():
                 hw, sites, source_ok = hw.take(alive), sites[alive], source_ok[:, alive]
             if not hw.rows.size:
@@ -398,10 +400,10 @@ def resolve_latency(batch: list[Screened]) -> None:
     limits: list[FloatArray] = []
     for k, entry in enumerate(entries):
         live = np.flatnonzero(entry.source_ok.reshape(-1))
-        for q, target in targets_of[id(entry)]:
+        for level, target in targets_of[id(entry)]:
             owner.append(np.full(live.size, k, dtype=np.int64))
             flat.append(live)
-            levels.append(np.full(live.size, q))
+            levels.append(np.full(live.size, level))
             limits.append(np.full(live.size, target))
     if not owner:
         return
