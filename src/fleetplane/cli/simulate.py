@@ -244,6 +244,7 @@ def _progress() -> Iterator[Callable[[float, float], None]]:
         TimeElapsedColumn(),
         console=stderr,
         transient=True,
+        disable=not stderr.is_terminal,
     ) as bar:
         task = bar.add_task("simulate", total=1.0)
 

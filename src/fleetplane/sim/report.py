@@ -296,7 +296,10 @@ def _cdf_figure(result: SimulationResult) -> str:
 
 def _shade_faults(axes: Any, result: SimulationResult, scale: float) -> None:
     for fault in result.faults:
-        axes.axvspan(fault.start / scale, fault.end / scale, color="#d62728", alpha=0.12)
+        if fault.start >= result.duration:
+            continue
+        end = min(fault.end, result.duration)
+        axes.axvspan(fault.start / scale, end / scale, color="#d62728", alpha=0.12)
         axes.text(
             fault.start / scale, 1.0, f" {fault.type} {fault.target}",
             transform=axes.get_xaxis_transform(), fontsize="x-small", va="top",
@@ -334,13 +337,18 @@ def _heatmap_figure(result: SimulationResult) -> str:
         return _svg(figure)
     grid = np.array([series[s] for s in busiest])
     end = (result.series.starts[-1] + result.series.bucket) / 60 if result.series.starts else 1
+    # Scale to the busiest cell (at least 10%) so lightly used fleets still show contrast.
+    top = max(0.1, math.ceil(float(grid.max(initial=0.0)) * 10) / 10)
     image = axes.imshow(
-        grid, aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis",
+        grid, aspect="auto", vmin=0.0, vmax=top, cmap="viridis",
         extent=(0.0, end, len(busiest) - 0.5, -0.5), interpolation="nearest",
     )  # fmt: skip
     axes.set_yticks(range(len(busiest)), labels=busiest, fontsize="x-small")
-    axes.set_xlabel("minutes")
-    _shade_faults(axes, result, 60.0)
+    axes.set_xlabel("minutes (dashed: fault windows)")
+    for fault in result.faults:
+        for edge in (fault.start, fault.end):
+            if edge <= result.duration:
+                axes.axvline(edge / 60, color="white", linestyle="--", linewidth=1)
     figure.colorbar(image, ax=axes, label="utilisation")
     if len(series) > len(busiest):
         axes.set_title(f"the {len(busiest)} busiest of {len(series)} sites", fontsize="small")
