@@ -229,10 +229,15 @@ class Run:
     ci: tuple[float, float]
     requests: int
     wall: float
+    cpu: float
 
     @property
     def rate(self) -> float:
         return self.requests / self.wall
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.requests / self.cpu
 
 
 def baseline(per_replication: int, replications: int) -> tuple[float, Run, Run]:
@@ -243,7 +248,7 @@ def baseline(per_replication: int, replications: int) -> tuple[float, Run, Run]:
 
     servers, rho, mean = 4, 0.8, 0.010
     lam, mu = rho * servers / mean, 1 / mean
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     simpy_means = []
     for r in range(replications):
         waits = simpy_mmc(lam, mu, servers, per_replication, seed=r)
@@ -253,16 +258,18 @@ def baseline(per_replication: int, replications: int) -> tuple[float, Run, Run]:
         ci99(simpy_means),
         per_replication * replications,
         time.perf_counter() - wall,
+        time.process_time() - cpu,
     )
     fleet = load_documents(MMC_FLEET.format(rate=lam, servers=servers), "mmc.yaml")
     duration = per_replication / lam
     spec = scenario(
         "mmc", duration, warmup=f"{duration / 100:.3f}s", timeout="1d", replications=replications
     )
-    result, ours_wall, _ = timed(lambda: simulate(fleet, fleet.placements["p"], spec), 1)
+    result, ours_wall, ours_cpu = timed(lambda: simulate(fleet, fleet.placements["p"], spec), 1)
     w = result.workload("w")
     assert w.wait.mean is not None and w.ci99 is not None
-    ours = Run(w.wait.mean, w.ci99["waitMean"], result.run.simulated_requests, ours_wall)
+    requests = result.run.simulated_requests
+    ours = Run(w.wait.mean, w.ci99["waitMean"], requests, ours_wall, ours_cpu)
     return mmc_mean_wait(lam, mu, servers), ours, simpy
 
 
@@ -326,14 +333,16 @@ def print_baseline(theory: float, ours: Run, simpy: Run, size: int, reps: int) -
         print(
             f"  {label:<10} mean wait {1000 * run.mean_wait:.4f} ms, "
             f"99% CI [{1000 * low:.4f}, {1000 * high:.4f}] ms, "
-            f"{run.requests:,} requests in {run.wall:.2f}s = {run.rate:,.0f} requests/s"
+            f"{run.requests:,} requests in {run.wall:.2f}s = {run.rate:,.0f} requests/s "
+            f"({run.cpu_rate:,.0f} per CPU second)"
         )
     half = math.hypot((ours.ci[1] - ours.ci[0]) / 2, (simpy.ci[1] - simpy.ci[0]) / 2)
     agree = abs(ours.mean_wait - simpy.mean_wait) <= half
     inside = all(run.ci[0] <= theory <= run.ci[1] for run in (ours, simpy))
     ratio = ours.rate / simpy.rate
     print(
-        f"  speed ratio {ratio:,.0f}x; the two means agree within their CIs: {agree}; "
+        f"  speed ratio {ratio:,.0f}x ({ours.cpu_rate / simpy.cpu_rate:,.0f}x per CPU second); "
+        f"the two means agree within their CIs: {agree}; "
         f"Erlang C inside both CIs: {inside}"
     )
     return ratio
