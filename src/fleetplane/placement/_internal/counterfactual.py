@@ -79,19 +79,16 @@ class Planner:
     seed: int = 0
     time_limit: float = 30.0
 
-    def runs_on(self, fleet: Fleet, workload: str, site: str) -> bool:
-        result = run(
-            fleet, self.policy, solver=self.solver, seed=self.seed, time_limit=self.time_limit
-        )
-        placed = [w for w in result.placement.spec.workloads if w.workload == workload]
-        return bool(placed) and any(a.site == site for a in placed[0].assignments)
-
     def sites_of(self, fleet: Fleet, workload: str) -> list[str]:
+        """Re-plan ``fleet``: the sites ``workload`` runs on (none when unplaceable)."""
         result = run(
             fleet, self.policy, solver=self.solver, seed=self.seed, time_limit=self.time_limit
         )
         placed = [w for w in result.placement.spec.workloads if w.workload == workload]
         return [a.site for a in placed[0].assignments] if placed else []
+
+    def runs_on(self, fleet: Fleet, workload: str, site: str) -> bool:
+        return site in self.sites_of(fleet, workload)
 
 
 # -- ranking -------------------------------------------------------------------------------
