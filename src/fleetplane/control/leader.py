@@ -25,7 +25,7 @@ from prometheus_client import Gauge
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fleetplane.control.controllers.tables import LeaseRow, ensure_tables
+from fleetplane.control.controllers.tables import LeaseRow
 from fleetplane.control.plane import Controller, ControlPlane
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,6 @@ class LeaderElected:
         return {"holder": self.holder, "leader": self.is_leader, "leaseTtl": self.ttl}
 
     async def run(self, plane: ControlPlane) -> None:
-        await asyncio.to_thread(ensure_tables, plane.engine)
         lease = Lease(plane.engine, self.holder, self.ttl)
         _expose(plane, self)
         tasks: list[asyncio.Task[None]] = []
@@ -163,13 +162,31 @@ def _expose(plane: ControlPlane, elected: LeaderElected) -> None:
     setattr(plane, "leadership", elected)  # noqa: B010 - read by /readyz; ControlPlane has no slot
 
 
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
 async def _supervise(controller: Controller, plane: ControlPlane) -> None:
-    try:
-        await controller.run(plane)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("controller %s stopped with an error", controller.name)
+    """Run a controller while leading; restart it after a crash (a leader must keep planning).
+
+    A crash is usually the database failing a transaction; waiting a little
+    longer after each one keeps a persistent fault from spinning.
+    """
+    crashes = 0
+    while True:
+        try:
+            await controller.run(plane)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            delay = RESTART_DELAYS[min(crashes, len(RESTART_DELAYS) - 1)]
+            crashes += 1
+            log.exception(
+                "controller %s stopped with an error; restarting it in %.0f s",
+                controller.name,
+                delay,
+            )
+            await asyncio.sleep(delay)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

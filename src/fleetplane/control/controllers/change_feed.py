@@ -17,8 +17,15 @@ class ChangeFeed:
     agents write their status every few seconds, and that is no reason to plan.
     """
 
-    def __init__(self, plane: ControlPlane, kinds: Sequence[str], idle: float = 30.0) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        kinds: Sequence[str],
+        idle: float = 30.0,
+        batch_size: int = 5_000,
+    ) -> None:
         self.plane = plane
+        self.batch_size = batch_size
         self.kinds = tuple(kinds)
         self.idle = idle
         self._seen = 0
@@ -39,20 +46,25 @@ class ChangeFeed:
         return await asyncio.to_thread(self._read)
 
     def _read(self) -> bool:
+        # One read of the whole log per round, never one per kind: each read is
+        # its own snapshot, so a commit landing between two per-kind reads would
+        # move ``through`` past events of the kinds already read, and that
+        # change would never be planned.
         relevant = False
-        latest = self._seen
-        for kind in self.kinds:
+        while True:
             try:
-                batch = self.plane.store.events_since(self._seen, kind=kind, limit=1_000_000)
+                batch = self.plane.store.events_since(self._seen, limit=self.batch_size)
             except Expired:
-                relevant = True
-                latest = max(latest, self.plane.store.current_version())
-                continue
-            latest = max(latest, batch.through)
+                self._seen = self.plane.store.current_version()
+                resources, _ = self.plane.store.list_resources("Site")
+                self._sites = {r.name: _site_key(r.to_document()) for r in resources}
+                return True
             for event in batch.events:
-                relevant |= self._matters(event.type, event.kind, event.name, event.object)
-        self._seen = latest
-        return relevant
+                if event.kind in self.kinds:
+                    relevant |= self._matters(event.type, event.kind, event.name, event.object)
+            self._seen = max(self._seen, batch.through)
+            if len(batch.events) < self.batch_size:
+                return relevant
 
     def _matters(self, type_: str, kind: str, name: str, document: dict[str, Any]) -> bool:
         if kind != "Site":
