@@ -43,6 +43,7 @@ def _register() -> None:
         resources,
         serve,
         simulate,
+        site,
         token,
         validate,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from types import FrameType
@@ -12,6 +13,7 @@ import uvicorn
 
 from fleetplane.cli.main import app
 from fleetplane.cli.output import user_errors
+from fleetplane.control.controllers.settings import ControllerSettings
 from fleetplane.control.settings import (
     AUDIT_KEY_ENV,
     DEFAULT_DATABASE,
@@ -33,15 +35,39 @@ DATABASE_ENV = "FLEETPLANE_DATABASE"
 class _Server(uvicorn.Server):
     """Ends open watches when asked to stop, so shutdown does not wait for them."""
 
-    def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
+    def __init__(
+        self, config: uvicorn.Config, plane: ControlPlane, agent_port: uvicorn.Server | None
+    ) -> None:
         super().__init__(config)
         self.plane = plane
+        self.agent_port = agent_port
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         loop = self.plane.notifier.loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.plane.notifier.close)
+        if self.agent_port is not None:
+            self.agent_port.handle_exit(sig, frame)
         super().handle_exit(sig, frame)
+
+
+async def _serve_both(human: _Server, agent_port: uvicorn.Server | None) -> None:
+    """The human API, then (once its lifespan has opened the store) the agent port, in one loop."""
+    task = asyncio.create_task(human.serve(), name="human-api")
+    if agent_port is None:
+        await task
+        return
+    # The agent app shares the human app's notifier, which its lifespan binds to this loop.
+    while not human.started and not task.done():
+        await asyncio.sleep(0.05)  # polling for the other server's startup, not a race
+    if task.done():
+        await task
+        return
+    agent_task = asyncio.create_task(agent_port.serve(), name="agent-port")
+    await asyncio.wait({task, agent_task}, return_when=asyncio.FIRST_COMPLETED)
+    # One server failing to run (e.g. its port is taken) stops the other too.
+    human.should_exit = agent_port.should_exit = True
+    await asyncio.gather(task, agent_task)
 
 
 @app.command()
@@ -98,13 +124,51 @@ def serve(
     write_burst: int = typer.Option(
         Limits.write_burst, "--write-burst", min=1, help="Writes at once per identity."
     ),
+    agent_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--agent-listen",
+            help="HOST:PORT of the agent port (mTLS, e.g. 127.0.0.1:8443); off when not given.",
+        ),
+    ] = None,
+    ca_dir: Annotated[
+        Path,
+        typer.Option(
+            "--ca-dir",
+            help="Directory of the fleet CA (ca.crt, ca.key; created on first start) that "
+            "issues agent certificates and the agent port's certificate.",
+        ),
+    ] = Path("fleetplane-ca"),
+    lease_ttl: float = typer.Option(
+        ControllerSettings.lease_ttl,
+        "--lease-ttl",
+        min=1.0,
+        help="Seconds of the controllers' leader lease: a standby replica takes over within it.",
+    ),
+    heartbeat_timeout: float = typer.Option(
+        ControllerSettings.heartbeat_timeout,
+        "--heartbeat-timeout",
+        min=1.0,
+        help="Seconds without a heartbeat before a site is marked Unreachable.",
+    ),
+    lost_after: Annotated[
+        float | None,
+        typer.Option(
+            "--lost-after",
+            min=0.0,
+            help="Seconds a site may stay Unreachable before it is declared Lost and its "
+            "workloads move (default: never; an operator runs `fleetplane site lost`).",
+        ),
+    ] = None,
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
-    """Run the control plane API (resources, apply, watch, tokens, audit) on --listen."""
+    """Run the control plane: API on --listen, controllers, agent port on --agent-listen."""
     from fleetplane.control.app import create_app
+    from fleetplane.control.controllers import build_controllers
 
     if (tls_cert is None) != (tls_key is None):
         raise ValidationError("give both --tls-cert and --tls-key, or neither")
+    agent_address = _agent_address(agent_listen) if agent_listen is not None else None
     settings = Settings(
         database_url=database,
         listen=Listen.parse(listen),
@@ -120,7 +184,15 @@ def serve(
         logging.getLogger("fleetplane").warning(
             "listening on %s without TLS: API tokens will be refused", settings.listen
         )
-    api = create_app(settings)
+    controller_settings = ControllerSettings(
+        lease_ttl=lease_ttl, heartbeat_timeout=heartbeat_timeout, lost_after=lost_after
+    )
+    api = create_app(settings, controllers=build_controllers(controller_settings))
+    agent_port = (
+        _agent_port(api.state.plane, agent_address, ca_dir, log_level.lower())
+        if agent_address is not None
+        else None
+    )
     config = uvicorn.Config(
         api,
         host=settings.listen.host,
@@ -131,4 +203,28 @@ def serve(
         # Watches are long-lived: a shutdown should not wait for them forever.
         timeout_graceful_shutdown=5,
     )
-    _Server(config, api.state.plane).run()
+    human = _Server(config, api.state.plane, agent_port)
+    asyncio.run(_serve_both(human, agent_port))
+
+
+def _agent_address(text: str) -> Listen:
+    try:
+        return Listen.parse(text)
+    except ValidationError:
+        raise ValidationError(
+            f"--agent-listen {text!r} must be HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:8443"
+        ) from None
+
+
+def _agent_port(
+    plane: ControlPlane, listen: Listen, ca_dir: Path, log_level: str
+) -> uvicorn.Server:
+    from fleetplane.control.agent_api.app import create_agent_app
+    from fleetplane.control.agent_api.serving import agent_port_server, load_or_create_ca
+
+    ca = load_or_create_ca(ca_dir, plane.settings.fleet_name)
+    app = create_agent_app(plane, ca)
+    logging.getLogger("fleetplane").info(
+        "agent port on %s (fleet CA in %s; agents trust %s)", listen, ca_dir, ca_dir / "ca.crt"
+    )
+    return agent_port_server(app, listen, ca, ca_dir, log_level=log_level)

@@ -46,6 +46,11 @@ def create_agent_app(
     app.state.heartbeats = heartbeat.HeartbeatBatcher(plane)
     plane.referenced = _referenced(plane)
     install_handlers(app)
+
+    @app.get("/healthz", summary="The agent port is up (no certificate needed)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
     app.include_router(enrolment.router)
     # Before the generic routes: these answer the same paths with agent semantics.
     app.include_router(desired.router)

@@ -43,7 +43,12 @@ async def readyz(request: Request) -> Response:
             ),
             status_code=503,
         )
-    return JSONResponse({"status": "ready", "resourceVersion": str(plane.notifier.version)})
+    body: dict[str, Any] = {"status": "ready", "resourceVersion": str(plane.notifier.version)}
+    # Set by the controllers' leader election when it runs in this server.
+    leadership = getattr(plane, "leadership", None)
+    if leadership is not None:
+        body["controllers"] = leadership.details()
+    return JSONResponse(body)
 
 
 @router.get("/metrics", summary="Prometheus metrics of this server", response_model=None)

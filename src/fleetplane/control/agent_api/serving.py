@@ -1,0 +1,121 @@
+"""Serving the agent port next to the human API: the fleet CA, the port's certificate, uvicorn.
+
+``fleetplane serve --agent-listen HOST:PORT --ca-dir DIR`` keeps the fleet CA
+in DIR (``ca.crt``, ``ca.key`` 0600; created on first start) and issues the
+port a fresh server certificate from it on every start, so agents need only
+``ca.crt`` to trust the port. The port speaks TLS with optional client
+certificates (enrolment happens before an agent has one) through
+:class:`~fleetplane.control.mtls.PeerCertificateProtocol`, which hands the
+verified peer certificate to the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from fleetplane.control.agent_api.app import agent_ssl_context
+from fleetplane.control.mtls import PeerCertificateProtocol
+from fleetplane.control.settings import Listen
+from fleetplane.errors import Problem, ValidationError
+from fleetplane.security.ca import CA_CERT_FILE, CA_KEY_FILE, CertificateAuthority, certificate_pem
+from fleetplane.security.keys import generate_private_key, private_key_pem
+
+PORT_CERT_FILE = "agent-port.crt"
+PORT_KEY_FILE = "agent-port.key"
+
+
+def load_or_create_ca(directory: Path, fleet: str) -> CertificateAuthority:
+    """The fleet CA kept in ``directory``; a new one (saved there) when it holds none yet."""
+    if (directory / CA_CERT_FILE).exists() or (directory / CA_KEY_FILE).exists():
+        ca = CertificateAuthority.load(directory)
+        if ca.fleet != fleet:
+            raise ValidationError(
+                Problem(
+                    f"the CA in {directory} belongs to fleet {ca.fleet!r}, not {fleet!r}",
+                    field_path="--fleet",
+                    hint=f"run with --fleet {ca.fleet}, or point --ca-dir at this fleet's CA",
+                )
+            )
+        return ca
+    ca = CertificateAuthority.create(fleet)
+    ca.save(directory)
+    return ca
+
+
+def _subject_names(host: str) -> tuple[list[str], list[str]]:
+    """DNS names and IP addresses the port's certificate must carry for ``host``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return [host, "localhost"], ["127.0.0.1"]
+    if address.is_unspecified:
+        # Listening everywhere: agents may dial any of the machine's names.
+        return [socket.gethostname(), "localhost"], ["127.0.0.1", "::1"]
+    return ["localhost"], sorted({str(address), "127.0.0.1"})
+
+
+def issue_port_certificate(
+    ca: CertificateAuthority, directory: Path, host: str
+) -> tuple[Path, Path]:
+    """Write a fresh certificate and key for the agent port into ``directory``; their paths."""
+    key = generate_private_key()
+    dns_names, ip_addresses = _subject_names(host)
+    certificate = ca.issue_server_certificate(
+        key.public_key(), dns_names=dns_names, ip_addresses=ip_addresses
+    )
+    cert_file, key_file = directory / PORT_CERT_FILE, directory / PORT_KEY_FILE
+    cert_file.write_bytes(certificate_pem(certificate))
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(private_key_pem(key))
+    os.chmod(key_file, 0o600)
+    return cert_file, key_file
+
+
+class AgentPortServer(uvicorn.Server):
+    """The agent port's uvicorn server; it leaves signals to the human API's server.
+
+    Two servers in one process must not both install signal handlers (the
+    second would replace the first's): the human server's handler stops both.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def agent_port_server(
+    app: Any,
+    listen: Listen,
+    ca: CertificateAuthority,
+    directory: Path,
+    *,
+    log_level: str = "info",
+) -> AgentPortServer:
+    cert_file, key_file = issue_port_certificate(ca, directory, listen.host)
+    config = uvicorn.Config(
+        app,
+        host=listen.host,
+        port=listen.port,
+        http=PeerCertificateProtocol,
+        ssl_certfile=str(cert_file),
+        ssl_keyfile=str(key_file),
+        log_level=log_level,
+        # The human API's lifespan opens and closes the store both apps share.
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
+    config.load()
+    # uvicorn builds its context from paths; ours also verifies client
+    # certificates against the fleet CA, strictly, when one is presented.
+    config.ssl = agent_ssl_context(cert_file, key_file, ca)
+    return AgentPortServer(config)
+
