@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
+from fleetplane.control.controllers.tables import ControlBase
 from fleetplane.control.store import migrate
 from fleetplane.control.store.database import create_store_engine
 from fleetplane.control.store.repository import Desired, Store
@@ -64,7 +65,9 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
     try:
         migrate.upgrade(engine)
         with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            differences = compare_metadata(
+                MigrationContext.configure(connection), [Base.metadata, ControlBase.metadata]
+            )
         assert differences == []
     finally:
         engine.dispose()

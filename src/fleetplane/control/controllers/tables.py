@@ -1,9 +1,9 @@
 """Tables of the controllers and the agent port: leases, site revisions, agent credentials.
 
-They live in their own metadata, created idempotently by the server that
-needs them (under the store's write lock, so replicas starting together do
-not race on ``CREATE TABLE``), because they hold coordination and history,
-not resources: backups and the resource migrations need not know them.
+They live in their own metadata (they hold coordination and history, not
+resources) and are created by Alembic revision 0003 like every other table
+of the store. Site revisions and agent credentials are part of backups; the
+lease is not.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class RenewalCredentialRow(ControlBase):
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create the tables above when missing; safe to call from every replica at once."""
+    """Create the tables above when missing (stores built without migrations, e.g. in tests).
+
+    Safe to call from every replica at once: it runs under the store's write lock.
+    """
     with write_transaction(engine) as connection:
         ControlBase.metadata.create_all(connection, checkfirst=True)

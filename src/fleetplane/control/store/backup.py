@@ -5,6 +5,12 @@ store really was in. Watch events are not kept: after a restore every
 version up to the backup's counts as compacted, and watchers relist.
 Secrets stay sealed (the same key is needed after restore) and tokens stay
 hashed — a backup holds no plain-text credential.
+
+The agent port's tables go along: site desired-state revisions (agents that
+reconnect after a restore still get the revisions they missed, in order)
+and bootstrap tokens and renewal credentials (hashes; agents re-enrol after
+a restore as they would before). The controllers' lease does not: it names
+a process of the old store's server.
 """
 
 from __future__ import annotations
@@ -30,12 +36,30 @@ from fleetplane.security.canonical import digest
 from fleetplane.security.keyring import Keyring
 
 FORMAT = "fleetplane-backup/v1"
-_TABLES: dict[str, Table] = {"resources": RESOURCES, "tokens": TOKENS, "audit": AUDIT}
-_ORDER: dict[str, Any] = {
-    "resources": (RESOURCES.c.kind, RESOURCES.c.name),
-    "tokens": (TOKENS.c.id,),
-    "audit": (AUDIT.c.seq,),
-}
+
+
+def _tables() -> dict[str, tuple[Table, tuple[Any, ...]]]:
+    """Backup key → (table, order of its rows)."""
+    # Imported here: the store package must not depend on the controllers' at import time.
+    from fleetplane.control.controllers.tables import (
+        BootstrapTokenRow,
+        RenewalCredentialRow,
+        SiteRevisionRow,
+    )
+
+    revisions = SiteRevisionRow.__table__
+    bootstrap = BootstrapTokenRow.__table__
+    renewal = RenewalCredentialRow.__table__
+    assert isinstance(revisions, Table) and isinstance(bootstrap, Table)
+    assert isinstance(renewal, Table)
+    return {
+        "resources": (RESOURCES, (RESOURCES.c.kind, RESOURCES.c.name)),
+        "tokens": (TOKENS, (TOKENS.c.id,)),
+        "audit": (AUDIT, (AUDIT.c.seq,)),
+        "siteRevisions": (revisions, (revisions.c.site, revisions.c.revision)),
+        "bootstrapTokens": (bootstrap, (bootstrap.c.token_id,)),
+        "renewalCredentials": (renewal, (renewal.c.credential_id,)),
+    }
 
 
 def snapshot(engine: Engine) -> dict[str, Any]:
@@ -43,9 +67,9 @@ def snapshot(engine: Engine) -> dict[str, Any]:
         version = _counter(connection, RESOURCE_VERSION)
         tables = {
             key: [dict(row._mapping) for row in connection.execute(
-                select(model).order_by(*_ORDER[key])
+                select(model).order_by(*order)
             )]
-            for key, model in _TABLES.items()
+            for key, (model, order) in _tables().items()
         }
     return {
         "format": FORMAT,
@@ -61,15 +85,16 @@ def restore(
     """Load ``backup`` into an empty store; counts of rows restored per table."""
     _check_format(backup)
     log = AuditLog(audit_keyring)
+    tables = {key: model for key, (model, _) in _tables().items()}
     with write_transaction(engine) as connection:
-        for key, model in _TABLES.items():
+        for key, model in tables.items():
             count = connection.execute(select(func.count()).select_from(model)).scalar_one()
             if count:
                 raise NotEmpty(
                     f"the store already holds {count} {key} rows; restore goes only into an "
                     "empty store (create a new database, run `fleetplane db upgrade`, restore)"
                 )
-        for key, model in _TABLES.items():
+        for key, model in tables.items():
             rows = backup[key]
             if rows:
                 connection.execute(insert(model), rows)
@@ -86,16 +111,16 @@ def restore(
                 kind="Store",
                 name="backup",
                 after_digest=digest(backup),
-                details={key: len(backup[key]) for key in _TABLES},
+                details={key: len(backup[key]) for key in tables},
             ),
         )
-    return {key: len(backup[key]) for key in _TABLES}
+    return {key: len(backup[key]) for key in tables}
 
 
 def _check_format(backup: Any) -> None:
     if not isinstance(backup, dict) or backup.get("format") != FORMAT:
         raise ValidationError(f"not a fleetplane backup (expected format {FORMAT!r})")
-    missing = [key for key in (*_TABLES, "resourceVersion") if key not in backup]
+    missing = [key for key in (*_tables(), "resourceVersion") if key not in backup]
     if missing:
         raise ValidationError(f"the backup lacks {', '.join(missing)}; it is truncated or edited")
     revision = backup.get("schemaRevision")
