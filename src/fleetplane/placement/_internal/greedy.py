@@ -130,7 +130,7 @@ class _Planner:
         self.weights = scorer.source_weight
         self.spread = needs_spread(cands)
         self.tasks = view.min_replicas
-        self.sites = int(np.unique(cands.site).size)
+        self.sites = len(set(cands.site.tolist()))
         self.evaluation: Evaluation | None = None
         self.failure = _Failure()
 

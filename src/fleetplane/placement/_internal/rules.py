@@ -209,6 +209,7 @@ class RuleEvaluator:
         self.stats = CacheStats()
         self._caches: dict[int, _ExpressionCache] = {}
         self._wkeys: dict[tuple[int, str, int], Any] = {}
+        self._skip: dict[tuple[int, str, int], bool] = {}
 
     # -- signatures ---------------------------------------------------------------------
 
@@ -351,7 +352,12 @@ class RuleEvaluator:
         when = rule.when
         if when.reads("site") or when.reads("pool") or not self.cache_enabled:
             return False
-        return not bool(self.evaluate(when, view, profile, np.array([row], dtype=np.int64))[0])
+        memo = (rule.index, view.name, profile.index)
+        skip = self._skip.get(memo)
+        if skip is None:
+            rows = np.array([row], dtype=np.int64)
+            skip = self._skip[memo] = not bool(self.evaluate(when, view, profile, rows)[0])
+        return skip
 
     def require(
         self, view: WorkloadView, profile: ProfileView, rows: IntArray
