@@ -11,7 +11,6 @@ outcome, so requests in = answered + timed out + dropped by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +31,7 @@ from fleetplane.sim.routing import (
     choose_by_weight,
     choose_least_loaded,
 )
-from fleetplane.sim.traffic import Intensity, intensity, poisson_arrivals, read_trace, replay_trace
+from fleetplane.sim.traffic import Intensity, intensity, poisson_arrivals, replay_trace
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -144,15 +143,6 @@ def prepare(model: SimModel, traces: dict[str, FloatArray] | None = None) -> Pre
         down_end=down_end,
         down_offsets=down_offsets,
     )
-
-
-def load_traces(model: SimModel, base: Path) -> dict[str, FloatArray]:
-    """Trace files of the scenario, read once (paths relative to ``base``)."""
-    out: dict[str, FloatArray] = {}
-    for traffic in model.scenario.spec.traffic:
-        if traffic.pattern == "trace" and traffic.trace is not None:
-            out[traffic.source] = read_trace(base / traffic.trace)
-    return out
 
 
 def _generators(seed: np.random.SeedSequence, n: int) -> list[np.random.Generator]:

@@ -138,5 +138,7 @@ def test_a_run_too_big_for_memory_is_refused_before_it_starts() -> None:
 
     fleet = sf.single_queue(0.5)  # 50 requests/s
     huge = sf.scenario(duration="7d")  # 30 M requests
-    with pytest.raises(SimulationError, match=r"about 30,2\d\d,\d\d\d requests.*shorten the duration"):
+    with pytest.raises(
+        SimulationError, match=r"about 30,2\d\d,\d\d\d requests.*shorten the duration"
+    ):
         simulate(fleet, sf.single_placement(), huge)
