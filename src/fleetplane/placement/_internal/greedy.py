@@ -194,8 +194,10 @@ class _Planner:
         cost = self.scorer.objective(sized, replicas[sized], shares, alpha)
         work = self._work(groups[:, sized])
         order = sized[np.lexsort((sized, cost / work))]
-        cost_of = dict(zip(sized.tolist(), cost.tolist(), strict=True))
-        work_of = dict(zip(sized.tolist(), work.tolist(), strict=True))
+        cost_of = np.full(cands.size, np.inf)
+        work_of = np.ones(cands.size)
+        cost_of[sized] = cost
+        work_of[sized] = work
         if not self.spread:
             return self._single(capacity, order, replicas, groups, cost_of, work_of)
         return self._paired(capacity, order, replicas, groups, cost_of, work_of, np.asarray(valid))
@@ -206,8 +208,8 @@ class _Planner:
         order: IntArray,
         replicas: IntArray,
         groups: BoolArray,
-        cost_of: dict[int, float],
-        work_of: dict[int, float],
+        cost_of: FloatArray,
+        work_of: FloatArray,
     ) -> tuple[Option | None, Option | None]:
         best: Option | None = None
         for c in order.tolist():
@@ -217,7 +219,7 @@ class _Planner:
             if not self._fits(capacity, c, n):
                 self.failure.capacity += 1
                 continue
-            option = Option(c, n, groups[:, c].copy(), cost_of[c], work_of[c])
+            option = Option(c, n, groups[:, c].copy(), float(cost_of[c]), float(work_of[c]))
             if best is None:
                 best = option
             else:
@@ -230,8 +232,8 @@ class _Planner:
         order: IntArray,
         replicas: IntArray,
         groups: BoolArray,
-        cost_of: dict[int, float],
-        work_of: dict[int, float],
+        cost_of: FloatArray,
+        work_of: FloatArray,
         valid: BoolArray,
     ) -> tuple[Option | None, Option | None]:
         site = self.cands.site
@@ -329,10 +331,9 @@ class _Planner:
             groups = np.ones((self.n_src, cands.size), dtype=bool)
             replicas = np.full(cands.size, remaining, dtype=np.int64)
             idx = np.arange(cands.size)
-            cost = self.scorer.objective(idx, replicas, groups * 0.5, 0.5)
-            order = idx[np.lexsort((idx, cost))]
-            cost_of = dict(zip(idx.tolist(), cost.tolist(), strict=True))
-            work_of = dict.fromkeys(idx.tolist(), float(remaining))
+            cost_of = self.scorer.objective(idx, replicas, groups * 0.5, 0.5)
+            order = idx[np.lexsort((idx, cost_of))]
+            work_of = np.full(cands.size, float(remaining))
             return self._paired(
                 capacity, order, replicas, groups, cost_of, work_of, np.ones(cands.size, dtype=bool)
             )
