@@ -722,15 +722,25 @@ def _stage_for_source(
 def latency_check(
     ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, source: int | None
 ) -> tuple[BoolArray, FloatArray]:
-    """Exact no-queue check per row (any source, or the given one) and the overshoot ratio."""
+    """No-queue check per row (any source, or the given one) and the overshoot ratio.
+
+    Bounds decide where they can — a row whose lower bound misses fails, with
+    that bound's overshoot (the real one is at least that); one whose upper
+    bound fits passes — and exact quantiles decide the rest.
+    """
     storage = storage_latency(ctx, view, rows)
     parts = latency_parts(ctx, view, profile, rows, storage)
     n_src = len(view.sources)
     usable = (source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)).ravel()
     worst = np.zeros(n_src * rows.size)
     for q, target in view.targets:
-        values = prediction.quantiles(np.full(parts.size, q), parts)
-        worst = np.maximum(worst, values / target)
+        levels = np.full(parts.size, q)
+        lower, upper = prediction.no_wait_bounds(levels, parts)
+        value = np.where(lower > target, lower, upper)
+        unsure = np.flatnonzero(usable & (lower <= target) & (upper > target))
+        if unsure.size:
+            value[unsure] = prediction.quantiles(levels[unsure], parts.take(unsure))
+        worst = np.maximum(worst, value / target)
     table = np.where(usable, worst, np.inf).reshape(n_src, rows.size)
     ratio = np.asarray(table[source] if source is not None else table.min(axis=0), dtype=np.float64)
     return ratio <= 1.0 + 1e-9, ratio
