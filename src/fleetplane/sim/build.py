@@ -261,9 +261,12 @@ class _Routing:
 
 def _add_streams(model: SimModel, routing: _Routing) -> None:
     fleet = model.fleet
+    by_workload: dict[int, list[int]] = {}
+    for i, assignment in enumerate(model.assignments):
+        by_workload.setdefault(assignment.workload, []).append(i)
     for w_index, sim_workload in enumerate(model.workloads):
         workload = sim_workload.workload
-        mine = [i for i, a in enumerate(model.assignments) if a.workload == w_index]
+        mine = by_workload.get(w_index, [])
         for demand in workload.spec.demand:
             source = fleet.data_sources.get(demand.source)
             if source is None:

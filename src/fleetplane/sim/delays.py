@@ -15,14 +15,13 @@ during the fault.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from fleetplane.latency.distributions import LogNormal
-from fleetplane.latency.network import LossDelay, loss_retransmit, path_one_way, round_trip
+from fleetplane.latency.distributions import LogNormal, lognormal_from_moments, lognormal_moments
+from fleetplane.latency.network import LossDelay, loss_retransmit
 from fleetplane.sim.build import SimModel
 from fleetplane.sim.faults import LinkEpochs
 
@@ -55,24 +54,17 @@ def build_delay_tables(model: SimModel, epochs: LinkEpochs) -> DelayTables:
     candidate_route = np.array(
         [c.route for s in model.streams for c in s.candidates], dtype=np.int64
     )
-    tables: dict[tuple[object, ...], int] = {}
     rows: list[LossDelay] = []
-    loss_row = np.full((epochs.factor.shape[0], candidate_route.shape[0]), NO_LOSS, np.int64)
+    route_row = np.full((epochs.factor.shape[0], len(model.routes)), NO_LOSS, np.int64)
+    seen: dict[tuple[float, float, float], int] = {}
     for e in range(epochs.factor.shape[0]):
-        link_loss = np.minimum(loss + epochs.extra_loss[e], 0.99)
-        for c, r in enumerate(candidate_route):
-            links = model.routes[r].links
-            keep = math.prod(1.0 - float(link_loss[i]) for i in links)
-            if keep >= 1.0:
-                continue
-            key = (r, *(float(epochs.factor[e, i]) for i in links), keep)
-            if key not in tables:
-                one_way = path_one_way(
-                    [LogNormal(mu[i] + math.log(epochs.factor[e, i]), sigma[i]) for i in links]
-                )
-                tables[key] = len(rows)
-                rows.append(loss_retransmit(round_trip(one_way), 1.0 - keep * keep))
-            loss_row[e, c] = tables[key]
+        for r, rtt, lost in _lossy_round_trips(hop_link, mu, sigma, loss, epochs, e):
+            key = (rtt.mu, rtt.sigma, lost)
+            if key not in seen:
+                seen[key] = len(rows)
+                rows.append(loss_retransmit(rtt, lost))
+            route_row[e, r] = seen[key]
+    loss_row = route_row[:, candidate_route]
     terms = max((len(t.delays) for t in rows), default=1)
     cumulative = np.ones((len(rows), terms))
     delay = np.zeros((len(rows), terms))
@@ -83,6 +75,37 @@ def build_delay_tables(model: SimModel, epochs: LinkEpochs) -> DelayTables:
         delay[i, :n] = table.delays
         delay[i, n:] = table.delays[-1]
     return DelayTables(hop_link, mu, sigma, epochs, candidate_route, loss_row, cumulative, delay)
+
+
+def _lossy_round_trips(
+    hop_link: IntArray,
+    mu: FloatArray,
+    sigma: FloatArray,
+    loss: FloatArray,
+    epochs: LinkEpochs,
+    e: int,
+) -> list[tuple[int, LogNormal, float]]:
+    """(route, round-trip lognormal, loss of request or response) for routes that lose packets.
+
+    The placement engine's path model for every route at once: link moments
+    add along the path (Fenton–Wilkinson), the round trip is two one-way
+    trips, and the request or its response is lost if any link drops it.
+    """
+    if hop_link.shape[1] == 0:
+        return []
+    on_path = hop_link >= 0
+    link = np.maximum(hop_link, 0)
+    factor = epochs.factor[e]
+    link_mean, link_var = lognormal_moments(mu + np.log(factor), sigma)
+    mean = np.where(on_path, link_mean[link], 0.0).sum(axis=1)
+    var = np.where(on_path, link_var[link], 0.0).sum(axis=1)
+    link_keep = 1.0 - np.minimum(loss + epochs.extra_loss[e], 0.99)
+    keep = np.where(on_path, link_keep[link], 1.0).prod(axis=1)
+    rtt_mu, rtt_sigma = lognormal_from_moments(2.0 * mean, 2.0 * var)
+    return [
+        (int(r), LogNormal(float(rtt_mu[r]), float(rtt_sigma[r])), float(1.0 - keep[r] ** 2))
+        for r in np.flatnonzero(keep < 1.0)
+    ]
 
 
 def sample_delays(
