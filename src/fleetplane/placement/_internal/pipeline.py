@@ -100,7 +100,9 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
     """Per workload and candidate: replicas to serve every source it may serve (batched).
 
     The closed-form bound first (then tightened with the real Erlang-C factor);
-    exact quantiles only where the bound cannot decide, all in one batch.
+    exact quantiles only where the bound cannot decide, all in one batch — and
+    beyond ``prediction.EXACT_BUDGET`` only for candidates serving a source no
+    bound-sized candidate serves (the others stay unsized and unused).
     """
     requests = []
     for cands in table:
@@ -110,9 +112,18 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
         load = sizing.design_rates(cands) @ groups if groups.shape[0] else np.zeros(cands.size)
         requests.append(sizing.Request(cands, np.arange(cands.size), groups, load))
     found = sizing.tighten(requests, sizing.conservative(requests))
+    needed = sum(
+        int(req.groups[:, n == sizing.UNSIZEABLE].sum()) * len(req.cands.view.targets)
+        for req, n in zip(requests, found, strict=True)
+    )
     retry = []
     for r, (req, n) in enumerate(zip(requests, found, strict=True)):
-        bad = np.flatnonzero(n == sizing.UNSIZEABLE)
+        unsized = n == sizing.UNSIZEABLE
+        if needed > prediction.EXACT_BUDGET and req.groups.shape[0]:
+            # Beyond the exact budget, only candidates some source cannot do without.
+            covered = req.groups[:, ~unsized].any(axis=1)
+            unsized &= (req.groups & ~covered[:, None]).any(axis=0)
+        bad = np.flatnonzero(unsized)
         if bad.size:
             retry.append(
                 (r, bad, sizing.Request(req.cands, req.idx[bad], req.groups[:, bad], req.load[bad]))
