@@ -2,7 +2,8 @@
 
 Fleets are small and built here (2-6 sites, mixed hardware, zones, power
 budgets, lossy links, requests and jobs) so that many shapes are covered
-quickly. The check is the independent one in placement_checker.py.
+quickly, plus small fleets from the synthetic generator. The check is the
+independent one in placement_checker.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from placement_checker import check, without_timing
 from placement_fleets import fleet, image, inference, job, link, policy, pool, site, source
 
 from fleetplane.model.fleet import Fleet
+from fleetplane.model.synthetic import generate_fleet
 from fleetplane.placement import plan
 
 L4 = {"kind": "gpu", "model": "l4", "count": 2, "memory": "24Gi", "watts": "72W"}
@@ -193,3 +195,16 @@ def test_the_strategy_produces_placeable_and_unplaceable_fleets() -> None:
 
     sample()
     assert outcomes == {True, False}
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_generated_fleets_never_break_a_hard_constraint(seed: int) -> None:
+    # The synthetic generator's fleets: regions, hubs, several kinds of edge
+    # sites, HPC clusters, zones and a policy, as the benchmark uses them.
+    f = generate_fleet(10, 20, seed)
+    result = plan(f, seed=seed)
+    assert check(f, result) == []
+    assert without_timing(plan(f, seed=seed).placement.to_document()) == without_timing(
+        result.placement.to_document()
+    )
