@@ -22,10 +22,10 @@ from fleetplane.sim.result import SimulationResult
 #: ``progress(done, total)``: called as the work advances (units are arbitrary).
 Progress = Callable[[float, float], None]
 
-#: Requests one replication may hold in memory, and what each one costs (measured, with
-#: the metrics' temporaries): 20 M is about 5 GiB.
+#: Requests one replication may hold in memory, and what each one costs (measured peak,
+#: the metrics' temporaries included): 20 M is about 6 GiB.
 MAX_REQUESTS = 20_000_000
-BYTES_PER_REQUEST = 260
+BYTES_PER_REQUEST = 300
 
 #: Parameters ``sweep`` can vary, and what each one sets.
 SWEEPABLE = {"demand": "multiplies the scenario's demandScale"}
