@@ -12,6 +12,7 @@ the final verification and every solver share one definition of "fits".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ class CapacityState:
         self.free_acc = np.repeat(index.row_acc_count, counts, axis=0)
         self.power_used = np.zeros(index.n_sites, dtype=np.float64)
         self.version = np.zeros(index.n_rows, dtype=np.int64)
+        self.touched = np.zeros(index.n_rows, dtype=bool)
 
     def copy(self) -> CapacityState:
         clone = object.__new__(CapacityState)
@@ -52,6 +54,7 @@ class CapacityState:
         clone.free_acc = self.free_acc.copy()
         clone.power_used = self.power_used.copy()
         clone.version = self.version.copy()
+        clone.touched = self.touched.copy()
         return clone
 
     def power_left(self, sites: IntArray) -> FloatArray:
@@ -70,8 +73,13 @@ class CapacityState:
 
     def fit_count(self, row: int, demand: Demand) -> int:
         """How many more replicas fit on the pool, counting nodes and the site's power."""
-        nodes = np.arange(self.start[row], self.start[row + 1])
-        count = int(self._node_fits(nodes, demand).sum())
+        if not self.touched[row] and self.version[row] == 0:
+            # Nothing placed on this pool yet: all its nodes are alike and full. (A state
+            # whose arrays were copied from another carries that one's versions too.)
+            count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
+        else:
+            nodes = np.arange(self.start[row], self.start[row + 1])
+            count = int(self._node_fits(nodes, demand).sum())
         if demand.power > 0:
             site = int(self.index.row_site[row])
             left = self.index.site_power_budget[site] - self.power_used[site]
@@ -84,6 +92,17 @@ class CapacityState:
         return np.array(
             [self.fit_count(int(r), d) for r, d in zip(rows, demands, strict=True)], dtype=np.int64
         )
+
+    def _empty_node_fits(self, row: int, demand: Demand) -> int:
+        index = self.index
+        fits = min(
+            math.floor((index.row_cpu[row] + _EPS) / demand.cpu),
+            math.floor((index.row_memory[row] + _EPS) / demand.memory),
+        )
+        if demand.entry >= 0 and demand.accelerators > 0:
+            per_node = index.row_acc_count[row, demand.entry]
+            fits = min(fits, math.floor(per_node / demand.accelerators))
+        return max(int(fits), 0)
 
     def place(self, row: int, replicas: int, demand: Demand) -> list[tuple[int, int]] | None:
         """Pack replicas first-fit into (node within pool, replicas); None if they do not fit."""
@@ -122,6 +141,7 @@ class CapacityState:
         self.version[row] += 1
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
+        self.touched[int(np.searchsorted(self.start, node, side="right") - 1)] = True
         self.free_cpu[node] -= replicas * demand.cpu
         self.free_memory[node] -= replicas * demand.memory
         if demand.entry >= 0:

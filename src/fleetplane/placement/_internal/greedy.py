@@ -133,17 +133,19 @@ class _Planner:
         self.sites = len(set(cands.site.tolist()))
         self.evaluation: Evaluation | None = None
         self.failure = _Failure()
+        self._sizes: dict[tuple[int, bytes], int] = {}
 
     # -- sizing and capacity --------------------------------------------------------------
 
     def _size(self, idx: IntArray, groups: BoolArray, reuse: BoolArray | None = None) -> IntArray:
         """Replicas for candidates ``idx`` serving ``groups``; ``reuse`` marks full-star columns.
 
-        Sizing here is the closed-form bound only (no exact quantiles in the
-        solver loop). Where the bound cannot decide, the count for serving the
-        candidate's *whole* star is used: serving fewer sources never needs
-        more replicas (less load, no slower source), so it is safe, and the
-        pipeline trims any surplus once the solver is done.
+        Sizing here is the closed-form bound only (no Erlang-C, no exact
+        quantiles in the solver loop; trimming afterwards does both). Where
+        the bound cannot decide, the count for serving the candidate's *whole*
+        star is used: serving fewer sources never needs more replicas (less
+        load, no slower source), so it is safe. Results are remembered per
+        (candidate, group), since re-evaluations ask the same questions again.
         """
         if not idx.size:
             return np.zeros(0, dtype=np.int64)
@@ -152,15 +154,26 @@ class _Planner:
         out = np.zeros(idx.size, dtype=np.int64)
         if reuse is not None:
             out[reuse] = self.full[idx[reuse]]
-        todo = np.arange(idx.size) if reuse is None else np.flatnonzero(~reuse)
-        if todo.size:
+        todo: list[int] = []
+        keys: list[tuple[int, bytes]] = []
+        for j in range(idx.size) if reuse is None else np.flatnonzero(~reuse).tolist():
+            key = (int(idx[j]), groups[:, j].tobytes())
+            known = self._sizes.get(key)
+            if known is None:
+                todo.append(j)
+                keys.append(key)
+            else:
+                out[j] = known
+        if todo:
+            cols = np.array(todo, dtype=np.int64)
             req = sizing.Request(
-                self.cands, idx[todo], groups[:, todo], self.rates @ groups[:, todo]
+                self.cands, idx[cols], groups[:, cols], self.rates @ groups[:, cols]
             )
-            found = sizing.tighten([req], [sizing.conservative_one(req)])[0]
+            found = sizing.conservative_one(req)
             unsure = found == sizing.UNSIZEABLE
-            found[unsure] = self.full[idx[todo][unsure]]
-            out[todo] = found
+            found[unsure] = self.full[idx[cols][unsure]]
+            out[cols] = found
+            self._sizes.update(zip(keys, found.tolist(), strict=True))
         return out
 
     def _room(self, capacity: CapacityState, c: int) -> int:
