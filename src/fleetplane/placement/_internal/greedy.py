@@ -140,12 +140,14 @@ class _Planner:
     def _size(self, idx: IntArray, groups: BoolArray, reuse: BoolArray | None = None) -> IntArray:
         """Replicas for candidates ``idx`` serving ``groups``; ``reuse`` marks full-star columns.
 
-        Sizing here is the closed-form bound only (no Erlang-C, no exact
-        quantiles in the solver loop; trimming afterwards does both). Where
-        the bound cannot decide, the count for serving the candidate's *whole*
+        Sizing here is the closed-form bound, tightened with the Erlang-C
+        factor (which matters on small edge boxes: one replica instead of two
+        can decide whether a star fits), and no exact quantiles. Where the
+        bound cannot decide, the count for serving the candidate's *whole*
         star is used: serving fewer sources never needs more replicas (less
-        load, no slower source), so it is safe. Results are remembered per
-        (candidate, group), since re-evaluations ask the same questions again.
+        load, no slower source), so it is safe; trimming takes back surplus.
+        Results are remembered per (candidate, group), since re-evaluations
+        ask the same questions again.
         """
         if not idx.size:
             return np.zeros(0, dtype=np.int64)
@@ -169,7 +171,7 @@ class _Planner:
             req = sizing.Request(
                 self.cands, idx[cols], groups[:, cols], self.rates @ groups[:, cols]
             )
-            found = sizing.conservative_one(req)
+            found = sizing.tighten([req], [sizing.conservative_one(req)])[0]
             unsure = found == sizing.UNSIZEABLE
             found[unsure] = self.full[idx[cols][unsure]]
             out[cols] = found
