@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -27,7 +28,7 @@ from fleetplane.control.settings import (
 from fleetplane.errors import ValidationError
 
 if TYPE_CHECKING:
-    from fleetplane.control.plane import ControlPlane
+    from fleetplane.control.plane import Controller, ControlPlane
 
 DATABASE_ENV = "FLEETPLANE_DATABASE"
 
@@ -163,7 +164,6 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the control plane: API on --listen, controllers, agent port on --agent-listen."""
-    from fleetplane.control.app import create_app
     from fleetplane.control.controllers import build_controllers
 
     if (tls_cert is None) != (tls_key is None):
@@ -187,19 +187,43 @@ def serve(
     controller_settings = ControllerSettings(
         lease_ttl=lease_ttl, heartbeat_timeout=heartbeat_timeout, lost_after=lost_after
     )
-    api = create_app(settings, controllers=build_controllers(controller_settings))
+    run_control_plane(
+        settings,
+        build_controllers(controller_settings),
+        agent_listen=agent_address,
+        ca_dir=ca_dir,
+        log_level=log_level.lower(),
+    )
+
+
+def run_control_plane(
+    settings: Settings,
+    controllers: Sequence[Controller],
+    *,
+    agent_listen: Listen | None = None,
+    ca_dir: Path = Path("fleetplane-ca"),
+    log_level: str = "info",
+) -> None:
+    """Serve the human API with ``controllers`` (and the agent port) until SIGINT/SIGTERM.
+
+    What ``serve`` does once its flags are read; benchmarks call it with
+    their own controllers.
+    """
+    from fleetplane.control.app import create_app
+
+    api = create_app(settings, controllers=controllers)
     agent_port = (
-        _agent_port(api.state.plane, agent_address, ca_dir, log_level.lower())
-        if agent_address is not None
+        _agent_port(api.state.plane, agent_listen, ca_dir, log_level)
+        if agent_listen is not None
         else None
     )
     config = uvicorn.Config(
         api,
         host=settings.listen.host,
         port=settings.listen.port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level=log_level.lower(),
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        log_level=log_level,
         # Watches are long-lived: a shutdown should not wait for them forever.
         timeout_graceful_shutdown=5,
     )

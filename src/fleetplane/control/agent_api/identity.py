@@ -19,6 +19,11 @@ OPEN_PATHS = frozenset({"/agent/v1/enrol", "/agent/v1/reenrol", "/healthz"})
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+# Verified certificates remembered (by their DER bytes) so keep-alive requests
+# skip the chain check; validity and revocation are still checked every time.
+VERIFIED_CACHE_SIZE = 20_000
+
+
 class AgentIdentityMiddleware:
     """Turn the peer certificate into a Principal (role agent, bound to its site) for RBAC."""
 
@@ -26,6 +31,23 @@ class AgentIdentityMiddleware:
         self.app = app
         self.ca = ca
         self.revoked = revoked
+        self._verified: dict[bytes, AgentIdentity] = {}
+
+    def _identity(self, der: bytes) -> AgentIdentity:
+        now = datetime.now(UTC)
+        known = self._verified.get(der)
+        if (
+            known is not None
+            and known.not_before <= now < known.not_after
+            and known.serial not in self.revoked
+        ):
+            return known
+        # Not cached, expired or revoked: the full check says which, in its own words.
+        identity = self.ca.verify_agent_certificate(der, now=now, revoked_serials=self.revoked)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[der] = identity
+        return identity
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,9 +56,7 @@ class AgentIdentityMiddleware:
         der = peer_certificate(scope)
         if der is not None:
             try:
-                identity = self.ca.verify_agent_certificate(
-                    der, now=datetime.now(UTC), revoked_serials=self.revoked
-                )
+                identity = self._identity(der)
             except CertificateError as error:
                 await _refuse(send, f"client certificate refused: {error}")
                 return

@@ -78,7 +78,14 @@ class ChangeFeed:
         return key != before
 
 
+# Reachability states the planner treats differently (see planner.py); the rest
+# (Unknown, Reachable) plan alike, so an agent's first heartbeat is no reason to plan.
+_PLANNED_REACHABILITY = frozenset({"Unreachable", "Lost"})
+
+
 def _site_key(document: dict[str, Any]) -> tuple[Any, ...]:
     status = document.get("status") or {}
     metadata = document.get("metadata") or {}
-    return (document.get("spec"), metadata.get("labels"), status.get("reachability"))
+    reachability = status.get("reachability")
+    planned = reachability if reachability in _PLANNED_REACHABILITY else None
+    return (document.get("spec"), metadata.get("labels"), planned)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from fleetplane.control.controllers.tables import SiteRevisionRow
 from fleetplane.control.store.errors import NotFound
@@ -53,12 +53,14 @@ def write_site_states(
 
     def write(connection: Connection) -> list[SiteRevision]:
         written = []
+        # One query for every site's latest kept revision, not one per site.
+        latest = _latest_revisions(connection)
         for site, spec in sorted(specs.items()):
             current = load_resource(store, connection, SDS_KIND, site)
             previous = int(current.spec.get("revision", 0)) if current is not None else 0
             if current is not None and _same_content(current.spec, spec):
                 continue
-            revision = max(previous, _latest_revision(connection, site)) + 1
+            revision = max(previous, latest.get(site, 0)) + 1
             desired = Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
                               {**spec, "site": site, "revision": revision})
             if current is None:
@@ -74,11 +76,12 @@ def write_site_states(
                     document=document,
                 )
             )
-            connection.execute(
-                delete(SiteRevisionRow).where(
-                    SiteRevisionRow.site == site, SiteRevisionRow.revision <= revision - keep
+            if revision > keep:
+                connection.execute(
+                    delete(SiteRevisionRow).where(
+                        SiteRevisionRow.site == site, SiteRevisionRow.revision <= revision - keep
+                    )
                 )
-            )
             written.append(SiteRevision(site, revision, stored.resource_version, document))
         return written
 
@@ -90,14 +93,13 @@ def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(current.get("workloads", []) == new.get("workloads", []))
 
 
-def _latest_revision(connection: Connection, site: str) -> int:
-    value = connection.execute(
-        select(SiteRevisionRow.revision)
-        .where(SiteRevisionRow.site == site)
-        .order_by(SiteRevisionRow.revision.desc())
-        .limit(1)
-    ).scalar()
-    return int(value or 0)
+def _latest_revisions(connection: Connection) -> dict[str, int]:
+    rows = connection.execute(
+        select(SiteRevisionRow.site, func.max(SiteRevisionRow.revision)).group_by(
+            SiteRevisionRow.site
+        )
+    ).all()
+    return {site: int(revision) for site, revision in rows}
 
 
 StatusChange = Callable[[dict[str, Any] | None], dict[str, Any] | None]
