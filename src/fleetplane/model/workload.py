@@ -106,6 +106,18 @@ class ServiceTimeSpec(Spec):
             raise ValueError("service time mean must be > 0")
         return value
 
+    @model_validator(mode="after")
+    def _cv_fits_distribution(self) -> ServiceTimeSpec:
+        # Deterministic and exponential fix the CV; a different one is a contradiction
+        # the simulator and the latency predictor would each resolve differently.
+        fixed = {"deterministic": 0.0, "exponential": 1.0}.get(self.distribution)
+        if fixed is not None and self.cv != fixed:
+            raise ValueError(
+                f"a {self.distribution} service time has cv {fixed:g}, not {self.cv:g}; "
+                f"set cv: {fixed:g} or choose distribution lognormal or gamma"
+            )
+        return self
+
 
 class HardwareProfile(Spec):
     """How the workload performs on one kind of hardware.
