@@ -362,12 +362,12 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
             price,
         )
         if view.targets and n_src:
-            entry_rows.parts = _parts_of(view, entry_rows)
+            entry_rows.parts = _parts_of(entry_rows)
         out.append(entry_rows)
     return Screened(view, out)
 
 
-def _parts_of(view: WorkloadView, entry: ProfileRows) -> prediction.Parts:
+def _parts_of(entry: ProfileRows) -> prediction.Parts:
     service = entry.profile.service
     assert service is not None  # request workloads have service times (model validation)
     size = entry.source_ok.size

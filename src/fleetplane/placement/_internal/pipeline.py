@@ -121,7 +121,7 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
         unsized = n == sizing.UNSIZEABLE
         if needed > prediction.EXACT_BUDGET and req.groups.shape[0]:
             # Beyond the exact budget, only candidates some source cannot do without.
-            covered = req.groups[:, ~unsized].any(axis=1)
+            covered = np.asarray(req.groups[:, ~unsized].any(axis=1), dtype=bool)
             unsized &= (req.groups & ~covered[:, None]).any(axis=0)
         bad = np.flatnonzero(unsized)
         if bad.size:
