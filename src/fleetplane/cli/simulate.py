@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -37,7 +37,11 @@ from fleetplane.model.loader import LoadResult, read_fleet
 from fleetplane.model.placement import Placement
 from fleetplane.model.scenario import Scenario
 from fleetplane.model.units import format_duration
-from fleetplane.sim.checks import Locate
+
+if TYPE_CHECKING:
+    # The simulator pulls in numba and scipy.stats (seconds of start-up); the
+    # command imports it when it runs, so `fleetplane --help` stays fast.
+    from fleetplane.sim.checks import Locate
 
 _MAX_ROWS = 15
 
