@@ -336,16 +336,18 @@ async def _probe(agents: list[Agent], stats: list[AgentStats], args: argparse.Na
     results = []
     for rate in args.probe_rates:
         interval = len(agents) / rate
+        # Each agent starts at a random point of its first interval: measure after it.
+        seconds = max(args.probe_seconds, 3 * interval)
         start = time.time()
-        stop_at = start + args.probe_seconds
+        stop_at = start + seconds
         for s in stats:
             s.status_latencies.clear()
         for agent in agents:
             agent.interval = interval
         await asyncio.gather(*(agent.report(stop_at) for agent in agents))
-        window = [lat for s in stats for (t, lat) in s.status_latencies if t >= start + interval]
-        span = max(args.probe_seconds - interval, 1e-9)
-        served = len(window) / span
+        window = [lat for s in stats for (t, lat) in s.status_latencies
+                  if start + interval <= t <= stop_at]
+        served = len(window) / (seconds - interval)
         p99 = 1000 * quantile(window, 0.99)
         results.append({"offered": rate, "served": served, "p99_ms": p99})
         if served < 0.95 * rate or p99 > P99_GOAL_MS * 3:
