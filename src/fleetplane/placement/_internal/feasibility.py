@@ -36,13 +36,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fleetplane.model.units import format_duration, format_size
+from fleetplane.model.units import HOURS_PER_MONTH, format_duration, format_size
 from fleetplane.model.workload import PERCENTILES
 from fleetplane.placement._internal import prediction
 from fleetplane.placement._internal.candidates import Candidates, concat_rates
 from fleetplane.placement._internal.context import PlanContext, StaticRows
 from fleetplane.placement._internal.cost import ReplicaRates, model_distribution, replica_rates
-from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+from fleetplane.placement._internal.fleet_index import (
+    GIB,
+    MEMORY_UNITS_PER_GIB,
+    BoolArray,
+    FloatArray,
+    IntArray,
+)
 from fleetplane.placement._internal.hardware import check_pool
 from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView
 
@@ -336,6 +342,12 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
         if n_src:
             source_ok = np.vstack([net.reachable[sites] for net in networks])
             source_ok &= ctx.row_zone[hw.rows][None, :] == zones[:, None]
+            if view.targets:
+                # Latency is at least the round trip, and every target is at or above
+                # the median: a row whose round-trip median misses the tightest target
+                # cannot serve that source. One comparison, before any path arrays.
+                medians = np.vstack([net.rtt_mu[sites] for net in networks])
+                source_ok &= medians <= np.log(min(t for _, t in view.targets))
             alive = np.asarray(
                 source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0), dtype=bool
             )
@@ -423,6 +435,8 @@ def resolve_latency(batch: list[Screened]) -> None:
     values = prediction.quantiles(q[pending], parts.take(pending))
     slow = pending[values > limit[pending] * (1.0 + 1e-9)]
     _clear(entries, who[slow], where[slow])
+    for entry in entries:
+        entry.parts = None  # decided: the per-path arrays are not needed any more
 
 
 def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
@@ -499,8 +513,56 @@ def finish(ctx: PlanContext, screened: Screened) -> Candidates:
             ok, _ = ctx.rules.require(view, entry.profile, entry.rows[idx])
             keep[idx[~ok]] = False
         if keep.any():
-            pieces.append(_price(ctx, view, entry, np.flatnonzero(keep)))
+            pieces.append(_price(ctx, view, entry, _cheapest(ctx, view, entry, keep)))
     return _assemble(ctx, view, pieces)
+
+
+# At most this many candidates per data source (request workloads) or per
+# profile (jobs) go into the candidate table: the cheapest by the price of a
+# replica plus model distribution and the source's egress. A solver walks
+# candidates in cost order and stops at the first that fits, so the rest of a
+# large fleet's thousands of feasible pools only cost time and memory. A
+# workload can be reported "capacity" although a dearer pool beyond the cut
+# has room; the cut is far above what any regional choice needs.
+CANDIDATES_PER_SOURCE = 64
+CANDIDATES_PER_JOB = 256
+
+
+def _cheapest(
+    ctx: PlanContext, view: WorkloadView, entry: ProfileRows, keep: BoolArray
+) -> IntArray:
+    """Indices (into the entry's rows) of the candidates kept for pricing, in row order."""
+    idx = np.flatnonzero(keep)
+    limit = CANDIDATES_PER_JOB if view.is_job or not view.sources else CANDIDATES_PER_SOURCE
+    if idx.size <= limit:
+        return idx
+    index = ctx.index
+    rows = entry.rows[idx]
+    sites = index.row_site[rows]
+    accelerators = view.accelerators_per_replica(entry.profile)
+    units = view.cpu + view.memory / GIB * MEMORY_UNITS_PER_GIB
+    hourly = (
+        view.cpu * index.site_cpu_hour[sites]
+        + view.memory / GIB * index.site_memory_gib_hour[sites]
+        + accelerators * entry.hw.acc.price[idx]
+        + (units + accelerators * entry.hw.acc.units[idx]) * index.site_capex_unit_hour[sites]
+    )
+    key = hourly * HOURS_PER_MONTH * max(view.min_replicas, 1) + model_distribution(
+        view, ctx.network.hub_price(), sites
+    )
+    if view.is_job or not view.sources:
+        chosen = np.lexsort((rows, key))[:limit]
+    else:
+        monthly_gb = np.array([s.monthly_bytes / 1e9 for s in view.sources])
+        picked = np.zeros(idx.size, dtype=bool)
+        for s in range(len(view.sources)):
+            serves = np.flatnonzero(entry.source_ok[s, idx])
+            if not serves.size:
+                continue
+            cost = key[serves] + monthly_gb[s] * entry.price[s, idx[serves]]
+            picked[serves[np.lexsort((rows[serves], cost))[:limit]]] = True
+        chosen = np.flatnonzero(picked)
+    return np.asarray(np.sort(idx[chosen]), dtype=np.int64)
 
 
 @dataclass
