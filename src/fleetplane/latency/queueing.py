@@ -6,8 +6,9 @@ at rate ``lam`` (requests/s) and a service time with mean ``1/mu`` and CV ``cs``
 * M/M/c is exact: a request waits with probability C (Erlang C) and, if it waits, the
   wait is exponential with rate ``c*mu - lam``.
 * M/G/c has no closed form. We use the Allen–Cunneen approximation for the mean,
-  ``E[W] ≈ C · (1 + cs²)/2 / (c*mu - lam)`` (exact for M/M/c and M/G/1, within a few
-  percent in the regimes we care about), and keep the M/M/c *shape*: W is 0 with
+  ``E[W] ≈ C · (1 + cs²)/2 / (c*mu - lam)`` (exact for M/M/c, and for M/G/1 where it
+  is Pollaczek–Khinchine; the simulator measures the real wait), and keep the M/M/c
+  *shape*: W is 0 with
   probability 1 - C and otherwise exponential with mean ``theta`` chosen so that the
   mean matches Allen–Cunneen, i.e. ``theta = (1 + cs²)/2 / (c*mu - lam)``. That
   :class:`WaitDist` is what ``endtoend.py`` convolves with the network and service.
