@@ -139,7 +139,8 @@ def test_one_leader_and_the_other_takes_over_after_kill_9(
     from control_harness import create_schema
 
     database = create_schema(postgres_database)
-    ttl = "3"
+    # Generous for a loaded machine: a holder must renew (every TTL/3) before it expires.
+    ttl = "6"
     first = start_server(database, tmp_path, "--lease-ttl", ttl)
     second = None
     try:
