@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from placement_fleets import fleet, image, inference, link, pool, site, source
 
 from fleetplane.placement import plan
+from fleetplane.placement._internal import feasibility, sizing
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.pipeline import choose_policy
+from fleetplane.placement._internal.rules import compile_policy
 
 
 def erlang_c(servers: int, load: float) -> float:
@@ -169,3 +174,17 @@ def test_prediction_is_the_percentile_of_the_slowest_served_source() -> None:
     assert placed.predicted.p99 <= 0.100
     # ... and n is the fewest replicas for which it does.
     assert n == fewest_replicas(0.99, 0.100 - 0.040, lam, 100.0, 1)
+
+
+def test_exact_sizing_never_exceeds_the_replica_bound() -> None:
+    # 900/s of 10 ms requests needs at least 10 servers for a stable queue;
+    # with replicas.max 4 no count works, whichever way it is searched.
+    f = local_fleet(900.0, 1, "55ms", replicas=(1, 4))
+    ctx = PlanContext.build(f, compile_policy(choose_policy(f, None)))  # type: ignore[arg-type]
+    (cands,) = feasibility.candidates_for(ctx, [ctx.view("w")])
+    groups = cands.source_ok
+    request = sizing.Request(
+        cands, np.arange(cands.size), groups, sizing.design_rates(cands) @ groups
+    )
+    assert sizing.exact([request])[0].tolist() == [sizing.UNSIZEABLE] * cands.size
+    assert sizing.conservative([request])[0].tolist() == [sizing.UNSIZEABLE] * cands.size

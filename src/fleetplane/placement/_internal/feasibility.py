@@ -267,7 +267,7 @@ class ProfileRows:
     rtt_sigma: FloatArray
     loss: FloatArray
     price: FloatArray  # money per GB from each source to each row
-    parts: prediction.Parts | None = None
+    timed: bool = False  # has latency targets and sources: checked by resolve_latency
 
     @property
     def rows(self) -> IntArray:
@@ -373,24 +373,9 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
             loss,
             price,
         )
-        if view.targets and n_src:
-            entry_rows.parts = _parts_of(entry_rows)
+        entry_rows.timed = bool(view.targets and n_src)
         out.append(entry_rows)
     return Screened(view, out)
-
-
-def _parts_of(entry: ProfileRows) -> prediction.Parts:
-    service = entry.profile.service
-    assert service is not None  # request workloads have service times (model validation)
-    size = entry.source_ok.size
-    return prediction.Parts(
-        rtt_mu=entry.rtt_mu.ravel(),
-        rtt_sigma=entry.rtt_sigma.ravel(),
-        loss=entry.loss.ravel(),
-        storage=np.broadcast_to(entry.storage, entry.source_ok.shape).ravel(),
-        svc_mean=np.full(size, service.mean),
-        svc_cv=np.full(size, service.cv),
-    )
 
 
 def resolve_latency(batch: list[Screened]) -> None:
@@ -404,7 +389,7 @@ def resolve_latency(batch: list[Screened]) -> None:
     those barely inside the target, which would need many replicas — are
     dropped. Either way no infeasible row survives.
     """
-    entries = [e for s in batch for e in s.profiles if e.parts is not None]
+    entries = [e for s in batch for e in s.profiles if e.timed]
     targets_of = {id(e): s.view.targets for s in batch for e in s.profiles}
     owner: list[IntArray] = []
     flat: list[IntArray] = []
@@ -435,8 +420,6 @@ def resolve_latency(batch: list[Screened]) -> None:
     values = prediction.quantiles(q[pending], parts.take(pending))
     slow = pending[values > limit[pending] * (1.0 + 1e-9)]
     _clear(entries, who[slow], where[slow])
-    for entry in entries:
-        entry.parts = None  # decided: the per-path arrays are not needed any more
 
 
 def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
@@ -454,13 +437,29 @@ def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
 
 
 def _gather(entries: list[ProfileRows], who: IntArray, where: IntArray) -> prediction.Parts:
-    """The path parts of (entry, flat index) pairs, from all entries at once."""
-    sizes = np.array([e.source_ok.size for e in entries], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    position = offsets[who] + where
-    fields = prediction.Parts.__dataclass_fields__
-    merged = {f: np.concatenate([getattr(e.parts, f) for e in entries]) for f in fields}
-    return prediction.Parts(**{f: merged[f][position] for f in fields})
+    """The path parts of (entry, flat index) pairs, read straight from the entries' arrays.
+
+    ``who`` is sorted by entry (resolve_latency builds it entry by entry), so
+    each entry contributes one contiguous slice and nothing is copied twice.
+    """
+    fields: dict[str, list[FloatArray]] = {f: [] for f in prediction.Parts.__dataclass_fields__}
+    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]]) if who.size else who
+    ends = np.r_[starts[1:], who.size] if who.size else who
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        entry = entries[int(who[start])]
+        flat = where[start:end]
+        source, row = np.divmod(flat, entry.rows.size)
+        service = entry.profile.service
+        assert service is not None  # request workloads have service times (model validation)
+        fields["rtt_mu"].append(entry.rtt_mu[source, row])
+        fields["rtt_sigma"].append(entry.rtt_sigma[source, row])
+        fields["loss"].append(entry.loss[source, row])
+        fields["storage"].append(entry.storage[row])
+        fields["svc_mean"].append(np.full(flat.size, service.mean))
+        fields["svc_cv"].append(np.full(flat.size, service.cv))
+    return prediction.Parts(
+        **{f: np.concatenate(v) if v else np.zeros(0) for f, v in fields.items()}
+    )
 
 
 def _needed(
@@ -471,32 +470,31 @@ def _needed(
     pending: IntArray,
 ) -> IntArray:
     """Undecided elements of sources with no row proven feasible; the others are dropped."""
-    undecided = np.zeros(len(entries), dtype=object)
-    for k in range(len(entries)):
-        undecided[k] = []
-    for k, i in zip(who[pending].tolist(), where[pending].tolist(), strict=True):
-        undecided[k].append(i)
-    screened_of = {id(e): s for s in batch for e in s.profiles}
-    proven: dict[int, BoolArray] = {}
-    for k, entry in enumerate(entries):
-        screened = screened_of[id(entry)]
-        decided = entry.source_ok.copy()
-        for i in undecided[k]:
-            decided[divmod(i, entry.rows.size)] = False
-        found = proven.setdefault(id(screened), np.zeros(len(screened.view.sources), dtype=bool))
-        found |= decided.any(axis=1)
-    keep: list[int] = []
-    dropped_who: list[int] = []
-    dropped_where: list[int] = []
-    for j, (k, i) in enumerate(zip(who[pending].tolist(), where[pending].tolist(), strict=True)):
-        entry = entries[k]
-        if proven[id(screened_of[id(entry)])][i // entry.rows.size]:
-            dropped_who.append(k)
-            dropped_where.append(i)
-        else:
-            keep.append(j)
-    _clear(entries, np.array(dropped_who, dtype=np.int64), np.array(dropped_where, dtype=np.int64))
-    return np.asarray(pending[np.array(keep, dtype=np.int64)], dtype=np.int64)
+    workload_of = {id(e): w for w, s in enumerate(batch) for e in s.profiles}
+    workload = np.array([workload_of[id(e)] for e in entries], dtype=np.int64)
+    width = np.array([e.rows.size for e in entries], dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum([len(s.view.sources) for s in batch])])
+    # Global (workload, source) id of every element.
+    ident = base[workload[who]] + where // width[who]
+    undecided = np.zeros(who.size, dtype=bool)
+    undecided[pending] = True
+    proven = np.zeros(int(base[-1]), dtype=bool)
+    proven[ident[~undecided & _still_ok(entries, who, where)]] = True
+    drop = pending[proven[ident[pending]]]
+    _clear(entries, who[drop], where[drop])
+    return np.asarray(pending[~proven[ident[pending]]], dtype=np.int64)
+
+
+def _still_ok(entries: list[ProfileRows], who: IntArray, where: IntArray) -> BoolArray:
+    """Whether each (entry, flat index) is still marked feasible."""
+    out = np.zeros(who.size, dtype=bool)
+    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]]) if who.size else who
+    ends = np.r_[starts[1:], who.size] if who.size else who
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        entry = entries[int(who[start])]
+        source, row = np.divmod(where[start:end], entry.rows.size)
+        out[start:end] = entry.source_ok[source, row]
+    return out
 
 
 def finish(ctx: PlanContext, screened: Screened) -> Candidates:

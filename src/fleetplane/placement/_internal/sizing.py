@@ -238,6 +238,9 @@ def exact(requests: list[Request], upper: list[IntArray] | None = None) -> list[
         return good[slots]
 
     # Galloping: find a working count for slots without one (probe floor, +1, +3, +7, ...).
+    # A floor above the bound (a stable queue alone needs more replicas than
+    # replicas.max allows) can never be met.
+    high[(high == 0) & (low > maxr)] = -1
     need = np.flatnonzero(high == 0)
     probe = low.copy()
     step = np.ones(n_slots, dtype=np.int64)
