@@ -177,9 +177,9 @@ def test_prediction_is_the_percentile_of_the_slowest_served_source() -> None:
 
 
 def test_exact_sizing_never_exceeds_the_replica_bound() -> None:
-    # 900/s of 10 ms requests needs at least 10 servers for a stable queue;
-    # with replicas.max 4 no count works, whichever way it is searched.
-    f = local_fleet(900.0, 1, "55ms", replicas=(1, 4))
+    # 900/s of 10 ms requests needs at least 10 servers for a stable queue, and
+    # 10 would meet a 1 s p99; with replicas.max 4 no count is allowed.
+    f = local_fleet(900.0, 1, "1s", replicas=(1, 4))
     ctx = PlanContext.build(f, compile_policy(choose_policy(f, None)))  # type: ignore[arg-type]
     (cands,) = feasibility.candidates_for(ctx, [ctx.view("w")])
     groups = cands.source_ok
