@@ -44,6 +44,13 @@ from fleetplane.placement._internal.verify import SourceLatency, report_latencie
 
 SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "auto": solve_auto}
 
+# Feasibility screens this many workloads, decides their latency in one batch
+# and builds their candidate tables before the next: the per-path arrays of
+# screening then only ever exist for one chunk (a 20,000-workload fleet
+# otherwise holds gigabytes of them at once), while each exact batch stays
+# large. The exact budget applies per chunk.
+FEASIBILITY_CHUNK = 2048
+
 # Stage names reported to the progress callback, in order.
 Progress = Callable[[str, int, int], None]
 
@@ -267,15 +274,13 @@ def run(
     views = [ctx.view(n) for n in names]
     lap("index")
 
-    screened = []
-    for i, view in enumerate(views):
-        screened.append(feasibility.screen(ctx, view))
-        if progress is not None and i % 256 == 0:
-            progress("feasibility", i, len(views))
-    feasibility.resolve_latency(screened)
-    table_list = [feasibility.finish(ctx, s) for s in screened]
-    if progress is not None:
-        progress("feasibility", len(views), len(views))
+    table_list: list[Candidates] = []
+    for start in range(0, len(views), FEASIBILITY_CHUNK):
+        chunk = [feasibility.screen(ctx, view) for view in views[start : start + FEASIBILITY_CHUNK]]
+        feasibility.resolve_latency(chunk)
+        table_list += [feasibility.finish(ctx, s) for s in chunk]
+        if progress is not None:
+            progress("feasibility", len(table_list), len(views))
     lap("feasibility")
 
     scorers = [build_scorer(c, ctx.objective) for c in table_list]
