@@ -72,12 +72,16 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):
-            # Mismatched %-arguments: the handler reports that itself; still
-            # make sure the template it prints carries no secret.
+        except (TypeError, ValueError, KeyError):
+            # Mismatched %-arguments. Keep the line (redacted, arguments shown
+            # after it) rather than let the handler drop it with a logging
+            # error: a lost log line hides the bug that produced it.
             message = None
         if message is None:
-            record.msg = self._redact(str(record.msg))
+            template = self._redact(str(record.msg))
+            shown = self._redact(repr(record.args))
+            record.msg = f"{template} [log arguments did not match: {shown}]"
+            record.args = None
         elif self._redact(message) != message:
             self._mask_message(record, message)
         if record.exc_info and not record.exc_text:

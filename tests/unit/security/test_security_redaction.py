@@ -129,7 +129,9 @@ def test_filter_survives_bad_format_arguments(
     logger, stream = captured
     logger.handlers[0].addFilter(RedactingFilter())
     logger.info("password=hunter22 %s %s", "only one")
-    assert "hunter22" not in stream.getvalue()
+    output = stream.getvalue()
+    assert "hunter22" not in output
+    assert "password=[REDACTED] %s %s [log arguments did not match: ('only one',)]" in output
 
 
 # --- pseudonymisation ---------------------------------------------------------------
