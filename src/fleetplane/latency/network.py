@@ -325,6 +325,9 @@ def _compose_along_trees(
     steps reach the root. Every gather stays within one row, which is cache friendly.
     """
     n_rows, n = pred.shape
+    if edge_keys.size == 0:
+        # No links: every site is its own tree and nothing has a parent link.
+        return np.zeros(pred.shape), np.zeros(pred.shape)
     up = pred.astype(np.intp)
     orphan = up < 0
     np.copyto(up, np.broadcast_to(np.arange(n), up.shape), where=orphan)

@@ -185,3 +185,14 @@ def test_all_pairs_match_a_path_by_path_reference() -> None:
     assert np.array_equal(np.isinf(mu) & (mu > 0), ~table.reachable)
     assert np.allclose(table.mu, mu, rtol=1e-10, equal_nan=False)
     assert np.allclose(table.sigma, sigma, rtol=1e-8, atol=1e-12)
+
+
+def test_a_fleet_without_links_reaches_only_itself() -> None:
+    table = shortest_median_paths(3, [])
+    assert table.reachable.tolist() == [
+        [True, False, False],
+        [False, True, False],
+        [False, False, True],
+    ]
+    assert np.isinf(table.mu[0, 1]) and table.mu[0, 1] > 0
+    assert np.isneginf(table.mu[1, 1])
