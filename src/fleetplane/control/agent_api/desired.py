@@ -14,7 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from fleetplane.control.agent_api.identity import identity_of
 from fleetplane.control.api.auth import plane_of, require
 from fleetplane.control.api.status import ApiError
-from fleetplane.control.controllers.transactions import SiteRevision, revisions_since
+from fleetplane.control.controllers.transactions import (
+    KeptRevisions,
+    SiteRevision,
+    revisions_since,
+)
 from fleetplane.control.plane import ControlPlane
 from fleetplane.control.store.errors import NotFound
 from fleetplane.security.rbac import Verb
@@ -53,7 +57,9 @@ class RevisionHub:
         from fleetplane.control.controllers.transactions import revisions_after_version
 
         seen = self.plane.notifier.version
-        while True:
+        # A closed notifier returns at once without suspending: looping on would starve the
+        # event loop and keep the server from ever shutting down.
+        while not self.plane.notifier.closed:
             latest = await self.plane.notifier.wait_for(seen, KEEPALIVE_SECONDS)
             if latest <= seen:
                 continue
@@ -104,16 +110,30 @@ async def desired_state(
 
 
 async def _missed(plane: ControlPlane, site: str, since: int) -> list[SiteRevision]:
-    revisions, oldest = await run_in_threadpool(revisions_since, plane.store, site, since)
-    # Revision since+1 must still be kept, or the agent would skip some: it must jump to the latest.
-    if oldest is not None and since + 1 < oldest:
-        raise ApiError(
-            410,
-            f"revision {since} of site {site!r} is older than the oldest kept ({oldest}); "
-            "fetch the latest desired state and apply it",
-            reason="Expired",
-        )
-    return revisions
+    kept = await run_in_threadpool(revisions_since, plane.store, site, since)
+    problem = _gap(kept, site, since)
+    if problem is not None:
+        raise ApiError(410, f"{problem}; fetch the latest desired state and apply it",
+                       reason="Expired")
+    return kept.revisions
+
+
+def _gap(kept: KeptRevisions, site: str, since: int) -> str | None:
+    """Why the revisions after ``since`` cannot be served in order, or None when they can."""
+    if since > kept.latest > 0:
+        # The store was restored from a backup older than what the agent applied.
+        return f"revision {since} of site {site!r} is newer than the latest ({kept.latest})"
+    if since >= kept.latest:
+        return None
+    # Revision since+1 must still be kept, or the agent would skip some.
+    if kept.oldest is None:
+        # Rows missing altogether (e.g. a store restored without its history).
+        return (f"site {site!r} is at revision {kept.latest} but no revision history is "
+                f"kept, so those after {since} cannot be replayed")
+    if since + 1 < kept.oldest:
+        return (f"revision {since} of site {site!r} is older than the oldest kept "
+                f"({kept.oldest})")
+    return None
 
 
 async def _stream(

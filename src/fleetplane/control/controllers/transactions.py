@@ -154,11 +154,24 @@ def write_placement(
     return store.run_write(write)
 
 
-def revisions_since(store: Store, site: str, after: int) -> tuple[list[SiteRevision], int | None]:
-    """Revisions of ``site`` above ``after`` in order, and the oldest one still kept."""
+@dataclass(frozen=True)
+class KeptRevisions:
+    """What the store holds of one site's history, read in one snapshot."""
+
+    # Revisions above the one asked for, oldest first.
+    revisions: list[SiteRevision]
+    # The oldest revision row still kept (None: no rows at all).
+    oldest: int | None
+    # The revision of the site's current SiteDesiredState (0: none yet).
+    latest: int
+
+
+def revisions_since(store: Store, site: str, after: int) -> KeptRevisions:
+    """Revisions of ``site`` above ``after`` in order, the oldest one kept and the latest."""
     from fleetplane.control.store.database import read_transaction
 
-    with read_transaction(store.engine) as connection:
+    with read_transaction(store.engine, snapshot=True) as connection:
+        current = load_resource(store, connection, SDS_KIND, site)
         oldest = connection.execute(
             select(SiteRevisionRow.revision)
             .where(SiteRevisionRow.site == site)
@@ -171,7 +184,8 @@ def revisions_since(store: Store, site: str, after: int) -> tuple[list[SiteRevis
             .order_by(SiteRevisionRow.revision)
         ).all()
     revisions = [SiteRevision(r.site, r.revision, r.resource_version, r.document) for r in rows]
-    return revisions, (int(oldest) if oldest is not None else None)
+    latest = int(current.spec.get("revision", 0)) if current is not None else 0
+    return KeptRevisions(revisions, int(oldest) if oldest is not None else None, latest)
 
 
 def revisions_after_version(store: Store, version: int) -> list[SiteRevision]:
