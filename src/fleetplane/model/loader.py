@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import re
 import types
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -39,12 +39,17 @@ from fleetplane.model.positions import (
     Document,
     DocumentPositions,
     RoundTripDocument,
+    ShiftedPositions,
+    document_slices,
     fast_documents,
 )
 from fleetplane.model.references import Loc, check_references, render_path
 
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_FLEET_NAME = "default"
+# Documents tried together on the fast path when a file needs the slow one
+# somewhere: few calls for the good stretches, one slice re-read for a bad one.
+_SLICE_GROUP = 64
 
 
 class SourceMap:
@@ -206,15 +211,49 @@ class _Reader:
     def read_text(self, text: str, filename: str) -> None:
         self._file_order.setdefault(filename, len(self._file_order))
         fast = fast_documents(text, filename)
+        if fast is not None:
+            self._accept(fast)
+            return
         # Anything the fast path does not vouch for (broken YAML, duplicate
-        # keys, tags, merges, directives) is read exactly as before.
-        documents = fast if fast is not None else self._round_trip_documents(text, filename)
+        # keys, tags, merges, directives) is read by the round-trip loader —
+        # but only the documents that need it: one bad document at the end of
+        # a 500k-line file must not cost a slow re-read of the whole file.
+        slices = document_slices(text)
+        if slices is None:
+            self._accept(self._round_trip_documents(text, filename))
+            return
+        for first in range(0, len(slices), _SLICE_GROUP):
+            group = slices[first : first + _SLICE_GROUP]
+            documents = fast_documents("".join(piece for piece, _ in group), filename)
+            if documents is not None:
+                self._accept(documents, group[0][1])
+                continue
+            for index, (piece, lines) in enumerate(group, start=first):
+                documents = fast_documents(piece, filename)
+                if documents is not None:
+                    self._accept(documents, lines)
+                    continue
+                # The next document's marker is kept so that a scalar left open
+                # reads "unexpected document separator", as in the whole file.
+                read = piece + "---\n" if index + 1 < len(slices) else piece
+                self._accept(self._round_trip_documents(read, filename, lines), lines)
+
+    def _accept(self, documents: Iterable[Document], lines: int = 0) -> None:
+        """Validate and add documents read from a slice of a file ``lines`` lines in."""
         for document in documents:
+            positions = document.positions
+            if lines:
+                positions = ShiftedPositions(positions, lines)
+                document = Document(document.data, positions)
             resource = self._validate(document)
             if resource is not None:
-                self._add(resource, document.positions)
+                self._add(resource, positions)
 
-    def _round_trip_documents(self, text: str, filename: str) -> Iterator[Document]:
+    def _round_trip_documents(self, text: str, filename: str, lines: int = 0) -> Iterator[Document]:
+        """Documents of ``text`` via ruamel's round-trip loader (positions relative to ``text``).
+
+        Problems found while reading are reported at their place in the whole file.
+        """
         yaml = YAML(typ="rt")
         nodes = yaml.compose_all(text)
         while True:
@@ -225,16 +264,16 @@ class _Reader:
             except MarkedYAMLError as error:
                 # The rest of the file cannot be read, so what it defines is unknown.
                 self._unreadable = True
-                self._problem(_syntax_problem(error, filename))
+                self._problem(_syntax_problem(error, filename, lines))
                 return
             try:
                 document = yaml.constructor.construct_document(node)
             except MarkedYAMLError as error:
                 self._invalid_node(node)
                 if isinstance(error, DuplicateKeyError):
-                    self._problem(_duplicate_key_problem(error, node, filename))
+                    self._problem(_duplicate_key_problem(error, node, filename, lines))
                 else:
-                    self._problem(_syntax_problem(error, filename))
+                    self._problem(_syntax_problem(error, filename, lines))
                 _reset_constructor(yaml.constructor)
                 continue
             if document is None:
@@ -244,7 +283,7 @@ class _Reader:
                 self._problem(
                     Problem(
                         f"a document must be a mapping, found a {_yaml_type(document)}",
-                        SourcePosition(filename, line + 1, column + 1),
+                        SourcePosition(filename, lines + line + 1, column + 1),
                         hint="start it with apiVersion: fleetplane/v1, kind, metadata and spec",
                     )
                 )
@@ -339,26 +378,29 @@ def _reset_constructor(constructor: Any) -> None:
     constructor.deep_construct = False
 
 
-def _syntax_problem(error: MarkedYAMLError, filename: str) -> Problem:
+def _syntax_problem(error: MarkedYAMLError, filename: str, lines: int = 0) -> Problem:
+    """The parser's complaint, at its place in the file (the text read began ``lines`` in)."""
     mark = error.problem_mark or error.context_mark
-    position = SourcePosition(filename, mark.line + 1, mark.column + 1) if mark else None
+    position = SourcePosition(filename, lines + mark.line + 1, mark.column + 1) if mark else None
     message = f"invalid YAML: {(error.problem or 'cannot parse').strip()}"
     context, context_mark = error.context, error.context_mark
     if context:
         # "while scanning a quoted scalar": where it started is where the mistake usually is.
         started = ""
         if context_mark is not None and mark is not None and context_mark.line != mark.line:
-            started = f" that started at line {context_mark.line + 1}"
+            started = f" that started at line {lines + context_mark.line + 1}"
         message += f" ({context.strip()}{started})"
     return Problem(message, position, hint="check indentation, quotes and ':' after keys")
 
 
-def _duplicate_key_problem(error: DuplicateKeyError, node: Any, filename: str) -> Problem:
+def _duplicate_key_problem(
+    error: DuplicateKeyError, node: Any, filename: str, lines: int = 0
+) -> Problem:
     mark = error.problem_mark
-    position = SourcePosition(filename, mark.line + 1, mark.column + 1)
+    position = SourcePosition(filename, lines + mark.line + 1, mark.column + 1)
     key, first_line = _first_of_duplicate(node, mark.line, mark.column)
     name = f" {key!r}" if key is not None else ""
-    first = f" (first at line {first_line})" if first_line is not None else ""
+    first = f" (first at line {lines + first_line})" if first_line is not None else ""
     return Problem(
         f"duplicate key{name}{first}",
         position,

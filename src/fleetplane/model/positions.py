@@ -117,6 +117,29 @@ class DocumentPositions(Protocol):
     def walk(self, loc: Loc) -> Found: ...
 
 
+class ShiftedPositions:
+    """Positions of a document that was read from a slice of its file starting at ``lines``."""
+
+    __slots__ = ("inner", "lines")
+
+    def __init__(self, inner: DocumentPositions, lines: int) -> None:
+        self.inner = inner
+        self.lines = lines
+
+    @property
+    def file(self) -> str:
+        return self.inner.file
+
+    @property
+    def start(self) -> SourcePosition:
+        start = self.inner.start
+        line = None if start.line is None else start.line + self.lines
+        return SourcePosition(start.file, line, start.column)
+
+    def walk(self, loc: Loc) -> Found:
+        return self.inner.walk(loc).shifted(self.lines)
+
+
 class RoundTripDocument:
     """A document that was read with the round-trip loader: positions are at hand."""
 
@@ -390,3 +413,30 @@ def _lazy(source: SourceText, index: int, node: Any, data: dict[str, Any]) -> La
     name = metadata.get("name") if isinstance(metadata, dict) else None
     kind = data.get("kind")
     return LazyDocument(source, index, (start.line, start.column, end.line), (kind, name))
+
+
+# A document marker at the start of a line ends any scalar (YAML forbids them
+# inside one), so a file can be cut there without parsing it.
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\r\n]|$)", re.MULTILINE)
+_NOT_SPLITTABLE = re.compile(r"^(?:%|\.\.\.(?:[ \t\r\n]|$))", re.MULTILINE)
+
+
+def document_slices(text: str) -> list[tuple[str, int]] | None:
+    """``text`` cut before each ``---`` line: (slice, lines before it), or None if unsafe.
+
+    Directives (``%YAML``) apply to the documents after them and ``...``
+    ends a document early; a file using either is not cut.
+    """
+    if _NOT_SPLITTABLE.search(text):
+        return None
+    cuts = [m.start() for m in _DOCUMENT_START.finditer(text) if m.start() > 0]
+    if not cuts:
+        return None
+    slices: list[tuple[str, int]] = []
+    begin, line = 0, 0
+    for end in [*cuts, len(text)]:
+        piece = text[begin:end]
+        slices.append((piece, line))
+        line += piece.count("\n")
+        begin = end
+    return slices
