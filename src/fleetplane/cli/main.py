@@ -36,6 +36,7 @@ def _register() -> None:
     # libraries load only when the module is imported.
     from fleetplane.cli import (  # noqa: F401
         agent,
+        artifact,
         audit,
         db,
         generate,

@@ -20,7 +20,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from fleetplane import __version__
-from fleetplane.control.api import admin, apply, health, resources
+from fleetplane.control.api import admin, apply, artifacts, health, resources
 from fleetplane.control.api.middleware import BodyLimit, RequestMetrics
 from fleetplane.control.api.status import install_handlers
 from fleetplane.control.controllers import operations as site_operations
@@ -96,6 +96,7 @@ def create_app(
     app.include_router(apply.router)
     app.include_router(resources.router)
     app.include_router(admin.router)
+    app.include_router(artifacts.router)
     app.include_router(site_operations.router)
     # Outermost last: metrics see every answer, including 413s.
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)

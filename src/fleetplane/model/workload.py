@@ -71,6 +71,18 @@ class ModelArtifact(Spec):
     updates_per_day: float = Field(default=0.0, ge=0.0)
 
 
+class ArtifactSelector(Spec):
+    """The release the replicas run: pushed with ``fleetplane artifact push --name --version``.
+
+    The control plane resolves it to the release's sha256 digest in each
+    site's desired state; the agent downloads, verifies and unpacks it and
+    starts the replicas in its directory.
+    """
+
+    name: str = Field(min_length=1, max_length=253)
+    version: str = Field(min_length=1, max_length=128)
+
+
 class AcceleratorRequest(Spec):
     kind: AcceleratorKind
     count: PositiveInt = 1
@@ -165,6 +177,7 @@ class WorkloadSpec(Spec):
     slo: Slo
     demand: list[DemandShare] = Field(default_factory=list)
     model: ModelArtifact | None = None
+    artifact: ArtifactSelector | None = None
     resources: ResourceRequest
     profiles: list[HardwareProfile] = Field(min_length=1)
     storage: StorageReads = Field(default_factory=StorageReads)

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from fleetplane.control.controllers.tables import ControlBase
 from fleetplane.control.store import migrate
+from fleetplane.control.store.artifacts import ArtifactBase
 from fleetplane.control.store.database import create_store_engine
 from fleetplane.control.store.repository import Desired, Store
 from fleetplane.control.store.schema import Base
@@ -66,7 +67,8 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         migrate.upgrade(engine)
         with engine.connect() as connection:
             differences = compare_metadata(
-                MigrationContext.configure(connection), [Base.metadata, ControlBase.metadata]
+                MigrationContext.configure(connection),
+                [Base.metadata, ControlBase.metadata, ArtifactBase.metadata],
             )
         assert differences == []
     finally:

@@ -21,10 +21,10 @@ from fastapi import FastAPI
 from fleetplane import __version__
 from fleetplane.control.agent_api import desired, enrolment, heartbeat, telemetry
 from fleetplane.control.agent_api.identity import AgentIdentityMiddleware
-from fleetplane.control.api import resources
+from fleetplane.control.api import artifacts, resources
 from fleetplane.control.api.middleware import BodyLimit
 from fleetplane.control.api.status import install_handlers
-from fleetplane.control.controllers.derive import referenced_secrets
+from fleetplane.control.controllers.derive import referenced_artifacts, referenced_secrets
 from fleetplane.control.plane import ControlPlane, ReferencedNames
 from fleetplane.control.store.errors import NotFound
 from fleetplane.security.ca import DEFAULT_AGENT_CERT_LIFETIME, CertificateAuthority
@@ -56,6 +56,7 @@ def create_agent_app(
     app.include_router(desired.router)
     app.include_router(heartbeat.router)
     app.include_router(telemetry.router)
+    app.include_router(artifacts.agent_router)
     app.include_router(resources.router)
     app.add_middleware(BodyLimit, max_bytes=plane.settings.limits.max_body_bytes)
     revoked = revoked_serials if revoked_serials is not None else set()
@@ -64,13 +65,19 @@ def create_agent_app(
 
 def _referenced(plane: ControlPlane) -> ReferencedNames:
     def names(principal: Principal, kind: str) -> Collection[str]:
-        if principal.role is not Role.AGENT or principal.site is None or kind != "Secret":
+        if principal.role is not Role.AGENT or principal.site is None or kind not in (
+            "Secret", "Artifact"
+        ):
             return frozenset()
         try:
             state = plane.store.get("SiteDesiredState", principal.site)
         except NotFound:
             return frozenset()
-        return referenced_secrets(state.spec.get("workloads", []))
+        workloads = state.spec.get("workloads", [])
+        # Artifacts are named by digest: the agent downloads blobs, not name+version.
+        if kind == "Artifact":
+            return referenced_artifacts(workloads)
+        return referenced_secrets(workloads)
 
     return names
 

@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
-from fleetplane.model.desired_state import DesiredWorkload, LocalFailover
+from fleetplane.model.desired_state import ArtifactRef, DesiredWorkload, LocalFailover
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import Placement
 from fleetplane.model.workload import Workload
 
+log = logging.getLogger(__name__)
 
-def site_workloads(placement: Placement, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
+# (artifact name, version) → (sha256 digest, size in bytes) of every pushed artifact.
+ArtifactIndex = Mapping[tuple[str, str], tuple[str, int]]
+
+
+def site_workloads(
+    placement: Placement, fleet: Fleet, artifacts: ArtifactIndex | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Per site, the JSON form of its ``DesiredWorkload`` list (sorted: equal plans compare equal).
 
     Every site of the fleet gets an entry, empty when nothing runs there:
-    an agent must learn that its last workload was moved away.
+    an agent must learn that its last workload was moved away. A workload
+    whose ``artifact`` was not pushed yet goes to no site: it cannot run.
     """
     by_site: dict[str, list[dict[str, Any]]] = {name: [] for name in fleet.sites}
     for placed in placement.spec.workloads:
         workload = fleet.workloads.get(placed.workload)
         if workload is None:
+            continue
+        refs = _artifact_refs(workload, artifacts or {})
+        if refs is None:
             continue
         per_site: dict[str, int] = {}
         for assignment in placed.assignments:
@@ -38,6 +51,7 @@ def site_workloads(placement: Placement, fleet: Fleet) -> dict[str, list[dict[st
                 replicas=assignment.replicas,
                 resources=workload.spec.resources,
                 runtime=workload.spec.runtime,
+                artifacts=refs,
                 sources=dict(assignment.sources),
                 secrets=list(workload.spec.secrets),
                 env=dict(workload.spec.env),
@@ -49,6 +63,20 @@ def site_workloads(placement: Placement, fleet: Fleet) -> dict[str, list[dict[st
     for items in by_site.values():
         items.sort(key=lambda item: (item["workload"], item["pool"]))
     return by_site
+
+
+def _artifact_refs(workload: Workload, artifacts: ArtifactIndex) -> list[ArtifactRef] | None:
+    """The workload's artifact resolved to its digest; None when it names one not pushed."""
+    wanted = workload.spec.artifact
+    if wanted is None:
+        return []
+    found = artifacts.get((wanted.name, wanted.version))
+    if found is None:
+        log.warning("workload %s names artifact %s:%s, which was not pushed; it runs nowhere "
+                    "until `fleetplane artifact push` records it", workload.metadata.name,
+                    wanted.name, wanted.version)
+        return None
+    return [ArtifactRef(name=wanted.name, digest=found[0], size=found[1])]
 
 
 def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFailover:
@@ -71,3 +99,10 @@ def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFa
 def referenced_secrets(workloads: list[dict[str, Any]]) -> frozenset[str]:
     """Names of the Secrets one site's desired workloads deliver."""
     return frozenset(name for item in workloads for name in item.get("secrets", []))
+
+
+def referenced_artifacts(workloads: list[dict[str, Any]]) -> frozenset[str]:
+    """Digests of the artifacts one site's desired workloads run."""
+    return frozenset(
+        ref["digest"] for item in workloads for ref in item.get("artifacts", [])
+    )

@@ -19,6 +19,7 @@ from fleetplane.control.controllers.planner import (
 from fleetplane.control.controllers.settings import ControllerSettings
 from fleetplane.control.controllers.transactions import write_placement, write_site_states
 from fleetplane.control.plane import SYSTEM, ControlPlane
+from fleetplane.control.store.artifacts import resolutions as artifact_resolutions
 from fleetplane.model.placement import Placement
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ class PlacementController:
         generation = plane.store.get("Placement", self.settings.placement_name).generation
         specs = {
             site: {"site": site, "placementGeneration": generation, "workloads": workloads}
-            for site, workloads in site_workloads(placement, view.fleet).items()
+            for site, workloads in site_workloads(
+                placement, view.fleet, artifact_resolutions(plane.engine)
+            ).items()
         }
         write_site_states(
             plane.store, specs, actor=SYSTEM.name, keep=self.settings.revisions_kept

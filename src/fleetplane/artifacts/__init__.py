@@ -1,0 +1,1 @@
+"""Artifacts engine: deterministic release archives (packing, manifests, safe unpacking)."""

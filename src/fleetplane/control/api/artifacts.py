@@ -1,0 +1,136 @@
+"""Artifacts over HTTP: pushes and reads for people, blob downloads for agents.
+
+People (``/api/v1/artifacts``, API token): operators and admins push
+(begin an upload, PUT its parts, commit name+version → digest); everyone
+with a token lists and reads records. Agents (``/agent/v1/artifacts/<digest>``,
+agent port, client certificate) download a blob only when their site's
+desired state names its digest — anything else is 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from fleetplane.control.agent_api.identity import identity_of
+from fleetplane.control.api.auth import authenticate, limit, plane_of, require
+from fleetplane.control.api.status import ApiError
+from fleetplane.control.plane import ControlPlane
+from fleetplane.control.store import artifacts as store
+from fleetplane.security.rbac import Principal, Verb
+
+KIND = "Artifact"
+router = APIRouter(prefix="/api/v1/artifacts", tags=["artifacts"])
+agent_router = APIRouter(prefix="/agent/v1/artifacts", tags=["agent artifacts"])
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _refused(error: store.ArtifactError) -> ApiError:
+    return ApiError(error.code, str(error))
+
+
+async def _call(function: Any, *args: Any) -> Any:
+    try:
+        return await run_in_threadpool(function, *args)
+    except store.ArtifactError as error:
+        raise _refused(error) from None
+
+
+@router.post("/uploads", status_code=201, summary="Begin an upload (then PUT its parts)")
+async def begin_upload(request: Request, caller: Caller) -> dict[str, Any]:
+    await require(request, caller, Verb.CREATE, KIND)
+    limit(request, caller)
+    plane = plane_of(request)
+    upload_id = await _call(store.begin_upload, plane.engine, caller.name)
+    return {"uploadId": upload_id, "partBytes": store.CHUNK_BYTES,
+            "maxBytes": store.MAX_ARTIFACT_BYTES}
+
+
+@router.put("/uploads/{upload_id}/parts/{seq}",
+            summary="One part of an upload (raw bytes, at most partBytes); parts count from 0")
+async def put_part(request: Request, caller: Caller, upload_id: str, seq: int) -> dict[str, Any]:
+    await require(request, caller, Verb.CREATE, KIND)
+    if seq < 0 or seq > store.MAX_ARTIFACT_BYTES // store.CHUNK_BYTES:
+        raise ApiError(400, f"part number {seq} is out of range")
+    data = await request.body()
+    received = await _call(store.put_part, plane_of(request).engine, upload_id, seq, data)
+    return {"uploadId": upload_id, "part": seq, "received": received}
+
+
+@router.head("/blobs/{digest}", summary="Whether the server holds a blob (then no upload)")
+async def has_blob(request: Request, caller: Caller, digest: str) -> Response:
+    await require(request, caller, Verb.GET, KIND)
+    size = await run_in_threadpool(store.blob_size, plane_of(request).engine, digest)
+    if size is None:
+        return Response(status_code=404)
+    return Response(status_code=200, headers={"Content-Length": str(size)})
+
+
+@router.post("", summary="Record name+version → digest, from a finished upload or a stored blob")
+async def push(request: Request, caller: Caller) -> JSONResponse:
+    await require(request, caller, Verb.CREATE, KIND)
+    limit(request, caller)
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object {name, version, digest, uploadId}")
+    try:
+        request_push = store.Push(
+            name=str(body["name"]), version=str(body["version"]), digest=str(body["digest"]),
+            files=list(body.get("files") or []),
+            upload_id=str(body["uploadId"]) if body.get("uploadId") else None,
+        )
+    except KeyError as missing:
+        raise ApiError(400, f"the push names no {missing.args[0]!r}") from None
+    plane = plane_of(request)
+    artifact, created = await _call(store.commit, plane.store, request_push, caller.name)
+    return JSONResponse(artifact.to_json(), status_code=201 if created else 200)
+
+
+@router.get("", summary="List artifacts (optionally of one name)")
+async def list_artifacts(
+    request: Request, caller: Caller,
+    name: Annotated[str | None, Query(max_length=253)] = None,
+) -> dict[str, Any]:
+    await require(request, caller, Verb.LIST, KIND)
+    found = await _call(store.list_artifacts, plane_of(request).engine, name)
+    return {"items": [artifact.to_json() for artifact in found]}
+
+
+@router.get("/{name}/{version}", summary="One artifact: digest, size and files")
+async def get_artifact(request: Request, caller: Caller, name: str, version: str
+                       ) -> dict[str, Any]:
+    await require(request, caller, Verb.GET, KIND, name=f"{name}:{version}")
+    artifact = await _call(store.get, plane_of(request).engine, name, version)
+    result: dict[str, Any] = artifact.to_json()
+    return result
+
+
+@agent_router.get("/{digest}", summary="The blob of a digest the agent's desired state names",
+                  response_model=None)
+async def download(request: Request, digest: str) -> Response:
+    identity = identity_of(request.scope)
+    if identity is None:
+        raise ApiError(401, "an agent certificate is required")
+    # RBAC 'agent-referenced': the name checked is the digest, against the site's desired state.
+    await require(request, identity.principal(), Verb.GET, KIND, name=digest)
+    plane = plane_of(request)
+    size = await run_in_threadpool(store.blob_size, plane.engine, digest)
+    if size is None:
+        raise ApiError(404, f"no blob {digest} on this server: push the artifact again")
+    return StreamingResponse(
+        _stream(plane, digest), media_type="application/octet-stream",
+        headers={"Content-Length": str(size), "X-Fleetplane-Digest": digest},
+    )
+
+
+async def _stream(plane: ControlPlane, digest: str) -> AsyncIterator[bytes]:
+    chunks = store.blob_chunks(plane.engine, digest)
+    while True:
+        data = await run_in_threadpool(next, chunks, None)
+        if data is None:
+            return
+        yield data
