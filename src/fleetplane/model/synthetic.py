@@ -408,6 +408,19 @@ def _ms(seconds: float) -> str:
 _duration = _ms
 
 
+def _schedule(deadline: float) -> Doc:
+    """Nightly when a run's deadline fits in a day, else weekly, else monthly.
+
+    Derived from the deadline, not drawn, so adding schedules left every
+    other generated value (and so the benchmark fleets) as it was.
+    """
+    written = float(f"{deadline:.4g}")  # the deadline as _duration writes it
+    for every, seconds in (("24h", 86400.0), ("7d", 7 * 86400.0)):
+        if written <= seconds:
+            return {"every": every}
+    return {"every": "30d"}
+
+
 def _kb(kilobytes: float) -> str:
     return f"{round(kilobytes * 1000)}"
 
@@ -861,6 +874,7 @@ class _Builder:
         spec: Doc = {
             "class": "batch",
             "slo": {"deadline": _duration(deadline)},
+            "schedule": _schedule(deadline),
             "resources": {"cpu": cpu, "memory": f"{memory_gi}Gi"},
             "profiles": [{"hardware": "cpu", "runtime": _duration(runtime)}],
             "runtime": {"arches": ["amd64"]},
@@ -895,6 +909,7 @@ class _Builder:
         spec: Doc = {
             "class": "training",
             "slo": {"deadline": _duration(deadline)},
+            "schedule": _schedule(deadline),
             "resources": {"cpu": cpu, "memory": f"{memory_gi}Gi", "accelerator": accelerator},
             "profiles": [{"hardware": hw, "runtime": _duration(t)} for hw, t in runtimes.items()],
             "runtime": {"drivers": {"cuda": cuda}, "arches": ["amd64"]},

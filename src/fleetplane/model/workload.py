@@ -8,7 +8,16 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_
 
 from fleetplane.model.base import EmptyStatus, Resource, Spec
 from fleetplane.model.infrastructure import AcceleratorKind, Arch
-from fleetplane.model.units import Cpu, Duration, Energy, Fraction, Power, Rate, Size
+from fleetplane.model.units import (
+    Cpu,
+    Duration,
+    Energy,
+    Fraction,
+    Power,
+    Rate,
+    Size,
+    format_duration,
+)
 
 WorkloadClass = Literal["inference", "training", "streaming", "control", "batch"]
 
@@ -148,6 +157,25 @@ class HardwareProfile(Spec):
     power: Power = Field(default=0.0, description="extra draw per busy replica")
 
 
+class JobSchedule(Spec):
+    """How often a batch or training job runs; each run lasts its profile's ``runtime``."""
+
+    every: Duration = Field(
+        description="time from the start of one run to the start of the next, e.g. 24h, 168h"
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("schedule.every must be > 0 (e.g. 24h for a nightly job)")
+        return value
+
+    def duty(self, runtime: float) -> float:
+        """Fraction of the month a run of ``runtime`` seconds holds its replicas (at most 1)."""
+        return min(1.0, runtime / self.every)
+
+
 class StorageReads(Spec):
     reads: NonNegativeInt = 0
     media: list[str] = Field(default_factory=list, description="acceptable media; empty: any")
@@ -184,6 +212,9 @@ class WorkloadSpec(Spec):
     residency: list[str] = Field(default_factory=list, description="allowed zones; empty: any")
     runtime: RuntimeRequirements = Field(default_factory=RuntimeRequirements)
     replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)
+    schedule: JobSchedule | None = Field(
+        default=None, description="batch/training: how often the job runs; none: continuously"
+    )
     secrets: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -201,6 +232,11 @@ class WorkloadSpec(Spec):
             missing = [p.hardware for p in self.profiles if p.service_time is None]
             if missing:
                 raise ValueError(f"profiles {missing} need serviceTime for {a_cls} workload")
+            if self.schedule is not None:
+                raise ValueError(
+                    f"schedule is for batch/training jobs; {a_cls} workload serves requests "
+                    "continuously (remove schedule)"
+                )
         else:
             if self.slo.deadline is None:
                 raise ValueError(f"{a_cls} workload needs slo.deadline (e.g. 6h)")
@@ -209,6 +245,14 @@ class WorkloadSpec(Spec):
             missing = [p.hardware for p in self.profiles if p.runtime is None]
             if missing:
                 raise ValueError(f"profiles {missing} need runtime for {a_cls} workload")
+            if self.schedule is not None and self.slo.deadline > self.schedule.every:
+                # A run allowed to end after the next one starts would overlap it:
+                # the plan would hold one run's replicas but two runs would need them.
+                raise ValueError(
+                    f"slo.deadline ({format_duration(self.slo.deadline)}) is longer than "
+                    f"schedule.every ({format_duration(self.schedule.every)}); a run must finish "
+                    "before the next starts: shorten the deadline or run less often"
+                )
         hardware = [p.hardware for p in self.profiles]
         dupes = sorted({h for h in hardware if hardware.count(h) > 1})
         if dupes:

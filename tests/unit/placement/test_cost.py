@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from placement_fleets import fleet, image, inference, link, policy, pool, site, source
+from placement_fleets import fleet, image, inference, job, link, policy, pool, site, source
 
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import CostBreakdown
@@ -141,3 +141,42 @@ def test_cheapest_site_wins_when_all_are_feasible() -> None:
     (placed,) = result.placement.spec.workloads
     costs = {name: priced(name).total for name in ("store", "mid", "hub")}
     assert placed.assignments[0].site == min(costs, key=costs.__getitem__)
+
+
+def job_cost(schedule: dict[str, str] | None) -> CostBreakdown:
+    """A 4-core batch job with a 2 h run on the opex hub, with or without a schedule."""
+    spec = job("nightly", deadline="6h", runtime="2h", cpu=4, memory="8Gi")
+    if schedule is not None:
+        spec["spec"]["schedule"] = schedule
+    f = fleet(
+        image(),
+        site(
+            "hub",
+            tier="regional",
+            cpu_hour="0.04/h",
+            memory_hour="0.005/h",
+            energy_price="0.20/kWh",
+            pools=[pool(count=4, cpu=16, memory="64Gi", watts="200W")],
+        ),
+        spec,
+    )
+    result = plan(f)
+    (placed,) = result.placement.spec.workloads
+    return placed.cost
+
+
+def test_a_job_without_schedule_is_costed_for_the_whole_month() -> None:
+    # 4 cores × 0.04 + 8 GiB × 0.005 = 0.20 per hour.
+    assert job_cost(None).compute == pytest.approx(0.20 * HOURS)
+
+
+def test_a_scheduled_job_is_costed_for_the_hours_it_runs() -> None:
+    # A 2 h run every 24 h holds its replica 1/12 of the month.
+    assert job_cost({"every": "24h"}).compute == pytest.approx(0.20 * HOURS * 2 / 24)
+
+
+
+def test_a_scheduled_job_pays_energy_for_the_hours_it_runs_too() -> None:
+    always, nightly = job_cost(None), job_cost({"every": "24h"})
+    assert always.energy > 0
+    assert nightly.energy == pytest.approx(always.energy * 2 / 24)

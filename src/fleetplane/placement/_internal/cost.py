@@ -1,6 +1,8 @@
 """The cost model: money per month for one workload on one candidate (pool, profile).
 
-Terms (all per month of 730 hours):
+Terms (all per month of 730 hours; a scheduled job's compute and energy only
+for the hours it runs — ``schedule.every`` apart, each run its profile's
+``runtime`` — since it holds its replicas only then):
 
 * compute — opex: hourly prices × allocated cpu, GiB and accelerators;
   capex: the site's amortised purchase plus overhead, spread over its capacity
@@ -103,11 +105,12 @@ def replica_rates(
         + accelerators * acc.price
     )
     units = view.cpu + view.memory / GIB * MEMORY_UNITS_PER_GIB + accelerators * acc.units
-    compute = (opex + units * index.site_capex_unit_hour[sites]) * HOURS_PER_MONTH
+    hours = HOURS_PER_MONTH * view.duty(profile)
+    compute = (opex + units * index.site_capex_unit_hour[sites]) * hours
 
     share = node_share(index, rows, view, acc, accelerators)
     price_kwh = index.site_energy_price[sites]
-    per_watt_month = HOURS_PER_MONTH / 1000.0 * price_kwh
+    per_watt_month = hours / 1000.0 * price_kwh
     idle_watts = share * index.row_node_watts[rows]
     busy_watts = accelerators * acc.watts + profile.spec.power
     energy_request = profile.spec.energy_per_request / JOULES_PER_KWH * price_kwh

@@ -545,7 +545,8 @@ def _cheapest(
         + accelerators * entry.hw.acc.price[idx]
         + (units + accelerators * entry.hw.acc.units[idx]) * index.site_capex_unit_hour[sites]
     )
-    key = hourly * HOURS_PER_MONTH * max(view.min_replicas, 1) + model_distribution(
+    hours = HOURS_PER_MONTH * view.duty(entry.profile)
+    key = hourly * hours * max(view.min_replicas, 1) + model_distribution(
         view, ctx.network.hub_price(), sites
     )
     if view.is_job or not view.sources:

@@ -105,6 +105,14 @@ class WorkloadView:
     def max_replicas(self) -> int:
         return self.workload.spec.replicas.max
 
+    def duty(self, profile: ProfileView) -> float:
+        """Fraction of the month the replicas run: a scheduled job's runs, else all of it."""
+        schedule = self.workload.spec.schedule
+        runtime = profile.spec.runtime
+        if not self.is_job or schedule is None or runtime is None:
+            return 1.0
+        return schedule.duty(runtime)
+
     def accelerators_per_replica(self, profile: ProfileView) -> int:
         """Accelerators per replica: the request's count, else one on an accelerator profile."""
         if profile.accelerator_model is None:
