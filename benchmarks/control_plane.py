@@ -203,7 +203,10 @@ class Agent:
     def __init__(self, site: str, url: str, context: ssl.SSLContext, stats: AgentStats) -> None:
         self.site = site
         self.stats = stats
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        # Kept alive across status writes (the server's agent port keeps them 75 s):
+        # httpx's 5 s default would make every write a new TLS handshake.
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2,
+                              keepalive_expiry=60.0)
         self.http = httpx.AsyncClient(base_url=url, verify=context, timeout=30.0, limits=limits)
         self.interval = 10.0
         self.revision = 0

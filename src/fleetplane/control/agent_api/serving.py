@@ -11,6 +11,7 @@ verified peer certificate to the app.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import contextlib
 import ipaddress
 import os
@@ -29,6 +30,11 @@ from fleetplane.security.ca import CA_CERT_FILE, CA_KEY_FILE, CertificateAuthori
 from fleetplane.security.keys import generate_private_key, private_key_pem
 
 PORT_CERT_FILE = "agent-port.crt"
+AGENT_KEEP_ALIVE_SECONDS = 75
+# asyncio gives every TLS connection a 256 KiB read buffer (3.11+): 1 GiB for
+# 2,000 agents holding a watch and a status connection each. TLS records are
+# at most 16 KiB, so 32 KiB reads lose nothing.
+TLS_READ_BUFFER_BYTES = 32 * 1024
 PORT_KEY_FILE = "agent-port.key"
 
 
@@ -80,6 +86,17 @@ def issue_port_certificate(
     return cert_file, key_file
 
 
+def _shrink_tls_read_buffers() -> None:
+    """Smaller per-connection TLS read buffers for every server of this process.
+
+    asyncio builds its ``SSLProtocol`` itself (no factory to pass), so the
+    class attribute sizing the buffer is the only handle there is.
+    """
+    protocol: Any = asyncio.sslproto.SSLProtocol
+    if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER_BYTES:
+        protocol.max_size = TLS_READ_BUFFER_BYTES
+
+
 class AgentPortServer(uvicorn.Server):
     """The agent port's uvicorn server; it leaves signals to the human API's server.
 
@@ -112,8 +129,12 @@ def agent_port_server(
         # The human API's lifespan opens and closes the store both apps share.
         lifespan="off",
         timeout_graceful_shutdown=5,
+        # Agents write every few seconds: uvicorn's 5 s default would close their
+        # connections in between, and every write would pay a new TLS handshake.
+        timeout_keep_alive=AGENT_KEEP_ALIVE_SECONDS,
     )
     config.load()
+    _shrink_tls_read_buffers()
     # uvicorn builds its context from paths; ours also verifies client
     # certificates against the fleet CA, strictly, when one is presented.
     config.ssl = agent_ssl_context(cert_file, key_file, ca)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select
 
 from fleetplane.control.controllers.tables import SiteRevisionRow
 from fleetplane.control.store.errors import NotFound
 from fleetplane.control.store.records import StoredResource
-from fleetplane.control.store.repository import Desired, Store
+from fleetplane.control.store.repository import Desired, Store, load_many
 
 SDS_KIND = "SiteDesiredState"
+REVISIONS = cast(Table, SiteRevisionRow.__table__)
+_DELETE_EXPIRED = delete(REVISIONS).where(
+    REVISIONS.c.site == bindparam("site"), REVISIONS.c.revision <= bindparam("through")
+)
 
 
 @dataclass(frozen=True)
@@ -52,37 +56,40 @@ def write_site_states(
     """
 
     def write(connection: Connection) -> list[SiteRevision]:
-        written = []
-        # One query for every site's latest kept revision, not one per site.
+        # One query per table for every site, not one per site: a fan-out to
+        # thousands of sites holds the write lock for as short as possible.
         latest = _latest_revisions(connection)
+        currents = load_many(connection, SDS_KIND, sorted(specs))
+        changes: list[tuple[StoredResource | None, Desired]] = []
+        revisions: list[int] = []
         for site, spec in sorted(specs.items()):
-            current = load_resource(store, connection, SDS_KIND, site)
+            current = currents.get(site)
             previous = int(current.spec.get("revision", 0)) if current is not None else 0
             if current is not None and _same_content(current.spec, spec):
                 continue
             revision = max(previous, latest.get(site, 0)) + 1
-            desired = Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
-                              {**spec, "site": site, "revision": revision})
-            if current is None:
-                stored = store._insert(connection, desired, actor, "derive")
-            else:
-                stored = store._update(connection, current, desired, actor, "derive")
-            document = stored.to_document()
-            connection.execute(
-                insert(SiteRevisionRow).values(
-                    site=site,
-                    revision=revision,
-                    resource_version=stored.resource_version,
-                    document=document,
-                )
-            )
-            if revision > keep:
-                connection.execute(
-                    delete(SiteRevisionRow).where(
-                        SiteRevisionRow.site == site, SiteRevisionRow.revision <= revision - keep
-                    )
-                )
-            written.append(SiteRevision(site, revision, stored.resource_version, document))
+            changes.append((current, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
+                                             {**spec, "site": site, "revision": revision})))
+            revisions.append(revision)
+        stored = store.write_many(connection, changes, actor=actor, action="derive")
+        written = [
+            SiteRevision(item.name, revision, item.resource_version, item.to_document())
+            for item, revision in zip(stored, revisions, strict=True)
+        ]
+        if not written:
+            return written
+        connection.execute(
+            insert(REVISIONS),
+            [
+                {"site": w.site, "revision": w.revision,
+                 "resource_version": w.resource_version, "document": w.document}
+                for w in written
+            ],
+        )
+        expired = [{"site": w.site, "through": w.revision - keep} for w in written
+                   if w.revision > keep]
+        if expired:
+            connection.execute(_DELETE_EXPIRED, expired)
         return written
 
     return store.run_write(write)
@@ -116,9 +123,20 @@ def write_statuses(
 
     def write(connection: Connection) -> list[StoredResource | Exception]:
         results: list[StoredResource | Exception] = []
+        currents: dict[str, dict[str, StoredResource]] = {}
+        for kind in {kind for kind, _, _ in changes}:
+            names = sorted({name for k, name, _ in changes if k == kind})
+            currents[kind] = load_many(connection, kind, names)
+        # Several changes of one resource in a batch apply in turn, each to the last:
+        # a repeated resource first writes what is pending, then builds on it.
+        last_written: dict[tuple[str, str], int] = {}
+        pending: list[tuple[int, StoredResource, dict[str, Any] | None]] = []
         for kind, name, change in changes:
-            current = load_resource(store, connection, kind, name)
-            if current is None:
+            current: StoredResource | Exception | None = currents[kind].get(name)
+            if (kind, name) in last_written:
+                _flush_statuses(store, connection, pending, results)
+                current = results[last_written[(kind, name)]]
+            if not isinstance(current, StoredResource):
                 results.append(NotFound(kind, name))
                 continue
             try:
@@ -126,10 +144,26 @@ def write_statuses(
             except Exception as error:
                 results.append(error)
                 continue
-            results.append(store._update_status(connection, current, status))
+            last_written[(kind, name)] = len(results)
+            pending.append((len(results), current, status))
+            results.append(current)  # replaced once written
+        _flush_statuses(store, connection, pending, results)
         return results
 
     return store.run_write(write)
+
+
+def _flush_statuses(
+    store: Store,
+    connection: Connection,
+    pending: list[tuple[int, StoredResource, dict[str, Any] | None]],
+    results: list[StoredResource | Exception],
+) -> None:
+    changes = [(current, status) for _, current, status in pending]
+    written = store.update_statuses(connection, changes)
+    for (index, _, _), stored in zip(pending, written, strict=True):
+        results[index] = stored
+    pending.clear()
 
 
 def write_placement(

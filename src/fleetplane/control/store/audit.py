@@ -8,7 +8,7 @@ entry exists exactly when its change does.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,22 +48,34 @@ class AuditLog:
 
     def append(self, connection: Connection, entry: AuditEntry) -> AuditRecord:
         """Append in the caller's write transaction (which holds the write lock)."""
+        return self.append_many(connection, [entry])[0]
+
+    def append_many(
+        self, connection: Connection, entries: Sequence[AuditEntry]
+    ) -> list[AuditRecord]:
+        """Append ``entries`` in order with one read of the head and one insert."""
+        if not entries:
+            return []
         last = connection.execute(_LAST).first()
         previous = _record(last) if last is not None else None
-        event = AuditEvent(
-            time=datetime.now(UTC),
-            actor=entry.actor,
-            action=entry.action,
-            kind=entry.kind,
-            name=entry.name,
-            before_digest=entry.before_digest,
-            after_digest=entry.after_digest,
-            details=dict(entry.details),
-        )
         key = self.keyring.primary if self.keyring is not None else None
-        record = append(previous, event, key=key)
-        connection.execute(_INSERT, row_values(record))
-        return record
+        now = datetime.now(UTC)
+        records = []
+        for entry in entries:
+            event = AuditEvent(
+                time=now,
+                actor=entry.actor,
+                action=entry.action,
+                kind=entry.kind,
+                name=entry.name,
+                before_digest=entry.before_digest,
+                after_digest=entry.after_digest,
+                details=dict(entry.details),
+            )
+            previous = append(previous, event, key=key)
+            records.append(previous)
+        connection.execute(_INSERT, [row_values(record) for record in records])
+        return records
 
     def records(
         self, engine: Engine, *, after: int = 0, limit: int | None = None

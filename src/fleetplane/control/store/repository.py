@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -353,6 +353,161 @@ class Store:
 
         return self.run_write(write)
 
+    # ------------------------------------------------------------ bulk writes
+    #
+    # For controllers and batched heartbeats writing hundreds or thousands of
+    # resources in one transaction: the same rows as the per-resource steps
+    # below, but one statement per table instead of several per resource
+    # (per-statement overhead, not the database, bounds those writes).
+
+    def write_many(
+        self,
+        connection: Connection,
+        changes: Sequence[tuple[StoredResource | None, Desired]],
+        *,
+        actor: str,
+        action: str,
+    ) -> list[StoredResource]:
+        """Create (current None) or update each resource, in the caller's write transaction.
+
+        Same outcome as ``_insert``/``_update`` called in order: versions in
+        the order given, one event and one audit entry per changed resource;
+        unchanged resources come back as they were.
+        """
+        results: list[StoredResource | None] = []
+        changed: list[tuple[int, StoredResource | None, StoredResource | None, Desired]] = []
+        for index, (current, desired) in enumerate(changes):
+            opened = self.reveal(current) if current is not None else None
+            if current is not None and opened is not None and (
+                opened.desired() == desired.user_part()
+            ):
+                results.append(current)
+                continue
+            results.append(current)  # replaced below
+            changed.append((index, current, opened, desired))
+        versions = _allocate_versions(connection, len(changed))
+        now = utc_now()
+        created: list[StoredResource] = []
+        saved: list[tuple[StoredResource, StoredResource]] = []
+        entries: list[AuditEntry] = []
+        for (index, current, opened, desired), version in zip(changed, versions, strict=True):
+            after = digest(desired.user_part())
+            if current is None or opened is None:
+                written = self._created(desired, version, now)
+                created.append(written)
+                before = None
+            else:
+                written = self._updated(current, opened, desired, version, now)
+                saved.append((current, written))
+                before = digest(opened.desired())
+            results[index] = written
+            entries.append(AuditEntry(actor, action, desired.kind, desired.name, before, after))
+        if created:
+            connection.execute(_INSERT_RESOURCE, [_row_values(r) for r in created])
+        self._save_many(connection, saved, added=created)
+        self.audit.append_many(connection, entries)
+        return [result for result in results if result is not None]
+
+    def update_statuses(
+        self,
+        connection: Connection,
+        changes: Sequence[tuple[StoredResource, dict[str, Any] | None]],
+    ) -> list[StoredResource]:
+        """Write each resource's new status (not audited), in the caller's write transaction."""
+        results = [current for current, _ in changes]
+        changed = [
+            (index, current, status)
+            for index, (current, status) in enumerate(changes)
+            if current.status != status
+        ]
+        versions = _allocate_versions(connection, len(changed))
+        now = utc_now()
+        saved = []
+        for (index, current, status), version in zip(changed, versions, strict=True):
+            updated = replace(current, resource_version=version, status=status, updated_at=now)
+            saved.append((current, updated))
+            results[index] = updated
+        self._save_many(connection, saved)
+        return results
+
+    def _created(self, desired: Desired, version: int, now: str) -> StoredResource:
+        return StoredResource(
+            kind=desired.kind,
+            name=desired.name,
+            uid=str(uuid.uuid4()),
+            resource_version=version,
+            generation=1,
+            labels=desired.labels,
+            annotations=desired.annotations,
+            spec=self._seal(desired.kind, desired.name, desired.spec),
+            status=desired.status,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _updated(
+        self,
+        current: StoredResource,
+        opened: StoredResource,
+        desired: Desired,
+        version: int,
+        now: str,
+    ) -> StoredResource:
+        spec_changed = opened.spec != desired.spec
+        return StoredResource(
+            kind=current.kind,
+            name=current.name,
+            uid=current.uid,
+            resource_version=version,
+            generation=current.generation + (1 if spec_changed else 0),
+            labels=desired.labels,
+            annotations=desired.annotations,
+            spec=(
+                self._seal(current.kind, current.name, desired.spec)
+                if spec_changed
+                else current.spec
+            ),
+            status=current.status,
+            created_at=current.created_at,
+            updated_at=now,
+        )
+
+    def _save_many(
+        self,
+        connection: Connection,
+        saved: Sequence[tuple[StoredResource, StoredResource]],
+        *,
+        added: Sequence[StoredResource] = (),
+    ) -> None:
+        """UPDATE ``saved`` (current → updated) and write the events of those and of ``added``."""
+        if saved:
+            result = connection.execute(
+                _UPDATE_RESOURCE,
+                [
+                    {
+                        **{f"new_{key}": value for key, value in _row_values(new).items()},
+                        "old_kind": old.kind,
+                        "old_name": old.name,
+                        "old_version": old.resource_version,
+                    }
+                    for old, new in saved
+                ],
+            )
+            if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(saved):
+                old, new = saved[0]
+                raise Conflict(old.kind, old.name, old.resource_version, new.resource_version)
+        events = [_event_values("ADDED", r, None) for r in added] + [
+            _event_values("MODIFIED", new, old.labels) for old, new in saved
+        ]
+        if not events:
+            return
+        connection.execute(_INSERT_EVENT, events)
+        first = min(e["resource_version"] for e in events)
+        last = max(e["resource_version"] for e in events)
+        # Compact when the range crossed a multiple, as one write at a time would have.
+        if last // _COMPACT_EVERY > (first - 1) // _COMPACT_EVERY:
+            self._compact(connection, last)
+
     # ------------------------------------------------------------- internals
 
     def run_write(self, body: Callable[[Connection], T]) -> T:
@@ -522,18 +677,7 @@ class Store:
         resource: StoredResource,
         prev_labels: dict[str, str] | None,
     ) -> None:
-        connection.execute(
-            _INSERT_EVENT,
-            {
-                "resource_version": resource.resource_version,
-                "type": type_,
-                "kind": resource.kind,
-                "name": resource.name,
-                "object": resource.to_document(),
-                "prev_labels": prev_labels,
-                "created_at": resource.updated_at,
-            },
-        )
+        connection.execute(_INSERT_EVENT, _event_values(type_, resource, prev_labels))
         if resource.resource_version % _COMPACT_EVERY == 0:
             self._compact(connection, resource.resource_version)
 
@@ -568,6 +712,14 @@ _UPDATE_RESOURCE = (
 _SELECT_RESOURCE = select(RESOURCES).where(
     RESOURCES.c.kind == bindparam("kind"), RESOURCES.c.name == bindparam("name")
 )
+_SELECT_NAMED = select(RESOURCES).where(
+    RESOURCES.c.kind == bindparam("kind"), RESOURCES.c.name.in_(bindparam("names", expanding=True))
+)
+# Names per IN list: far below every backend's bound-parameter limit.
+_IN_CHUNK = 500
+_ADVANCE_VERSION = (
+    update(COUNTERS).where(COUNTERS.c.name == RESOURCE_VERSION).returning(COUNTERS.c.value)
+)
 _SELECT_COUNTER = select(COUNTERS.c.value).where(COUNTERS.c.name == bindparam("name"))
 _NEXT_VERSION = (
     update(COUNTERS)
@@ -575,6 +727,44 @@ _NEXT_VERSION = (
     .values(value=COUNTERS.c.value + 1)
     .returning(COUNTERS.c.value)
 )
+
+
+def _event_values(
+    type_: str, resource: StoredResource, prev_labels: dict[str, str] | None
+) -> dict[str, Any]:
+    return {
+        "resource_version": resource.resource_version,
+        "type": type_,
+        "kind": resource.kind,
+        "name": resource.name,
+        "object": resource.to_document(),
+        "prev_labels": prev_labels,
+        "created_at": resource.updated_at,
+    }
+
+
+def _allocate_versions(connection: Connection, count: int) -> range:
+    """``count`` consecutive new versions in one statement (under the write lock)."""
+    if count == 0:
+        return range(0)
+    last = int(
+        connection.execute(
+            _ADVANCE_VERSION.values(value=COUNTERS.c.value + count)
+        ).scalar_one()
+    )
+    return range(last - count + 1, last + 1)
+
+
+def load_many(connection: Connection, kind: str, names: Sequence[str]) -> dict[str, StoredResource]:
+    """The resources of ``kind`` among ``names`` that exist, by name (chunked IN queries)."""
+    found: dict[str, StoredResource] = {}
+    for start in range(0, len(names), _IN_CHUNK):
+        rows = connection.execute(
+            _SELECT_NAMED, {"kind": kind, "names": list(names[start:start + _IN_CHUNK])}
+        ).all()
+        for row in rows:
+            found[row.name] = _record(row)
+    return found
 
 
 def _counter(connection: Connection, name: str) -> int:
