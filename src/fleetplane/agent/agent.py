@@ -35,6 +35,7 @@ from fleetplane.model.desired_state import SiteDesiredState
 log = logging.getLogger("fleetplane.agent")
 
 RETRY_CAP = 10.0
+IDENTITY_CHECK_CAP = 30.0
 
 
 @dataclass
@@ -47,7 +48,8 @@ class AgentConfig:
     agent_id: str = field(default_factory=lambda: default_agent_id())
     runtime: str = "process"
     health_host: str = "127.0.0.1"
-    health_port: int = 9464
+    # None: no endpoint (thousands of simulated agents in one process); 0: any free port.
+    health_port: int | None = 9464
     heartbeat_interval: float = 5.0
     reconcile_interval: float = 1.0
     telemetry_interval: float = 10.0
@@ -72,6 +74,10 @@ class Agent:
         self.connected = False
         self.counters: dict[str, float] = {"heartbeats": 0, "heartbeat_failures": 0,
                                            "rotations": 0, "watch_reconnects": 0}
+        self.hardware = hardware_inventory()
+        # Why the control plane refuses this agent (e.g. too old), for /healthz and the log.
+        self.refused: str | None = None
+        self.health_server: asyncio.Server | None = None
         self._client: httpx.AsyncClient | None = None
         self._wake_reconcile = asyncio.Event()
 
@@ -103,8 +109,9 @@ class Agent:
     # --- loops -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        server = await health.serve(self.config.health_host, self.config.health_port,
-                                    self._handle)
+        if self.config.health_port is not None:
+            self.health_server = await health.serve(self.config.health_host,
+                                                    self.config.health_port, self._handle)
         tasks = [asyncio.create_task(coroutine) for coroutine in (
             self._identity_loop(), self._sync_loop(), self._reconcile_loop(),
             self._heartbeat_loop(), self._telemetry_loop(),
@@ -115,7 +122,8 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            server.close()
+            if self.health_server is not None:
+                self.health_server.close()
             await self.runtime.close()
             await self._renew_client()
             self.state.close()
@@ -134,7 +142,16 @@ class Agent:
             except EnrolmentError as error:
                 failures += 1
                 log.error("%s", error)
-            await asyncio.sleep(min(RETRY_CAP, 0.5 * 2 ** failures) if failures else 0.5)
+            await asyncio.sleep(min(RETRY_CAP, 0.5 * 2 ** failures) if failures
+                                else self._until_half_life())
+
+    def _until_half_life(self) -> float:
+        """Sleep until the certificate's half-life (bounded, so clock jumps are noticed)."""
+        certificate = self.identity.certificate()
+        if certificate is None:
+            return 0.5
+        seconds = (certificate.half_life() - datetime.now(UTC)).total_seconds()
+        return min(IDENTITY_CHECK_CAP, max(0.1, seconds))
 
     async def _sync_loop(self) -> None:
         failures = 0
@@ -179,6 +196,11 @@ class Agent:
                 try:
                     await self._heartbeat()
                     self.counters["heartbeats"] += 1
+                except AgentRefused as error:
+                    self.counters["heartbeat_failures"] += 1
+                    if self.refused != str(error):
+                        log.error("%s", error)
+                    self.refused = str(error)
                 except (httpx.HTTPError, OSError, SyncError) as error:
                     self.counters["heartbeat_failures"] += 1
                     log.debug("heartbeat failed: %s", error)
@@ -192,7 +214,7 @@ class Agent:
             "workloads": [s.model_dump(mode="json", by_alias=True, exclude_none=True)
                           for s in self.runtime.workload_states(
                               desired.spec if desired else None)],
-            "hardware": hardware_inventory(),
+            "hardware": self.hardware,
             "agentVersion": __version__,
             "certificateExpiry": certificate.not_after.isoformat() if certificate else None,
         }
@@ -200,8 +222,13 @@ class Agent:
     async def _heartbeat(self) -> None:
         url = f"{self.config.server.rstrip('/')}{V1}/sites/{self.config.site}/status"
         answer = await self.client().put(url, json={"status": self.status()})
+        if answer.status_code == 426:
+            raise AgentRefused(
+                f"the control plane refuses agent version {__version__}: {_message(answer)}; "
+                "workloads keep running from the last-known-good desired state")
         if answer.status_code != 200:
             raise SyncError(f"status write answered {answer.status_code}: {answer.text}")
+        self.refused = None
 
     async def _telemetry_loop(self) -> None:
         while True:
@@ -222,7 +249,8 @@ class Agent:
         if path == "/healthz":
             return health.json_body(200, {"status": "ok", "connected": self.connected,
                                           "appliedRevision": self.sync.revision,
-                                          "agentVersion": __version__})
+                                          "agentVersion": __version__,
+                                          "refused": self.refused})
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", health.prometheus(self._metrics())
         if path == "/v1/replicas":
@@ -267,3 +295,14 @@ class Agent:
 
 
 _STARTED = time.monotonic()
+
+
+class AgentRefused(Exception):
+    """The control plane answered 426: this agent's version is no longer served."""
+
+
+def _message(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("message", answer.text))
+    except ValueError:
+        return answer.text

@@ -19,13 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
 
 from fleetplane.agent.files import write_atomically
 from fleetplane.errors import FleetplaneError
-from fleetplane.security.csr import build_csr
-from fleetplane.security.keys import generate_private_key, private_key_pem
-from fleetplane.security.spiffe import SpiffeId
 
 log = logging.getLogger("fleetplane.agent")
 
@@ -51,14 +47,20 @@ class Certificate:
 
 
 class Identity:
-    """The agent's key, certificate and renewal credential in ``data_dir``."""
+    """The agent's key, certificate and renewal credential in ``data_dir``.
+
+    The agent asks for :meth:`certificate` in every loop, so the validity is
+    also kept in ``identity.json`` and cached by that file's mtime: reading it
+    needs no X.509 parser, and ``cryptography`` (≈ 10 MB) is imported only to
+    make a key and CSR, or for an identity written without ``notAfter``.
+    """
 
     def __init__(self, data_dir: Path, site: str, agent_id: str, ca_pem: bytes) -> None:
         self.data_dir = data_dir
         self.site = site
         self.agent_id = agent_id
         self.ca_pem = ca_pem
-        self.fleet = _fleet_of(ca_pem)
+        self._cached: tuple[tuple[int, int], Certificate] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -67,11 +69,22 @@ class Identity:
 
     def certificate(self) -> Certificate | None:
         meta = self.data_dir / META_FILE
-        if not self.identity_path.is_file() or not meta.is_file():
+        try:
+            seen = meta.stat()
+        except FileNotFoundError:
             return None
-        certificate = x509.load_pem_x509_certificate(self.identity_path.read_bytes())
-        issued = datetime.fromisoformat(json.loads(meta.read_text())["issuedAt"])
-        return Certificate(certificate.not_valid_after_utc, issued)
+        version = (seen.st_mtime_ns, seen.st_size)
+        if self._cached is not None and self._cached[0] == version:
+            return self._cached[1]
+        if not self.identity_path.is_file():
+            return None
+        fields = json.loads(meta.read_text())
+        issued = datetime.fromisoformat(fields["issuedAt"])
+        not_after = (datetime.fromisoformat(fields["notAfter"]) if "notAfter" in fields
+                     else _not_after(self.identity_path.read_bytes()))
+        found = Certificate(not_after, issued)
+        self._cached = (version, found)
+        return found
 
     def renewal_credential(self) -> str | None:
         path = self.data_dir / RENEWAL_FILE
@@ -89,8 +102,12 @@ class Identity:
 
     def new_csr(self) -> tuple[bytes, str]:
         """A fresh key (PEM, kept local) and a CSR for it."""
+        from fleetplane.security.csr import build_csr
+        from fleetplane.security.keys import generate_private_key, private_key_pem
+        from fleetplane.security.spiffe import SpiffeId
+
         key = generate_private_key()
-        csr = build_csr(key, SpiffeId(self.fleet, self.site, self.agent_id))
+        csr = build_csr(key, SpiffeId(_fleet_of(self.ca_pem), self.site, self.agent_id))
         return private_key_pem(key), csr.decode("ascii")
 
     def store(self, key_pem: bytes, answer: dict[str, Any], now: datetime) -> Certificate:
@@ -99,7 +116,8 @@ class Identity:
         write_atomically(
             self.data_dir / META_FILE,
             json.dumps({"issuedAt": now.isoformat(), "site": self.site,
-                        "agentId": self.agent_id}).encode(),
+                        "agentId": self.agent_id,
+                        "notAfter": _not_after(certificate).isoformat()}).encode(),
             mode=0o600,
         )
         renewal = answer.get("renewalCredential")
@@ -196,8 +214,16 @@ class Enroller:
         return answer
 
 
+def _not_after(certificate_pem: bytes) -> datetime:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(certificate_pem).not_valid_after_utc
+
+
 def _fleet_of(ca_pem: bytes) -> str:
     """The trust domain the fleet CA names in its SAN (spiffe://<fleet>)."""
+    from cryptography import x509
+
     certificate = x509.load_pem_x509_certificate(ca_pem)
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     for uri in names.value.get_values_for_type(x509.UniformResourceIdentifier):

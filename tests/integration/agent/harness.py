@@ -162,7 +162,7 @@ class AgentProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-c", "from fleetplane.cli.main import app; app()", "agent",
+        command = [sys.executable, "-m", "fleetplane.agent",
                    "--server", self.port.url, "--site", self.site,
                    "--data-dir", str(self.data_dir), "--ca-cert", str(self.port.ca_file),
                    "--agent-id", "a1", "--health-listen", f"127.0.0.1:{self.health}",
