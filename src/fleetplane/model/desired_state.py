@@ -16,6 +16,7 @@ from typing import ClassVar
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from fleetplane.model.base import EmptyStatus, Resource, Spec
+from fleetplane.model.units import Duration
 from fleetplane.model.workload import ResourceRequest, RuntimeRequirements, WorkloadClass
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -49,6 +50,17 @@ class LocalFailover(Spec):
     min_replicas: NonNegativeInt = 0
 
 
+class BatchJob(Spec):
+    """What a batch scheduler (Slurm) needs for a batch/training workload beyond its resources."""
+
+    partition: str | None = Field(
+        default=None, description="default: the pool's name if the cluster has such a partition"
+    )
+    time_limit: Duration | None = Field(
+        default=None, description="the workload's deadline; none: the partition's limit"
+    )
+
+
 class DesiredWorkload(Spec):
     workload: str
     workload_class: WorkloadClass
@@ -64,6 +76,7 @@ class DesiredWorkload(Spec):
     secrets: list[str] = Field(default_factory=list, description="Secret names to deliver")
     env: dict[str, str] = Field(default_factory=dict)
     failover: LocalFailover = Field(default_factory=LocalFailover)
+    batch: BatchJob | None = Field(default=None, description="batch/training workloads only")
 
     @model_validator(mode="after")
     def _failover_elsewhere(self) -> DesiredWorkload:

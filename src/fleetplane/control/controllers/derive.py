@@ -6,10 +6,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from fleetplane.model.desired_state import ArtifactRef, DesiredWorkload, LocalFailover
+from fleetplane.model.desired_state import ArtifactRef, BatchJob, DesiredWorkload, LocalFailover
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import Placement
-from fleetplane.model.workload import Workload
+from fleetplane.model.units import format_duration
+from fleetplane.model.workload import JOB_CLASSES, Workload
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def site_workloads(
                 secrets=list(workload.spec.secrets),
                 env=dict(workload.spec.env),
                 failover=_failover(fleet, workload, assignment.site, assignment.pool),
+                batch=_batch(workload),
             )
             by_site[assignment.site].append(
                 item.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -77,6 +79,15 @@ def _artifact_refs(workload: Workload, artifacts: ArtifactIndex) -> list[Artifac
                     wanted.name, wanted.version)
         return None
     return [ArtifactRef(name=wanted.name, digest=found[0], size=found[1])]
+
+
+def _batch(workload: Workload) -> BatchJob | None:
+    """What a batch scheduler needs of a batch/training workload: its deadline as the time limit."""
+    if workload.spec.class_ not in JOB_CLASSES:
+        return None
+    deadline = workload.spec.slo.deadline
+    return BatchJob.model_validate(
+        {"timeLimit": format_duration(deadline) if deadline is not None else None})
 
 
 def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFailover:
