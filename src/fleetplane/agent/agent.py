@@ -88,7 +88,12 @@ class Agent:
             return SimulatedRuntime()
         from fleetplane.agent.runtimes.process import ProcessRuntime
 
-        return ProcessRuntime(self.state, self.config.data_dir / "logs")
+        processes = ProcessRuntime(self.state, self.config.data_dir / "logs")
+        if name == "slurm":
+            from fleetplane.agent.runtimes.slurm import SlurmRuntime
+
+            return SlurmRuntime(self.config.data_dir / "jobs", services=processes)
+        return processes
 
     def _applied(self, _desired: SiteDesiredState) -> None:
         self._wake_reconcile.set()
