@@ -236,17 +236,28 @@ class Agent:
         self.refused = None
 
     async def _telemetry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.telemetry_interval)
-            try:
-                self.telemetry.record(await self.runtime.collect_telemetry())
-            except Exception:
-                log.exception("collecting telemetry failed")
-            if self.identity.certificate() is not None:
+        # The upload runs beside the collection: during a partition it hangs until its
+        # timeout, and awaiting it here stretched every interval by that timeout.
+        upload: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self.config.telemetry_interval)
                 try:
-                    await self.telemetry.upload(self.client(), self.config.server.rstrip("/"))
-                except (httpx.HTTPError, OSError, TelemetryUploadError) as error:
-                    log.debug("telemetry upload deferred: %s", error)
+                    self.telemetry.record(await self.runtime.collect_telemetry())
+                except Exception:
+                    log.exception("collecting telemetry failed")
+                if self.identity.certificate() is not None and (upload is None or upload.done()):
+                    upload = asyncio.create_task(self._upload_telemetry())
+        finally:
+            if upload is not None:
+                upload.cancel()
+                await asyncio.gather(upload, return_exceptions=True)
+
+    async def _upload_telemetry(self) -> None:
+        try:
+            await self.telemetry.upload(self.client(), self.config.server.rstrip("/"))
+        except (httpx.HTTPError, OSError, TelemetryUploadError) as error:
+            log.debug("telemetry upload deferred: %s", error)
 
     # --- the agent's own endpoint ------------------------------------------------
 
