@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +259,18 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
         return rows if buffered == 0 and whole and counted == sent else []
 
     rows = wait_for(delivered, 60, f"site1's telemetry: {sent} requests, sequences 1..N")
+    # Reported, not asserted (no timing assertions): intervals should stay near their
+    # nominal length through the partition instead of waiting for a hung upload.
+    longest = max(_seconds(row) for row in rows if row["workload"] == "digits-site1")
     print(f"site1 partitioned for {partitioned_for:.1f} s; the client got {counts['ok']} "
-          f"answers, 0 failures; {len(rows)} telemetry intervals delivered once each")
+          f"answers, 0 failures; {len(rows)} telemetry intervals delivered once each "
+          f"(longest {longest:.1f} s)")
     for row in server.telemetry("site2"):
         assert row["workload"] in ("digits-site2", "extra-site2")
     sequences2 = [row["sequence"] for row in server.telemetry("site2")]
     assert sequences2 == list(range(1, len(sequences2) + 1))
+
+
+def _seconds(interval: dict[str, Any]) -> float:
+    start = datetime.fromisoformat(interval["intervalStart"])
+    return (datetime.fromisoformat(interval["intervalEnd"]) - start).total_seconds()
