@@ -16,6 +16,9 @@ from __future__ import annotations
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import Placement
 from fleetplane.model.policy import PlacementPolicy
+
+# Registers the solvers (greedy = greedy + improvement pass) before any plan runs.
+from fleetplane.placement import solvers as solvers
 from fleetplane.placement._internal.pipeline import PlanResult, Progress, default_policy, run
 from fleetplane.placement._internal.rules import Locate
 

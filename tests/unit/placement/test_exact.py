@@ -69,13 +69,14 @@ def test_repair_replaces_only_the_workloads_that_do_not_pack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     seen: dict[str, Any] = {}
-    milp = exact_module._milp
+    milp = exact_module.milp
 
-    def spy(inp: Any, columns: Any, must: Any, start: Any) -> Any:
-        seen["inp"], seen["columns"] = inp, columns
-        return milp(inp, columns, must, start)
+    def spy(inp: Any, columns: Any, must: Any, start: Any, max_nodes: Any = None) -> Any:
+        if len(inp.table) > len(seen.get("inp", inp).table) or "inp" not in seen:
+            seen["inp"], seen["columns"] = inp, columns  # the whole fleet's MILP, not a sub-problem
+        return milp(inp, columns, must, start, max_nodes)
 
-    monkeypatch.setattr(exact_module, "_milp", spy)
+    monkeypatch.setattr(exact_module, "milp", spy)
     plan(read_fleet(EXAMPLES / "hybrid-hpc").fleet, solver="exact", time_limit=10)
     inp, columns = seen["inp"], seen["columns"]
     # Every workload on its cheapest pattern, capacity ignored: more than the HPC pool packs.
@@ -85,7 +86,7 @@ def test_repair_replaces_only_the_workloads_that_do_not_pack(
             cheapest[col.workload] = col.pattern
     assert exact_module._pack(inp, inp.capacity.copy(), cheapest) is None
     capacity = inp.capacity.copy()
-    done = exact_module._pack_repairing(inp, capacity, cheapest, columns)
+    done = exact_module.pack_repairing(inp, capacity, cheapest, columns)
     assert done.repaired >= 1
     assert capacity.overcommitted() == []
     kept = [w for w in done.patterns if done.patterns[w] is cheapest[w]]

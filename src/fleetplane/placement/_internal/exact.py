@@ -12,7 +12,7 @@ minus a large reward per workload placed.
 Capacity in the MILP is pool-level; node-level packing (a replica cannot
 span nodes) is then done by the same ``CapacityState`` greedy uses. A
 workload whose chosen pattern does not pack takes its cheapest other pattern
-that does, in the capacity the rest of the MILP plan left (``_pack_repairing``);
+that does, in the capacity the rest of the MILP plan left (``pack_repairing``);
 if the result is not cheaper than greedy (or places fewer workloads),
 greedy's plan is returned, so exact is never worse. HiGHS runs single-threaded with a fixed
 seed: the same inputs give the same plan (within the same time limit and
@@ -28,10 +28,10 @@ import highspy
 import numpy as np
 from scipy import sparse
 
-from fleetplane.placement._internal import greedy
+from fleetplane.placement._internal import improve
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState, Demand
-from fleetplane.placement._internal.patterns import Pattern, generate, pattern_of
+from fleetplane.placement._internal.patterns import Pattern, empty_fits, generate, pattern_of
 from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced
 
 # Reward per workload placed, on top of ten times its dearest pattern: placing beats cost.
@@ -43,17 +43,11 @@ AUTO_EXACT_MAX_WORKLOADS = 2000
 
 
 @dataclass
-class _Column:
+class Column:
     workload: int
     pattern: Pattern
     cost: float  # objective + move cost
     counts: bool  # a move that counts against the move budget
-
-
-def _empty_fits(capacity: CapacityState, cands: Candidates) -> np.ndarray:
-    return np.array(
-        [capacity.fit_count(int(cands.row[c]), cands.demand(c)) for c in range(cands.size)]
-    )
 
 
 def _usage(
@@ -76,50 +70,66 @@ def _usage(
 
 
 def _limit(capacity: CapacityState, key: tuple[str, int, int]) -> float:
-    index = capacity.index
+    """What is still free of one resource row: a pool's total (all nodes) or a site's power.
+
+    On a fresh state this is the pool's capacity; the improvement pass solves
+    sub-problems on a state where the rest of the plan is already packed.
+    """
     kind, a, b = key
+    if kind == "pow":
+        return float(capacity.index.site_power_budget[a] - capacity.power_used[a])
+    nodes = slice(int(capacity.start[a]), int(capacity.start[a + 1]))
     if kind == "cpu":
-        return float(index.row_cpu[a] * index.row_nodes[a])
+        return float(capacity.free_cpu[nodes].sum())
     if kind == "mem":
-        return float(index.row_memory[a] * index.row_nodes[a])
-    if kind == "acc":
-        return float(index.row_acc_count[a, b] * index.row_nodes[a])
-    return float(index.site_power_budget[a])
+        return float(capacity.free_memory[nodes].sum())
+    return float(capacity.free_acc[nodes, b].sum())
 
 
-def _per_node(capacity: CapacityState, row: int, demand: Demand) -> int:
-    """Replicas of one shape an empty node of the pool holds (pools have identical nodes)."""
-    index = capacity.index
-    fit = min(
-        np.floor((index.row_cpu[row] + 1e-9) / demand.cpu),
-        np.floor((index.row_memory[row] + 1e-9) / demand.memory),
-    )
-    if demand.entry >= 0 and demand.accelerators > 0:
-        fit = min(fit, np.floor(index.row_acc_count[row, demand.entry] / demand.accelerators))
-    return int(max(fit, 0))
+def _shape_fits(capacity: CapacityState, row: int, demand: Demand) -> int:
+    """Replicas of one shape the pool's nodes still hold, node by node (power has its own row)."""
+    return capacity.fit_count(row, replace(demand, power=0.0))
 
 
-def _big(capacity: CapacityState, row: int, demand: Demand) -> list[str]:
-    """Dimensions in which one replica takes more than half a node: two never share one."""
+def _big(capacity: CapacityState, row: int, demand: Demand) -> list[tuple[str, int]]:
+    """Dimensions in which one replica takes more than half a node: two never share one.
+
+    As (dimension, column of the free arrays): "cpu", "memory" or "acc" with its entry.
+    """
     index = capacity.index
     found = []
     if demand.cpu > index.row_cpu[row] / 2:
-        found.append("cpu")
+        found.append(("cpu", 0))
     if demand.memory > index.row_memory[row] / 2:
-        found.append("memory")
+        found.append(("memory", 0))
     if demand.entry >= 0 and demand.accelerators > index.row_acc_count[row, demand.entry] / 2:
-        found.append(f"accelerator-{demand.entry}")
+        found.append(("acc", demand.entry))
     return found
 
 
+def _big_room(capacity: CapacityState, row: int, dim: tuple[str, int]) -> float:
+    """Nodes with more than half a node free in ``dim``: the only ones a big replica can use."""
+    index = capacity.index
+    nodes = slice(int(capacity.start[row]), int(capacity.start[row + 1]))
+    kind, entry = dim
+    if kind == "cpu":
+        free, whole = capacity.free_cpu[nodes], float(index.row_cpu[row])
+    elif kind == "memory":
+        free, whole = capacity.free_memory[nodes], float(index.row_memory[row])
+    else:
+        free, whole = capacity.free_acc[nodes, entry], float(index.row_acc_count[row, entry])
+    return float(np.count_nonzero(free > whole / 2))
+
+
 def _node_fit_rows(
-    inp: SolverInput, columns: list[_Column]
+    inp: SolverInput, columns: list[Column]
 ) -> list[tuple[float, list[tuple[int, float]]]]:
     """Node-level cuts the pool totals miss: (limit, [(column, replicas)]) per pool.
 
-    * per replica shape: at most nodes × (replicas of that shape a node holds);
+    * per replica shape: at most the replicas of that shape the pool's nodes
+      still hold (nodes × replicas per node when nothing runs there yet);
     * per dimension: replicas taking more than half a node in it, of any
-      shape, at most one per node.
+      shape, at most one per node that still has more than half of it free.
 
     Both hold for any packing, so they only remove plans that cannot be
     packed (two workloads that fit a pool's totals but not its nodes), and
@@ -133,14 +143,13 @@ def _node_fit_rows(
         for a in col.pattern.allocations:
             d = cands.demand(a.candidate)
             row = int(cands.row[a.candidate])
-            nodes = float(capacity.index.row_nodes[row])
             keys: list[tuple[tuple[int, object], float]] = [
                 (
                     (row, (d.cpu, d.memory, d.entry, d.accelerators)),
-                    _per_node(capacity, row, d) * nodes,
+                    float(_shape_fits(capacity, row, d)),
                 )
             ]
-            keys += [((row, dim), nodes) for dim in _big(capacity, row, d)]
+            keys += [((row, dim), _big_room(capacity, row, dim)) for dim in _big(capacity, row, d)]
             for key, limit in keys:
                 found.setdefault(key, []).append((j, float(a.replicas)))
                 limits[key] = limit
@@ -151,10 +160,10 @@ def _node_fit_rows(
     ]
 
 
-def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[_Column], list[bool]]:
+def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[Column], list[bool]]:
     """Every pattern of every workload, and whether the workload must be placed."""
     moves = inp.moves
-    columns: list[_Column] = []
+    columns: list[Column] = []
     must: list[bool] = []
     for w, (cands, scorer, full) in enumerate(
         zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
@@ -170,7 +179,7 @@ def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[_Column],
             if name in greedy_out.allocations:
                 found.append(pattern_of(scorer, greedy_out.allocations[name], "greedy"))
             if moves is None or moves.broad or current is None or len(found) == 1:
-                found += generate(cands, scorer, full, _empty_fits(inp.capacity, cands))
+                found += generate(cands, scorer, full, empty_fits(inp.capacity.index, cands))
         seen: set[frozenset[tuple[int, int, int]]] = set()
         for p in found:
             shape = frozenset(
@@ -189,15 +198,24 @@ def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[_Column],
                 and name in moves.previous
                 and name not in moves.forced
             )
-            columns.append(_Column(w, p, p.cost + extra, counts))
+            columns.append(Column(w, p, p.cost + extra, counts))
         must.append(moves is None and name in greedy_out.allocations)
     return columns, must
 
 
-def _milp(
-    inp: SolverInput, columns: list[_Column], must: list[bool], start: list[int]
+def milp(
+    inp: SolverInput,
+    columns: list[Column],
+    must: list[bool],
+    start: list[int],
+    max_nodes: int | None = None,
 ) -> tuple[list[int] | None, float | None, float | None, str]:
-    """Solve; returns (chosen column per workload or -1, primal, dual bound, status)."""
+    """Solve; returns (chosen column per workload or -1, primal, dual bound, status).
+
+    Capacity rows are what ``inp.capacity`` still has free (all of it for a
+    plan from scratch). ``max_nodes`` caps the branch-and-bound nodes: a
+    limit in work rather than seconds, so a capped solve stays deterministic.
+    """
     n_w = len(inp.table)
     # Only workloads that may stay unplaced get a reward; the others are bound to one pattern,
     # which keeps the objective's scale (and HiGHS's relative gap) that of the money.
@@ -257,6 +275,8 @@ def _milp(
     h.setOptionValue("threads", 1)
     h.setOptionValue("random_seed", int(inp.seed))
     h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
+    if max_nodes is not None:
+        h.setOptionValue("mip_max_nodes", int(max_nodes))
     lp = highspy.HighsLp()
     lp.num_col_ = len(columns)
     lp.num_row_ = len(lower)
@@ -327,22 +347,40 @@ def _pack(
     inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern]
 ) -> dict[int, list[Allocation]] | None:
     """Pack the chosen patterns node by node, biggest first; None if one does not fit."""
-    packed, failed = _pack_each(inp, capacity, chosen)
+    packed, failed = pack_each(inp, capacity, chosen)
     return None if failed else packed
 
 
-def _pack_each(
+def pack_each(
     inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern]
 ) -> tuple[dict[int, list[Allocation]], list[int]]:
-    """Pack every pattern that fits, biggest first; and the workloads whose pattern did not."""
+    """Pack every pattern that fits, biggest replicas first; and the workloads that did not.
 
-    def size(w: int) -> float:
+    First-fit decreasing: a replica's size is the largest fraction of one
+    node it takes (cpu, memory or accelerators), so replicas that need a
+    nearly empty node are packed before small ones fragment the nodes
+    (measured: ordering by total cpu left an 8-GPU task without a node that
+    a 4-cpu replica had been put on first).
+    """
+    index = capacity.index
+
+    def size(w: int) -> tuple[float, float]:
         cands = inp.table[w]
-        return sum(cands.demand(a.candidate).cpu * a.replicas for a in chosen[w].allocations)
+        biggest, total = 0.0, 0.0
+        for a in chosen[w].allocations:
+            d = cands.demand(a.candidate)
+            row = int(cands.row[a.candidate])
+            parts = [d.cpu / index.row_cpu[row], d.memory / index.row_memory[row]]
+            if d.entry >= 0 and d.accelerators > 0:
+                parts.append(d.accelerators / max(float(index.row_acc_count[row, d.entry]), 1e-12))
+            biggest = max(biggest, *parts)
+            total += d.cpu * a.replicas
+        return biggest, total
 
     out: dict[int, list[Allocation]] = {}
     failed: list[int] = []
-    for w in sorted(chosen, key=lambda w: (-size(w), w)):
+    sizes = {w: size(w) for w in chosen}
+    for w in sorted(chosen, key=lambda w: (-sizes[w][0], -sizes[w][1], w)):
         placed = _place(inp, capacity, w, chosen[w])
         if placed is None:
             failed.append(w)
@@ -358,8 +396,8 @@ class _Repaired:
     repaired: int  # workloads whose MILP pattern did not pack and that took another one
 
 
-def _pack_repairing(
-    inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern], columns: list[_Column]
+def pack_repairing(
+    inp: SolverInput, capacity: CapacityState, chosen: dict[int, Pattern], columns: list[Column]
 ) -> _Repaired:
     """Pack the MILP's patterns; re-place only the workloads whose pattern does not pack.
 
@@ -369,7 +407,7 @@ def _pack_repairing(
     MILP plan stands. A workload with no such pattern stays unplaced (the
     caller then compares with greedy's plan).
     """
-    packed, failed = _pack_each(inp, capacity, chosen)
+    packed, failed = pack_each(inp, capacity, chosen)
     patterns = {w: chosen[w] for w in packed}
     by_workload: dict[int, list[Pattern]] = {}
     for col in columns:
@@ -387,15 +425,17 @@ def _pack_repairing(
     return _Repaired(packed, patterns, repaired)
 
 
-def _adopt(target: CapacityState, source: CapacityState) -> None:
+def adopt(target: CapacityState, source: CapacityState) -> None:
+    """Make ``target`` (the state the pipeline holds) what ``source``, a copy of it, became."""
     target.free_cpu[:] = source.free_cpu
     target.free_memory[:] = source.free_memory
     target.free_acc[:] = source.free_acc
     target.power_used[:] = source.power_used
     target.version[:] = source.version
+    target.touched[:] = source.touched
 
 
-def _start(columns: list[_Column], n_w: int) -> list[int]:
+def _start(columns: list[Column], n_w: int) -> list[int]:
     """Warm start: the current pattern where there is one, else greedy's."""
     start = [-1] * n_w
     for j, col in enumerate(columns):
@@ -409,12 +449,12 @@ def _start(columns: list[_Column], n_w: int) -> list[int]:
 def solve(inp: SolverInput) -> SolverOutput:
     began = time.perf_counter()
     g_cap = inp.capacity.copy()
-    greedy_out = greedy.solve(replace(inp, capacity=g_cap, progress=None))
+    greedy_out = improve.solve(replace(inp, capacity=g_cap, progress=None))
     columns, must = _columns(inp, greedy_out)
     n_w = len(inp.table)
     start = _start(columns, n_w)
     remaining = max(inp.time_limit - (time.perf_counter() - began), 1.0)
-    chosen, primal, bound, status = _milp(replace(inp, time_limit=remaining), columns, must, start)
+    chosen, primal, bound, status = milp(replace(inp, time_limit=remaining), columns, must, start)
     names = [c.view.name for c in inp.table]
     if inp.moves is None:
         return _choose_plain(inp, greedy_out, g_cap, columns, chosen, bound, status, names)
@@ -431,7 +471,7 @@ def _choose_plain(
     inp: SolverInput,
     greedy_out: SolverOutput,
     g_cap: CapacityState,
-    columns: list[_Column],
+    columns: list[Column],
     chosen: list[int] | None,
     bound: float | None,
     status: str,
@@ -441,14 +481,14 @@ def _choose_plain(
     if chosen is not None:
         patterns = {w: columns[j].pattern for w, j in enumerate(chosen) if j >= 0}
         e_cap = inp.capacity.copy()
-        done = _pack_repairing(inp, e_cap, patterns, columns)
+        done = pack_repairing(inp, e_cap, patterns, columns)
         objective = sum(p.cost for p in done.patterns.values())
         n_greedy = len(greedy_out.allocations)
         better = len(done.allocations) > n_greedy or (
             len(done.allocations) == n_greedy and objective < greedy_out.objective - 1e-6
         )
         if better:
-            _adopt(inp.capacity, e_cap)
+            adopt(inp.capacity, e_cap)
             solved = "optimal" if status == "Optimal" else status.lower()
             out = SolverOutput(
                 status=f"{solved}, {done.repaired} repaired after node packing"
@@ -472,7 +512,7 @@ def _choose_plain(
         fallback.status = (
             "optimal" if status == "Optimal" and not milp_better else f"greedy ({status})"
         )
-    _adopt(inp.capacity, g_cap)
+    adopt(inp.capacity, g_cap)
     fallback.bound = bound
     fallback.optimality_gap = _gap(greedy_out.objective, bound)
     return fallback
@@ -481,7 +521,7 @@ def _choose_plain(
 def _choose_replan(
     inp: SolverInput,
     greedy_out: SolverOutput,
-    columns: list[_Column],
+    columns: list[Column],
     chosen: list[int] | None,
     primal: float | None,
     bound: float | None,
@@ -501,7 +541,7 @@ def _choose_replan(
             one = _pack(inp, capacity, {w: patterns[w]})
             if one is not None:
                 packed.update(one)
-    _adopt(inp.capacity, capacity)
+    adopt(inp.capacity, capacity)
     out = SolverOutput(status="optimal" if status == "Optimal" else status.lower())
     for w in sorted(packed):
         out.allocations[names[w]] = packed[w]
@@ -524,4 +564,4 @@ def solve_auto(inp: SolverInput) -> SolverOutput:
     """Exact for fleets up to AUTO_EXACT_MAX_WORKLOADS workloads, greedy beyond."""
     if len(inp.table) <= AUTO_EXACT_MAX_WORKLOADS or inp.moves is not None:
         return solve(inp)
-    return greedy.solve(inp)
+    return improve.solve(inp)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetplane.placement._internal.candidates import Allocation, Candidates
+from fleetplane.placement._internal.fleet_index import FleetIndex, FloatArray, IntArray
 from fleetplane.placement._internal.scoring import Scorer
 from fleetplane.placement._internal.solve import needs_spread
 
@@ -35,6 +36,8 @@ from fleetplane.placement._internal.solve import needs_spread
 SINGLES = 24
 # How many candidates per side are paired for spread workloads (PAIR_SIDE² pairs at most).
 PAIR_SIDE = 8
+# As in CapacityState: a replica that fills a node exactly still fits despite rounding.
+_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -88,24 +91,101 @@ def _whole(cands: Candidates, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return idx, full[idx].astype(np.int64)
 
 
+def empty_fits(index: FleetIndex, cands: Candidates) -> IntArray:
+    """Per candidate: replicas its pool takes when nothing runs on it (nodes and site power).
+
+    The vectorised form of ``CapacityState.fit_count`` on an untouched pool.
+    """
+    view = cands.view
+    rows = cands.row
+    fits = np.minimum(
+        np.floor((index.row_cpu[rows] + _EPS) / view.cpu),
+        np.floor((index.row_memory[rows] + _EPS) / view.memory),
+    )
+    per_profile = np.array(
+        [view.accelerators_per_replica(p) for p in view.profiles], dtype=np.float64
+    )
+    acc = per_profile[cands.profile] if per_profile.size else np.zeros(cands.size)
+    uses = (cands.entry >= 0) & (acc > 0)
+    if uses.any():
+        have = index.row_acc_count[rows[uses], cands.entry[uses]]
+        fits[uses] = np.minimum(fits[uses], np.floor(have / acc[uses]))
+    count = np.maximum(fits, 0) * index.row_nodes[rows]
+    power = cands.rates.peak_power
+    budget = index.site_power_budget[cands.site]
+    limited = (power > 0) & np.isfinite(budget)
+    if limited.any():
+        count[limited] = np.minimum(
+            count[limited], np.floor((budget[limited] + _EPS) / power[limited])
+        )
+    return np.maximum(count, 0).astype(np.int64)
+
+
+def whole_costs(
+    cands: Candidates, scorer: Scorer, full: np.ndarray, fits: np.ndarray, spread: bool
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Candidates able to run the whole workload alone in an empty pool, replicas, and cost.
+
+    The cost is what ``allocation_cost`` gives for ``_single_alloc`` (at half
+    shares for one side of a spread pair), computed for all candidates at once.
+    """
+    idx, reps = _whole(cands, full)
+    keep = reps <= fits[idx]
+    idx, reps = idx[keep], reps[keep]
+    frac = 0.5 if spread else 1.0
+    cost = reps * scorer.per_replica[idx] + scorer.per_site[idx]
+    view = cands.view
+    if view.is_job or not len(view.sources):
+        cost = cost + frac * scorer.per_share[idx]
+    else:
+        cost = cost + float(scorer.source_weight.sum() * frac) * scorer.per_share[idx]
+    if scorer.per_source.shape[0] and idx.size:
+        cost = cost + frac * scorer.per_source[:, idx].sum(axis=0)
+    return idx, reps, np.asarray(cost, dtype=np.float64)
+
+
+def cheapest_whole(
+    cands: Candidates, scorer: Scorer, full: np.ndarray, fits: np.ndarray
+) -> float | None:
+    """The cheapest single (or, when spread, paired) whole-workload pattern's cost; None if none.
+
+    A spread pair's cheapest member is always the cheapest candidate overall:
+    swapping either member of any pair for it keeps two domains (it differs
+    from at least one of them) and costs no more.
+    """
+    spread = needs_spread(cands)
+    idx, _, cost = whole_costs(cands, scorer, full, fits, spread)
+    if not idx.size:
+        return None
+    best = int(np.argmin(cost))
+    if not spread:
+        return float(cost[best])
+    other = cands.domain[idx] != cands.domain[idx[best]]
+    if not other.any():
+        return None
+    return float(cost[best] + cost[other].min())
+
+
 def generate(
     cands: Candidates, scorer: Scorer, full: np.ndarray, fits: np.ndarray
 ) -> list[Pattern]:
     """Single and paired patterns for one workload; ``fits[c]``: replicas an empty pool takes."""
-    idx, reps = _whole(cands, full)
-    keep = reps <= fits[idx]
-    idx, reps = idx[keep], reps[keep]
+    spread = needs_spread(cands)
+    idx, reps, costs = whole_costs(cands, scorer, full, fits, spread)
     if not idx.size:
         return []
-    spread = needs_spread(cands)
-    allocs = [
-        _single_alloc(cands, scorer, int(c), int(n), spread) for c, n in zip(idx, reps, strict=True)
-    ]
-    costs = np.array([allocation_cost(scorer, a) for a in allocs])
     order = np.lexsort((idx, costs))
     if not spread:
-        return [Pattern((allocs[j],), float(costs[j]), "single") for j in order[:SINGLES].tolist()]
+        return [
+            Pattern(
+                (_single_alloc(cands, scorer, int(idx[j]), int(reps[j]), False),),
+                float(costs[j]),
+                "single",
+            )
+            for j in order[:SINGLES].tolist()
+        ]
     side = order[: PAIR_SIDE * 3].tolist()
+    allocs = {j: _single_alloc(cands, scorer, int(idx[j]), int(reps[j]), True) for j in side}
     out: list[Pattern] = []
     seen: set[frozenset[int]] = set()
     for a in side[:PAIR_SIDE]:
