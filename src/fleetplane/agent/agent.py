@@ -26,6 +26,7 @@ from fleetplane import __version__
 from fleetplane.agent import health
 from fleetplane.agent.enrolment import Enroller, EnrolmentError, Identity
 from fleetplane.agent.inventory import hardware_inventory
+from fleetplane.agent.pools import PoolChecks
 from fleetplane.agent.runtimes.base import Runtime
 from fleetplane.agent.state import LocalState
 from fleetplane.agent.sync import V1, DesiredStateSync, SyncError
@@ -36,6 +37,7 @@ log = logging.getLogger("fleetplane.agent")
 
 RETRY_CAP = 10.0
 IDENTITY_CHECK_CAP = 30.0
+STARTING_CHECK = 0.2
 
 
 @dataclass
@@ -54,6 +56,9 @@ class AgentConfig:
     reconcile_interval: float = 1.0
     telemetry_interval: float = 10.0
     telemetry_limit: int = 100_000
+    # pool → shell command; a non-zero exit (or no answer in time) marks the pool failed.
+    pool_checks: dict[str, str] = field(default_factory=dict)
+    pool_check_interval: float = 5.0
 
 
 def default_agent_id() -> str:
@@ -75,6 +80,8 @@ class Agent:
         self.counters: dict[str, float] = {"heartbeats": 0, "heartbeat_failures": 0,
                                            "rotations": 0, "watch_reconnects": 0}
         self.hardware = hardware_inventory()
+        self.pools = PoolChecks(config.pool_checks, config.pool_check_interval,
+                                self._wake_reconcile_soon)
         # Why the control plane refuses this agent (e.g. too old), for /healthz and the log.
         self.refused: str | None = None
         self.health_server: asyncio.Server | None = None
@@ -98,6 +105,13 @@ class Agent:
     def _applied(self, _desired: SiteDesiredState) -> None:
         self._wake_reconcile.set()
 
+    def _wake_reconcile_soon(self) -> None:
+        self._wake_reconcile.set()
+
+    def failed_pools(self) -> set[str]:
+        """Pools marked failed by an operator (persisted) or by their health check now."""
+        return self.state.failed_pools() | self.pools.failing
+
     # --- the client --------------------------------------------------------------
 
     def client(self) -> httpx.AsyncClient:
@@ -117,9 +131,11 @@ class Agent:
         if self.config.health_port is not None:
             self.health_server = await health.serve(self.config.health_host,
                                                     self.config.health_port, self._handle)
+        # Before the first reconcile, so a restart never starts replicas on a failed pool.
+        await self.pools.check_all()
         tasks = [asyncio.create_task(coroutine) for coroutine in (
             self._identity_loop(), self._sync_loop(), self._reconcile_loop(),
-            self._heartbeat_loop(), self._telemetry_loop(),
+            self._heartbeat_loop(), self._telemetry_loop(), self.pools.run(),
         )]
         try:
             await stop.wait()
@@ -187,13 +203,17 @@ class Agent:
             desired = self.sync.applied
             if desired is not None:
                 try:
-                    await self.runtime.reconcile(desired.spec, self.state.failed_pools())
+                    await self.runtime.reconcile(desired.spec, self.failed_pools())
                 except Exception:
                     log.exception("reconcile failed; retrying next tick")
             self._wake_reconcile.clear()
+            # A replica that is starting is checked more often, so it is reported (and
+            # counted as serving) soon after it is ready.
+            starting = any(view.state == "Starting" for view in self.runtime.replicas())
+            interval = self.config.reconcile_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_reconcile.wait(),
-                                       self.config.reconcile_interval)
+                                       min(interval, STARTING_CHECK) if starting else interval)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -266,7 +286,8 @@ class Agent:
             return health.json_body(200, {"status": "ok", "connected": self.connected,
                                           "appliedRevision": self.sync.revision,
                                           "agentVersion": __version__,
-                                          "refused": self.refused})
+                                          "refused": self.refused,
+                                          "failedPools": sorted(self.failed_pools())})
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", health.prometheus(self._metrics())
         if path == "/v1/replicas":

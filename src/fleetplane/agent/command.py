@@ -27,10 +27,34 @@ if TYPE_CHECKING:
 RUNTIMES = ("process", "slurm", "simulated")
 
 
+def _without_httpx_cli() -> None:
+    """Keep httpx's own command line (rich, pygments, click: ~6 MB RSS) out of the agent.
+
+    ``import httpx`` imports ``httpx._main`` when rich and click are installed,
+    only to offer ``httpx.main``, which the agent never calls. A placeholder
+    module in its place is imported instead; it says so if called.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    import types
+
+    placeholder = types.ModuleType("httpx._main")
+
+    def main() -> None:
+        raise SystemExit("httpx's command line is not loaded in the fleetplane agent")
+
+    placeholder.main = main  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = placeholder
+
+
+_without_httpx_cli()
+
+
 def checked_config(
     *, server: str, site: str, data_dir: Path, ca_cert: Path, bootstrap_token: str | None,
     agent_id: str | None, runtime: str, health_listen: str, heartbeat_interval: float,
-    telemetry_interval: float,
+    telemetry_interval: float, pool_checks: list[str] | None = None,
+    pool_check_interval: float = 5.0,
 ) -> AgentConfig:
     """The agent's configuration from command-line values, or a ValidationError saying which."""
     from fleetplane.agent.agent import AgentConfig, default_agent_id
@@ -55,7 +79,20 @@ def checked_config(
         bootstrap_token=bootstrap_token, agent_id=agent_id or default_agent_id(),
         runtime=runtime, health_host=host.strip("[]"), health_port=int(port),
         heartbeat_interval=heartbeat_interval, telemetry_interval=telemetry_interval,
+        pool_checks=parse_pool_checks(pool_checks or []), pool_check_interval=pool_check_interval,
     )
+
+
+def parse_pool_checks(values: list[str]) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    for value in values:
+        pool, _, command = value.partition("=")
+        if not pool or not command:
+            raise ValidationError(Problem(
+                f"--pool-check {value!r} is not POOL=COMMAND", field_path="--pool-check",
+                hint="e.g. --pool-check 'gpu=nvidia-smi -L'"))
+        checks[pool] = command
+    return checks
 
 
 def run(config: AgentConfig, log_level: str = "info") -> None:
@@ -100,6 +137,11 @@ def parser() -> argparse.ArgumentParser:
                        help="seconds between status writes")
     parse.add_argument("--telemetry-interval", type=float, default=10.0,
                        help="seconds per telemetry interval")
+    parse.add_argument("--pool-check", action="append", default=[], metavar="POOL=COMMAND",
+                       help="health check of a node pool: a shell command, exit 0 = healthy; "
+                            "a failing pool's replicas move to its failover pools (repeatable)")
+    parse.add_argument("--pool-check-interval", type=float, default=5.0,
+                       help="seconds between pool health checks")
     parse.add_argument("--log-level", default="info", help="debug | info | warning")
     return parse
 
@@ -111,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             server=args.server, site=args.site, data_dir=args.data_dir, ca_cert=args.ca_cert,
             bootstrap_token=args.bootstrap_token, agent_id=args.agent_id, runtime=args.runtime,
             health_listen=args.health_listen, heartbeat_interval=args.heartbeat_interval,
-            telemetry_interval=args.telemetry_interval,
+            telemetry_interval=args.telemetry_interval, pool_checks=args.pool_check,
+            pool_check_interval=args.pool_check_interval,
         )
     except FleetplaneError as error:
         print(f"error: {error}", file=sys.stderr)

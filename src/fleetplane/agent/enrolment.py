@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from fleetplane import __version__
 from fleetplane.agent.files import write_atomically
 from fleetplane.errors import FleetplaneError
 
@@ -167,7 +168,8 @@ class Enroller:
                 f"`fleetplane site bootstrap-token {self.identity.site}`)"
             )
         key, csr = self.identity.new_csr()
-        body = {"token": self.bootstrap_token, "csr": csr, "agentId": self.identity.agent_id}
+        body = {"token": self.bootstrap_token, "csr": csr, "agentId": self.identity.agent_id,
+                "agentVersion": __version__}
         answer = await self._post("/agent/v1/enrol", body, with_certificate=False)
         self._check_site(answer)
         self.identity.store(key, answer, now)
@@ -188,7 +190,8 @@ class Enroller:
             )
         key, csr = self.identity.new_csr()
         answer = await self._post(
-            "/agent/v1/reenrol", {"renewalCredential": credential, "csr": csr},
+            "/agent/v1/reenrol",
+            {"renewalCredential": credential, "csr": csr, "agentVersion": __version__},
             with_certificate=False,
         )
         self.identity.store(key, answer, now)

@@ -22,6 +22,9 @@ from fleetplane.model.desired_state import SiteDesiredState
 log = logging.getLogger("fleetplane.agent")
 
 V1 = "/apis/fleetplane/v1"
+# The server writes a BOOKMARK line every 15 s on an idle watch: two missed ones mean the
+# link is gone, so a silent partition is noticed (and /healthz says so) within ~35 s.
+WATCH_READ_TIMEOUT = 35.0
 
 
 class SyncError(Exception):
@@ -74,16 +77,18 @@ class DesiredStateSync:
         url = f"{base}{V1}/sitedesiredstates/{self.site}"
         params = {"watch": "true", "sinceRevision": str(self.revision)}
         async with client.stream("GET", url, params=params,
-                                 timeout=httpx.Timeout(10.0, read=60.0)) as response:
+                                 timeout=httpx.Timeout(10.0, read=WATCH_READ_TIMEOUT)) as response:
             if response.status_code == 410:
-                log.warning("revision %d is no longer kept by the server; taking the latest",
-                            self.revision)
+                log.warning("the revisions after %d are no longer kept by the server; "
+                            "taking the latest", self.revision)
                 await response.aread()
                 await self.catch_up_latest(client, base)
                 return
             if response.status_code != 200:
                 await response.aread()
                 raise SyncError(f"watch answered {response.status_code}: {response.text}")
+            # Connected once the watch is open, not at its first line (up to 15 s later).
+            on_line()
             async for line in response.aiter_lines():
                 if not line.strip():
                     continue
@@ -93,6 +98,9 @@ class DesiredStateSync:
                     self.apply(event["object"])
                 elif event["type"] == "ERROR":
                     if event["object"].get("code") == 410:
+                        log.warning("the revisions after %d are no longer kept by the server "
+                                    "(%s); taking the latest", self.revision,
+                                    event["object"].get("message"))
                         await self.catch_up_latest(client, base)
                         return
                     raise SyncError(f"watch error: {event['object']}")

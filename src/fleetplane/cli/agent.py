@@ -34,6 +34,12 @@ def agent(
     ] = "127.0.0.1:9464",
     heartbeat_interval: Annotated[float, typer.Option(help="seconds between status writes")] = 5.0,
     telemetry_interval: Annotated[float, typer.Option(help="seconds per interval")] = 10.0,
+    pool_check: Annotated[
+        list[str] | None,
+        typer.Option(help="POOL=COMMAND health check of a node pool (exit 0 = healthy); "
+                          "repeatable"),
+    ] = None,
+    pool_check_interval: Annotated[float, typer.Option(help="seconds between pool checks")] = 5.0,
     log_level: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
 ) -> None:
     """Run the site agent: it keeps the site's workloads running, connected or not."""
@@ -43,6 +49,7 @@ def agent(
         server=server, site=site, data_dir=data_dir, ca_cert=ca_cert,
         bootstrap_token=bootstrap_token, agent_id=agent_id, runtime=runtime,
         health_listen=health_listen, heartbeat_interval=heartbeat_interval,
-        telemetry_interval=telemetry_interval,
+        telemetry_interval=telemetry_interval, pool_checks=pool_check,
+        pool_check_interval=pool_check_interval,
     )
     run(config, log_level)

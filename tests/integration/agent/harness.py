@@ -37,6 +37,8 @@ from fleetplane.security import CertificateAuthority, create_bootstrap_token
 from fleetplane.security.ca import certificate_pem
 from fleetplane.security.keys import generate_private_key, private_key_pem
 
+HERE = Path(__file__).resolve().parent
+
 SITE_SPEC = {
     "tier": "edge", "region": "eu-west", "residencyZone": "eu",
     "nodePools": [{"name": "cpu", "count": 1, "cpu": 2, "memory": "4Gi", "nodeImage": "ubuntu"},
@@ -153,11 +155,24 @@ def inference(name: str, replicas: int = 1, model: Path | None = None,
     }
 
 
+def tiny(name: str, replicas: int = 1, memory: str = "256Mi", pool: str = "cpu",
+         failover: list[str] | None = None, **env: str) -> dict[str, Any]:
+    """A workload of tiny_service.py (starts in milliseconds; TINY_HOG_MB hogs memory)."""
+    return {
+        "workload": name, "workloadClass": "inference", "pool": pool, "profile": "cpu",
+        "replicas": replicas, "resources": {"cpu": 1, "memory": memory},
+        "env": {"FLEETPLANE_ENTRYPOINT": "tiny_service", "PYTHONPATH": str(HERE), **env},
+        "failover": {"pools": ["spare"] if failover is None else failover, "minReplicas": 0},
+    }
+
+
 class AgentProcess:
     """`fleetplane agent` as a real process."""
 
-    def __init__(self, port: AgentPort, site: str, data_dir: Path, token: str | None) -> None:
+    def __init__(self, port: AgentPort, site: str, data_dir: Path, token: str | None,
+                 extra: list[str] | None = None) -> None:
         self.port, self.site, self.data_dir, self.token = port, site, data_dir, token
+        self.extra = extra or []
         self.health = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -169,6 +184,7 @@ class AgentProcess:
                    "--heartbeat-interval", "0.5", "--telemetry-interval", "1"]
         if self.token:
             command += ["--bootstrap-token", self.token]
+        command += self.extra
         log = (self.data_dir.parent / f"agent-{self.site}.log").open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetplane.model.desired_state import DesiredWorkload, SiteDesiredStateSpec
@@ -32,6 +32,8 @@ class ReplicaView:
     pid: int | None
     port: int | None
     restarts: int
+    # Why the replica last ended (OOMKilled, a signal, an exit code, failed liveness).
+    reason: str | None = field(default=None, kw_only=True)
 
 
 def effective_pool(item: DesiredWorkload, failed: set[str]) -> str | None:
@@ -96,6 +98,8 @@ class Runtime(ABC):
             own = [v for v in views if v.workload == item.workload]
             ready = sum(v.state == "Ready" for v in own)
             state = "Running" if ready >= item.replicas else ("Degraded" if ready else "Pending")
+            reasons = [f"replica {v.index}: {v.reason}" for v in own if v.reason]
             states.append(WorkloadState(workload=item.workload, replicas=item.replicas,
-                                        ready=ready, state=state))
+                                        ready=ready, state=state,
+                                        message="; ".join(reasons) or None))
         return states

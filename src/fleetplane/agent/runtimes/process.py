@@ -5,8 +5,9 @@ the agent: an agent that exits, crashes or is killed leaves its workloads
 serving, and the next agent re-adopts them from the local state by pid
 *and* process start time (a pid alone may have been reused). Stopping is
 graceful: SIGTERM to the replica's process group, SIGKILL after the grace
-period. Memory limits are applied with ``prlimit`` right after the start
-(a ``preexec_fn`` is unsafe in a process with threads).
+period. Memory limits: a memory cgroup per replica where the host allows it (the
+kernel OOM-kills a replica over its limit and the agent reports
+``OOMKilled``), else ``prlimit(RLIMIT_DATA)`` (see :mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from fleetplane.agent.runtimes.base import ReplicaView, Runtime, Target, targets
+from fleetplane.agent.runtimes.limits import MemoryCgroups, limit_with_rlimit
 from fleetplane.agent.state import LocalState, ReplicaRecord
 from fleetplane.model.desired_state import SiteDesiredStateSpec
 
@@ -79,9 +80,13 @@ class ProcessRuntime(Runtime):
     _replicas: dict[tuple[str, int], Replica] = field(default_factory=dict)
     _backoff: dict[tuple[str, int], Backoff] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
+    # Why each replica last ended, by (workload, index), for status and /v1/replicas.
+    _last_exit: dict[tuple[str, int], str] = field(default_factory=dict)
+    cgroups: MemoryCgroups | None = None
 
     def __post_init__(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.cgroups = MemoryCgroups.find()
         for record in self.state.replicas():
             if process_alive(record.pid, record.start_time):
                 self._replicas[(record.workload, record.index)] = Replica(
@@ -118,8 +123,10 @@ class ProcessRuntime(Runtime):
     async def _check(self, replica: Replica) -> None:
         key = (replica.workload, replica.index)
         if not self._alive(replica):
-            log.warning("%s/%d (pid %d) exited; restarting with back-off",
-                        replica.workload, replica.index, replica.pid)
+            reason = self._exit_reason(replica)
+            self._last_exit[key] = reason
+            log.warning("%s/%d (pid %d) ended: %s; restarting with back-off",
+                        replica.workload, replica.index, replica.pid, reason)
             self._forget(replica)
             self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
             return
@@ -129,6 +136,7 @@ class ProcessRuntime(Runtime):
             log.warning("%s/%d (pid %d) failed %d liveness checks; killing it",
                         replica.workload, replica.index, replica.pid, LIVENESS_FAILURES)
             await self._stop(replica, grace=0.0)
+            self._last_exit[key] = f"killed after {LIVENESS_FAILURES} failed liveness checks"
             self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
             return
         replica.ready = live and await self._probe(replica, "/readyz")
@@ -141,11 +149,7 @@ class ProcessRuntime(Runtime):
             replica.ready_since = None
 
     async def _probe(self, replica: Replica, path: str) -> bool:
-        try:
-            answer = await self.client.get(f"http://127.0.0.1:{replica.port}{path}")
-        except httpx.HTTPError:
-            return False
-        return answer.status_code == 200
+        return await http_status(replica.port, path, self.check_timeout) == 200
 
     # --- start and stop ----------------------------------------------------------
 
@@ -171,7 +175,7 @@ class ProcessRuntime(Runtime):
             start_new_session=True,
         )
         logfile.close()
-        limit_memory(popen.pid, int(item.resources.memory))
+        self._limit_memory(item.workload, target.index, popen.pid, int(item.resources.memory))
         replica = Replica(item.workload, target.index, target.pool, target.spec_hash, port,
                           popen.pid, process_start_time(popen.pid) or 0, popen, restarts=restarts)
         self._replicas[(item.workload, target.index)] = replica
@@ -207,7 +211,26 @@ class ProcessRuntime(Runtime):
             return replica.popen.poll() is None
         return process_alive(replica.pid, replica.start_time)
 
+    def _limit_memory(self, workload: str, index: int, pid: int, limit: int) -> None:
+        if limit <= 0:
+            return
+        if self.cgroups is None or not self.cgroups.confine(workload, index, pid, limit):
+            limit_with_rlimit(pid, limit)
+
+    def _exit_reason(self, replica: Replica) -> str:
+        if self.cgroups is not None and self.cgroups.oom_kills(
+                replica.workload, replica.index, replica.pid):
+            return "OOMKilled: over its memory limit"
+        code = replica.popen.poll() if replica.popen is not None else None
+        if code is None:
+            return "exited (re-adopted; exit status unknown)"
+        if code < 0:
+            return f"killed by signal {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
     def _forget(self, replica: Replica) -> None:
+        if self.cgroups is not None:
+            self.cgroups.remove(replica.workload, replica.index, replica.pid)
         self._replicas.pop((replica.workload, replica.index), None)
         self.state.forget_replica(replica.workload, replica.index)
 
@@ -216,13 +239,15 @@ class ProcessRuntime(Runtime):
     def replicas(self) -> list[ReplicaView]:
         views = [
             ReplicaView(r.workload, r.index, r.pool, "Ready" if r.ready else "Starting",
-                        r.pid, r.port, r.restarts)
+                        r.pid, r.port, r.restarts,
+                        reason=self._last_exit.get((r.workload, r.index)))
             for r in self._replicas.values()
         ]
         for (workload, index), backoff in self._backoff.items():
             if (workload, index) not in self._replicas:
                 views.append(ReplicaView(workload, index, "", "BackOff", None, None,
-                                         backoff.restarts))
+                                         backoff.restarts,
+                                         reason=self._last_exit.get((workload, index))))
         return views
 
     async def collect_telemetry(self) -> list[dict[str, Any]]:
@@ -273,6 +298,28 @@ def counter_delta(previous: dict[str, Any] | None, current: dict[str, Any]) -> d
     }
 
 
+async def http_status(port: int, path: str, timeout: float) -> int | None:
+    """The status code of a GET on loopback; None when nothing answers in time.
+
+    Two probes per replica every second: a bare request on a stream costs a
+    fraction of an HTTP client's request, which keeps the idle agent under
+    1 % of a core with several replicas.
+    """
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            line = await reader.readline()
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+    parts = line.split()
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -295,13 +342,3 @@ def process_start_time(pid: int) -> int | None:
 
 def process_alive(pid: int, start_time: int) -> bool:
     return process_start_time(pid) == start_time
-
-
-def limit_memory(pid: int, memory_bytes: int) -> None:
-    """Cap the replica's data segment at its memory request, where the OS lets us."""
-    if memory_bytes <= 0:
-        return
-    try:
-        resource.prlimit(pid, resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
-    except (OSError, ValueError) as error:
-        log.warning("cannot limit memory of pid %d (%s); running it without a limit", pid, error)

@@ -17,6 +17,7 @@ from fleetplane.control.agent_api.credentials import (
     find_renewal_credential,
     insert_renewal_credential,
 )
+from fleetplane.control.agent_api.heartbeat import check_agent_version
 from fleetplane.control.agent_api.identity import identity_of
 from fleetplane.control.api.auth import plane_of, require
 from fleetplane.control.api.status import ApiError
@@ -41,11 +42,13 @@ class EnrolRequest(BaseModel):
     token: str = Field(description="the one-time bootstrap token (fpb_…)")
     csr: str = Field(description="PEM certificate signing request for the agent's key")
     agent_id: str = Field(alias="agentId", description="this agent's id within its site")
+    agent_version: str | None = Field(default=None, alias="agentVersion")
 
 
 class ReenrolRequest(BaseModel):
     renewal_credential: str = Field(alias="renewalCredential")
     csr: str
+    agent_version: str | None = Field(default=None, alias="agentVersion")
 
 
 class RotateRequest(BaseModel):
@@ -85,6 +88,7 @@ def _csr(text: str) -> Any:
 @router.post("/enrol", summary="Exchange a bootstrap token and a CSR for a certificate")
 async def enrol(request: Request, body: EnrolRequest) -> dict[str, Any]:
     plane = plane_of(request)
+    check_agent_version(body.agent_version)
     if not _AGENT_ID.match(body.agent_id):
         raise ApiError(422, f"agentId {body.agent_id!r}: use lowercase letters, digits and '-'")
     now = datetime.now(UTC)
@@ -122,6 +126,7 @@ async def enrol(request: Request, body: EnrolRequest) -> dict[str, Any]:
 @router.post("/reenrol", summary="After the certificate expired: a renewal credential and a CSR")
 async def reenrol(request: Request, body: ReenrolRequest) -> dict[str, Any]:
     plane = plane_of(request)
+    check_agent_version(body.agent_version)
     now = datetime.now(UTC)
     try:
         record = await run_in_threadpool(
