@@ -186,8 +186,9 @@ class Agent:
                 failures = 0
             except (httpx.HTTPError, OSError, SyncError, ValueError) as error:
                 if self.connected:
+                    # A read timeout's message is empty: name the error instead.
                     log.warning("lost the control plane (%s); carrying on from revision %d",
-                                error, self.sync.revision)
+                                str(error) or type(error).__name__, self.sync.revision)
                 self.connected = False
                 failures += 1
             self.counters["watch_reconnects"] += 1
@@ -200,13 +201,15 @@ class Agent:
 
     async def _reconcile_loop(self) -> None:
         while True:
+            # Cleared before reading the desired state: a revision applied while this pass
+            # runs wakes the next pass at once instead of waiting for the next tick.
+            self._wake_reconcile.clear()
             desired = self.sync.applied
             if desired is not None:
                 try:
                     await self.runtime.reconcile(desired.spec, self.failed_pools())
                 except Exception:
                     log.exception("reconcile failed; retrying next tick")
-            self._wake_reconcile.clear()
             # A replica that is starting is checked more often, so it is reported (and
             # counted as serving) soon after it is ready.
             starting = any(view.state == "Starting" for view in self.runtime.replicas())
