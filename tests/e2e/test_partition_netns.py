@@ -193,6 +193,7 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
         wait_for(lambda: client.counts()["ok"] >= 20, 30, "the client's first answers")
         wait_for(lambda: server.site_status("site1").get("appliedRevision") == 1, 30,
                  "site1 reporting revision 1")
+        wait_for(lambda: site1.get("/healthz")["connected"], 30, "site1's agent connected")
 
         # --- the partition: site1 hears nothing for 60 s --------------------------------------
         network.partition("site1")
@@ -218,17 +219,21 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
 
         # The rest of the 60 s: site1 serves from its last-known-good state and learns nothing.
         counts_at_cut = client.counts()["ok"]
+        noticed = False
         while time.monotonic() - cut_at < PARTITION_SECONDS:
             _no_failures(client)
             assert site1.revisions() == [1], "site1 heard from the server through the partition"
             _assert_unchanged(site1, "digits-site1", serving)
+            noticed = noticed or site1.get("/healthz")["connected"] is False
             time.sleep(1.0)  # observing the site through the fixed-length outage
         partitioned_for = time.monotonic() - cut_at
         assert client.counts()["ok"] > counts_at_cut, "the client made no progress"
+        assert noticed, "site1's agent never reported itself disconnected during the partition"
         network.heal()
 
         # --- after healing ------------------------------------------------------------------------
         wait_for(lambda: site1.revisions() == [1, 2, 3], 60, "site1 catching up to revision 3")
+        wait_for(lambda: site1.get("/healthz")["connected"], 60, "site1's agent reconnected")
         wait_for(lambda: site1.ready("extra-site1"), 60, "extra-site1 ready in site1")
         wait_for(lambda: server.site_status("site1").get("reachability") == "Reachable", 30,
                  "site1 Reachable again")
