@@ -24,6 +24,7 @@ import httpx
 
 from fleetplane import __version__
 from fleetplane.agent import health
+from fleetplane.agent.delivery import WorkloadDelivery
 from fleetplane.agent.enrolment import Enroller, EnrolmentError, Identity
 from fleetplane.agent.inventory import hardware_inventory
 from fleetplane.agent.pools import PoolChecks
@@ -31,7 +32,8 @@ from fleetplane.agent.runtimes.base import Runtime
 from fleetplane.agent.state import LocalState
 from fleetplane.agent.sync import V1, DesiredStateSync, SyncError
 from fleetplane.agent.telemetry import TelemetryBuffer, TelemetryUploadError
-from fleetplane.model.desired_state import SiteDesiredState
+from fleetplane.model.desired_state import SiteDesiredState, SiteDesiredStateSpec
+from fleetplane.model.infrastructure import WorkloadState
 
 log = logging.getLogger("fleetplane.agent")
 
@@ -87,6 +89,9 @@ class Agent:
         self.health_server: asyncio.Server | None = None
         self._client: httpx.AsyncClient | None = None
         self._wake_reconcile = asyncio.Event()
+        # Releases and secrets reach real workloads only; simulated ones run nothing.
+        self.delivery = None if config.runtime == "simulated" else WorkloadDelivery(
+            config.data_dir, config.server, self._wake_reconcile.set)
 
     def _runtime(self, name: str) -> Runtime:
         if name == "simulated":
@@ -145,6 +150,8 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.health_server is not None:
                 self.health_server.close()
+            if self.delivery is not None:
+                await self.delivery.close()
             await self.runtime.close()
             await self._renew_client()
             self.state.close()
@@ -207,7 +214,8 @@ class Agent:
             desired = self.sync.applied
             if desired is not None:
                 try:
-                    await self.runtime.reconcile(desired.spec, self.failed_pools())
+                    await self.runtime.reconcile(self._deliverable(desired.spec),
+                                                 self.failed_pools())
                 except Exception:
                     log.exception("reconcile failed; retrying next tick")
             # A replica that is starting is checked more often, so it is reported (and
@@ -217,6 +225,17 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_reconcile.wait(),
                                        min(interval, STARTING_CHECK) if starting else interval)
+
+    def _deliverable(self, spec: SiteDesiredStateSpec) -> SiteDesiredStateSpec:
+        """The workloads whose release and secrets are in place (agent/delivery.py)."""
+        if self.delivery is None:
+            return spec
+        client = self.client() if self.identity.certificate() is not None else None
+        return self.delivery.prepare(spec, client)
+
+    def _workload_states(self, spec: SiteDesiredStateSpec | None) -> list[WorkloadState]:
+        states = self.runtime.workload_states(spec)
+        return states if self.delivery is None else self.delivery.annotate(states)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -240,8 +259,7 @@ class Agent:
         return {
             "appliedRevision": self.sync.revision or None,
             "workloads": [s.model_dump(mode="json", by_alias=True, exclude_none=True)
-                          for s in self.runtime.workload_states(
-                              desired.spec if desired else None)],
+                          for s in self._workload_states(desired.spec if desired else None)],
             "hardware": self.hardware,
             "agentVersion": __version__,
             "certificateExpiry": certificate.not_after.isoformat() if certificate else None,
