@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, NonNegativeInt, model_validator
 
 from fleetplane.model.base import EmptyStatus, Resource, Spec
-from fleetplane.model.units import Duration, Fraction, Money
+from fleetplane.model.units import HOURS_PER_MONTH, Duration, Fraction, Money
 
 
 class Objective(Spec):
@@ -45,10 +45,22 @@ class Rule(Spec):
 
 
 class MoveCost(Spec):
-    """What it costs to move one replica: model transfer is priced by the engine, plus this."""
+    """What it costs to move one replica: model transfer is priced by the engine, plus this.
+
+    ``paybackPeriod``: a move's cost is paid once, its saving every month; a
+    move is made only when the saving over this period beats the cost
+    (saving per month × period in months > cost). One month by default: a
+    move must pay for itself within a month, before the demand it was planned
+    for is likely to have changed; longer periods move more eagerly.
+    """
 
     disruption: Money = Field(default=50.0, description="money per moved replica")
     include_transfer: bool = True
+    payback_period: Duration = Field(
+        default=HOURS_PER_MONTH * 3600.0,
+        gt=0.0,
+        description="time within which a move's saving must repay its one-off cost",
+    )
 
 
 class Reevaluation(Spec):

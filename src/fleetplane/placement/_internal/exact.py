@@ -6,7 +6,8 @@ so exact never places fewer); per pool row the patterns' cpu, memory and
 accelerators (per accelerator entry) fit the pool's totals; per site the
 peak watts fit the power budget; in re-planning, the moves that count fit
 ``moveBudget`` and pinned workloads keep their current pattern. Objective:
-the Scorer objective greedy minimises, plus move costs when re-planning,
+the Scorer objective greedy minimises, plus move costs when re-planning
+(spread over the policy's payback period: moves.py),
 minus a large reward per workload placed.
 
 Capacity in the MILP is pool-level; node-level packing (a replica cannot
@@ -191,7 +192,7 @@ def _columns(inp: SolverInput, greedy_out: SolverOutput) -> tuple[list[Column], 
             if moves is not None and not moves.allowed(cands, p):
                 continue
             seen.add(shape)
-            extra = moves.move_cost(cands, p) if moves is not None else 0.0
+            extra = moves.amortised(cands, p) if moves is not None else 0.0
             counts = (
                 moves is not None
                 and p.origin != "current"

@@ -6,8 +6,10 @@ any other pattern moves it and pays the policy's ``moveCost`` once:
 ``disruption`` per replica started on a (pool, profile) where it did not run
 before, plus — with ``includeTransfer`` — one model transfer to every site it
 did not run on (model size × the registry price the engine already uses for
-model distribution). The objective is money per month, so a move happens
-when it saves more per month than it costs once.
+model distribution). The objective is money per month, so the one-off cost
+enters it spread over the policy's ``moveCost.paybackPeriod`` (cost ÷ period
+in months): a move happens when its saving over that period beats its cost
+(one month by default: the saving per month must beat the cost once).
 
 Operator controls:
 
@@ -94,6 +96,11 @@ class MoveTerms:
     budget: int | None
     broad: bool  # offer every pattern (exact) or only current and greedy's (greedy)
     previous: dict[str, WorkloadPlacement] = field(default_factory=dict)
+    payback_months: float = 1.0  # moveCost.paybackPeriod in months
+
+    def amortised(self, cands: Candidates, pattern: Pattern) -> float:
+        """The move cost as the objective weighs it: money per month over the payback period."""
+        return self.move_cost(cands, pattern) / self.payback_months
 
     def move_cost(self, cands: Candidates, pattern: Pattern) -> float:
         """One-off cost of going from the current placement to ``pattern`` (0 when kept)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fleetplane.model.placement import Placement, PlacementChange, WorkloadPlacement
 from fleetplane.model.policy import PlacementPolicy
+from fleetplane.model.units import HOURS_PER_MONTH
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.diff import changes
@@ -60,6 +61,7 @@ def terms(
         budget=spec.move_budget,
         broad=broad,
         previous=previous,
+        payback_months=spec.move_cost.payback_period / (HOURS_PER_MONTH * 3600.0),
     )
 
 
@@ -84,7 +86,7 @@ def annotate(
             return "new workload"
         if after is None:
             return "no longer placeable"
-        return "cheaper by more than the move costs"
+        return "cheaper by more than the move costs over the payback period"
 
     found = changes(current, placement, reason)
     priced: list[PlacementChange] = []
@@ -95,11 +97,17 @@ def annotate(
             pattern = pattern_of(scorers[name], allocations[name], "new")
             cost = moves.move_cost(table[name], pattern)
         if change.action == "moved" and change.reason.startswith("cheaper"):
-            change = change.model_copy(
-                update={
-                    "reason": f"saves {-change.cost_delta:,.2f}/month, move costs {cost:,.2f} once"
-                }
-            )
+            change = change.model_copy(update={"reason": _saving(change.cost_delta, cost, moves)})
         priced.append(change.model_copy(update={"move_cost": cost}))
     spec = placement.spec.model_copy(update={"changes": priced})
     return placement.model_copy(update={"spec": spec})
+
+
+def _saving(cost_delta: float, move_cost: float, moves: MoveTerms) -> str:
+    text = f"saves {-cost_delta:,.2f}/month, move costs {move_cost:,.2f} once"
+    if move_cost > 0 and cost_delta < 0:
+        text += (
+            f" (pays back in {move_cost / -cost_delta:.2g} month(s); "
+            f"payback period {moves.payback_months:.2g})"
+        )
+    return text
