@@ -92,8 +92,8 @@ def test_a_hung_replica_fails_liveness_and_is_restarted(
         lambda: [r for r in _ready(agent, "svc", "cpu", 1) if r["pid"] != replica["pid"]],
         60, "a new replica after the liveness kill")
     assert restarted["restarts"] == 1
-    assert restarted["reason"] == "killed after 3 failed liveness checks"
-    assert "failed 3 liveness checks; killing it" in agent.log()
+    assert restarted["reason"] == "hung: killed after failing its liveness checks"
+    assert "liveness checks in a row; killing it" in agent.log()
     stat = Path(f"/proc/{replica['pid']}/stat")
     assert not stat.exists() or stat.read_text().split(") ")[1][0] == "Z", "hung replica killed"
 

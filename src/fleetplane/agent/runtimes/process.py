@@ -38,7 +38,13 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 # A replica ready this long has recovered: its next failure starts the back-off again.
 HEALTHY_RESET = 10.0
+# A live replica is hung after this many failed liveness checks in a row spanning at
+# least LIVENESS_WINDOW seconds (checks run every 0.2 s while starting, else every second:
+# a count alone would kill a slow starter in 0.6 s on a loaded host).
 LIVENESS_FAILURES = 3
+LIVENESS_WINDOW = 5.0
+# A replica that has never answered /livez gets this long before it counts as hung.
+STARTUP_TIMEOUT = 60.0
 
 
 @dataclass
@@ -55,6 +61,9 @@ class Replica:
     ready_since: float | None = None
     liveness_failures: int = 0
     restarts: int = 0
+    watched_since: float = field(default_factory=time.monotonic)
+    live_once: bool = False
+    failing_since: float | None = None
     stats: dict[str, Any] | None = None
 
 
@@ -131,12 +140,12 @@ class ProcessRuntime(Runtime):
             self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
             return
         live = await self._probe(replica, "/livez")
-        replica.liveness_failures = 0 if live else replica.liveness_failures + 1
-        if replica.liveness_failures >= LIVENESS_FAILURES:
-            log.warning("%s/%d (pid %d) failed %d liveness checks; killing it",
-                        replica.workload, replica.index, replica.pid, LIVENESS_FAILURES)
+        if self._hung(replica, live, time.monotonic()):
+            log.warning("%s/%d (pid %d) failed %d liveness checks in a row; killing it",
+                        replica.workload, replica.index, replica.pid,
+                        replica.liveness_failures)
             await self._stop(replica, grace=0.0)
-            self._last_exit[key] = f"killed after {LIVENESS_FAILURES} failed liveness checks"
+            self._last_exit[key] = "hung: killed after failing its liveness checks"
             self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
             return
         replica.ready = live and await self._probe(replica, "/readyz")
@@ -147,6 +156,18 @@ class ProcessRuntime(Runtime):
                 self._backoff.pop(key, None)
         else:
             replica.ready_since = None
+
+    @staticmethod
+    def _hung(replica: Replica, live: bool, now: float) -> bool:
+        if live:
+            replica.live_once, replica.liveness_failures, replica.failing_since = True, 0, None
+            return False
+        replica.liveness_failures += 1
+        replica.failing_since = replica.failing_since or now
+        if not replica.live_once:
+            return now - replica.watched_since >= STARTUP_TIMEOUT
+        return (replica.liveness_failures >= LIVENESS_FAILURES
+                and now - replica.failing_since >= LIVENESS_WINDOW)
 
     async def _probe(self, replica: Replica, path: str) -> bool:
         return await http_status(replica.port, path, self.check_timeout) == 200
@@ -171,9 +192,7 @@ class ProcessRuntime(Runtime):
         logfile = (self.log_dir / f"{item.workload}-{target.index}.log").open("ab")
         popen = subprocess.Popen(
             [sys.executable, "-m", entrypoint, "--port", str(port)],
-            # A replica runs in its release's directory (agent/delivery.py sets it).
-            env=env, cwd=item.env.get("FLEETPLANE_ARTIFACT_DIR") or None,
-            stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+            env=env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         logfile.close()

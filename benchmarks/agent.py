@@ -1,0 +1,621 @@
+"""The site agent: footprint, change → serving, and 2,000 simulated agents on one server.
+
+    python benchmarks/agent.py                                   # defaults: a few minutes
+    python benchmarks/agent.py --changes 10 --agents 200 --idle-seconds 10     # short mode
+
+Everything is real: ``fleetplane serve``'s own code path (human API, agent
+port with mTLS, controllers) in a server process, the agent as its own
+process (``python -m fleetplane.agent``, the ``fleetplane-agent`` script) with
+the ``process`` runtime running the bundled inference workload
+(``fleetplane.workloads.inference`` with a digits MLP trained here once).
+The only stand-in is the planner: it puts one replica of every Workload on
+every site, so a Workload change is a Placement change for every site (the
+engine's planning time is ``benchmarks/placement_quality.py``'s business).
+The five Workloads are inference workloads fed by one DataSource at the site;
+each runs the bundled inference service.
+
+Measured:
+
+1. **Footprint** with 5 workloads ready: the agent process's VmRSS
+   (/proc/PID/status; workload processes are separate and excluded) and its
+   CPU % of one core over ``--idle-seconds`` (utime+stime from
+   /proc/PID/stat), plus start-up (spawn → /healthz answers). Baseline in the
+   same run: the same agent started through the full CLI (``fleetplane
+   agent``, which imports every command module) on the same data directory
+   (it re-adopts the running replicas). Goal line: KubeEdge's edge agent ~70 MB
+   and ≤ 1 % of a core.
+2. **Change → serving**, ``--changes`` times: a Workload's env is changed
+   through the human API (→ new Placement → new SiteDesiredState revision →
+   the agent's watch → the replica is replaced); the clock stops when the new
+   replica (new pid) answers ``POST /predict`` with 200. p50/p99/max.
+   Includes the controller's ``--debounce`` (reported).
+3. **Simulated agents**: ``--agents`` real :class:`fleetplane.agent.agent.Agent`
+   objects with the ``simulated`` runtime in one process (each with its own
+   SQLite state, TLS client certificate, watch, heartbeats and telemetry),
+   against the same server. Certificates are issued with the server's CA key
+   instead of N enrolments (enrolment is tested in tests/integration/agent).
+   Reported: heartbeats/s sustained vs offered (N / ``--heartbeat-interval``),
+   failures, time until every agent applied the first revision, and per
+   change the time until 50 % / all agents applied it.
+
+Timing here never goes into test assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+V1 = "/apis/fleetplane/v1"
+FLEET = "bench"
+KUBEEDGE_RSS_MIB = 70.0
+CPU_GOAL_PERCENT = 1.0
+WORKLOADS = 5
+
+SITE = """\
+apiVersion: fleetplane/v1
+kind: Site
+metadata: {{name: {name}}}
+spec:
+  tier: edge
+  region: r{region}
+  residencyZone: eu
+  nodePools:
+    - {{name: cpu, count: 1, cpu: 8, memory: 32Gi, nodeImage: ubuntu}}
+  cost:
+    opex: {{cpuHour: 0.04/h}}
+"""
+IMAGE = """\
+apiVersion: fleetplane/v1
+kind: NodeImage
+metadata: {name: ubuntu}
+spec:
+  os: ubuntu-22.04
+  containerRuntime: {name: containerd, version: "1.7"}
+  arches: [amd64]
+"""
+SOURCE = """\
+apiVersion: fleetplane/v1
+kind: DataSource
+metadata: {name: cams}
+spec: {site: edge-1, requestRate: 10/s, requestSize: 10KB}
+"""
+WORKLOAD = """\
+apiVersion: fleetplane/v1
+kind: Workload
+metadata: {{name: {name}}}
+spec:
+  class: inference
+  slo: {{latency: {{p99: 200ms}}}}
+  demand: [{{source: cams}}]
+  resources: {{cpu: 1, memory: 1Gi}}
+  profiles:
+    - {{hardware: cpu, serviceTime: {{mean: 2ms, cv: 0.5}}}}
+  env: {{CHANGE: "{mark}", FLEETPLANE_MODEL: "{model}"}}
+"""
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(probe: Any, timeout: float, what: str, every: float = 0.01) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)  # polling another process's state
+
+
+# --------------------------------------------------------------------------- server process
+
+
+def everywhere(fleet: Any, current: Any) -> Any:
+    """Stand-in planner: one replica of each workload on every usable site."""
+    from fleetplane.model.placement import (
+        Assignment,
+        CostBreakdown,
+        Placement,
+        PlacementSpec,
+        SolverInfo,
+        WorkloadPlacement,
+    )
+
+    usable = sorted(n for n, s in fleet.sites.items() if not (s.spec.cordoned or s.spec.draining))
+    placed = [
+        WorkloadPlacement(
+            workload=name, workload_class=item.spec.class_,
+            assignments=[Assignment(site=s, pool="cpu", profile="cpu", replicas=1) for s in usable],
+            cost=CostBreakdown(compute=float(len(usable))),
+        )
+        for name, item in sorted(fleet.workloads.items())
+    ]
+    spec = PlacementSpec(workloads=placed,
+                         cost=CostBreakdown(compute=sum(p.cost.compute for p in placed)),
+                         solver=SolverInfo(name="everywhere", version="bench", seed=0))
+    return Placement.model_validate(
+        {"metadata": {"name": "fleet"}, "spec": spec.model_dump(by_alias=True)})
+
+
+def run_server(args: argparse.Namespace) -> None:
+    from fleetplane.cli.serve import run_control_plane
+    from fleetplane.control.controllers import ControllerSettings, build_controllers
+    from fleetplane.control.settings import Limits, Listen, Settings
+
+    settings = Settings(
+        database_url=args.database, listen=Listen.parse(args.listen),
+        admin_token_file=Path(args.token_file), fleet_name=FLEET,
+        limits=Limits(max_body_bytes=64 * 1024 * 1024, writes_per_second=0.0),
+    )
+    controllers = build_controllers(
+        ControllerSettings(debounce=args.debounce, heartbeat_timeout=3600.0), planner=everywhere)
+    run_control_plane(settings, controllers, agent_listen=Listen.parse(args.agent_listen),
+                      ca_dir=Path(args.ca_dir), log_level="warning")
+
+
+class Server:
+    def __init__(self, workdir: Path, debounce: float) -> None:
+        self.port, self.agent_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.agent_url = f"https://127.0.0.1:{self.agent_port}"
+        self.ca_dir = workdir / "ca"
+        token_file = workdir / "admin.token"
+        log = workdir / "server.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, "--role", "server",
+                 "--database", f"sqlite:///{workdir / 'store.db'}",
+                 "--listen", f"127.0.0.1:{self.port}",
+                 "--agent-listen", f"127.0.0.1:{self.agent_port}",
+                 "--ca-dir", str(self.ca_dir), "--token-file", str(token_file),
+                 "--debounce", str(debounce)],
+                stdout=out, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{log.read_text()}")
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        poll(ready, 120, "the server", every=0.2)
+        self.token = token_file.read_text().strip()
+        self.http = httpx.Client(base_url=self.url, timeout=600,
+                                 headers={"Authorization": f"Bearer {self.token}"})
+
+    def apply(self, text: str) -> None:
+        answer = self.http.post(f"{V1}/apply", content=text,
+                                headers={"Content-Type": "application/yaml"})
+        answer.raise_for_status()
+
+    def bootstrap_token(self, site: str) -> str:
+        answer = self.http.post(f"{V1}/sites/{site}/bootstrap-tokens", params={"ttl": "15m"})
+        answer.raise_for_status()
+        return str(answer.json()["token"])
+
+    def stop(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# --------------------------------------------------------------------------- one real agent
+
+
+class AgentProcess:
+    def __init__(self, server: Server, data_dir: Path, command: list[str], token: str | None
+                 ) -> None:
+        self.health = free_port()
+        argv = [*command, "--server", server.agent_url, "--site", "edge-1",
+                "--data-dir", str(data_dir), "--ca-cert", str(server.ca_dir / "ca.crt"),
+                "--agent-id", "a1", "--health-listen", f"127.0.0.1:{self.health}",
+                "--log-level", "warning"]
+        if token:
+            argv += ["--bootstrap-token", token]
+        started = time.perf_counter()
+        with (data_dir.parent / "agent.log").open("ab") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        poll(lambda: self.get("/healthz"), 60, "the agent's /healthz")
+        self.startup = time.perf_counter() - started
+
+    def get(self, path: str) -> Any:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{self.health}{path}", timeout=5,
+                               trust_env=False)
+        except httpx.HTTPError:
+            return None
+        return answer.json()
+
+    def replicas(self) -> list[dict[str, Any]]:
+        return self.get("/v1/replicas") or []
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def ready_replicas(agent: AgentProcess) -> list[dict[str, Any]]:
+    ready = [r for r in agent.replicas() if r["state"] == "Ready"]
+    return ready if len(ready) >= WORKLOADS else []
+
+
+def footprint(agent: AgentProcess, seconds: float) -> dict[str, float]:
+    poll(lambda: ready_replicas(agent), 180, f"{WORKLOADS} ready replicas", every=0.2)
+    time.sleep(2.0)  # let start-up work (first telemetry, status) pass before sampling idle
+    pid = agent.process.pid
+    cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    peak = rss_mib(pid)
+    end = wall_before + seconds
+    while time.perf_counter() < end:
+        time.sleep(0.5)  # sampling RSS
+        peak = max(peak, rss_mib(pid))
+    cpu = (cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+    return {"rss_mib": rss_mib(pid), "rss_peak_mib": peak, "cpu_percent": 100 * cpu,
+            "startup_s": agent.startup}
+
+
+def predict(port: int) -> bool:
+    try:
+        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"pixels": [[0] * 64]},
+                            timeout=5, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200
+
+
+def change_to_serving(server: Server, agent: AgentProcess, model: Path, changes: int
+                      ) -> list[float]:
+    seconds = []
+    for number in range(changes):
+        (old,) = [r for r in agent.replicas() if r["workload"] == "w0"]
+        mark = f"change-{number}-{secrets.token_hex(3)}"
+        started = time.perf_counter()
+        server.apply(WORKLOAD.format(name="w0", mark=mark, model=model))
+
+        def new_replica(old_pid: int = old["pid"]) -> dict[str, Any] | None:
+            found = [r for r in agent.replicas()
+                     if r["workload"] == "w0" and r["pid"] not in (None, old_pid)]
+            return found[0] if found else None
+
+        replica = poll(new_replica, 60, f"w0 replaced after {mark}")
+        poll(lambda port=replica["port"]: predict(port), 60, f"w0 serving after {mark}")
+        seconds.append(time.perf_counter() - started)
+        poll(lambda: ready_replicas(agent), 60, "all replicas ready again")
+    return seconds
+
+
+def stop_workloads(data_dir: Path) -> None:
+    import sqlite3
+
+    path = data_dir / "state.db"
+    if not path.exists():
+        return
+    for (pid,) in sqlite3.connect(path).execute("SELECT pid FROM replicas").fetchall():
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def import_seconds(code: str, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def base_fleet(server: Server, workdir: Path) -> Path:
+    """The real site edge-1, its data source and five workloads; the model they load."""
+    from fleetplane.workloads.mlp import train
+
+    model_path = workdir / "digits.npz"
+    train()[0].save(model_path)
+    server.apply("---\n".join([IMAGE, SITE.format(name="edge-1", region=0), SOURCE, *(
+        WORKLOAD.format(name=f"w{i}", mark="initial", model=model_path)
+        for i in range(WORKLOADS))]))
+    return model_path
+
+
+def single_site(server: Server, workdir: Path, model_path: Path, args: argparse.Namespace
+                ) -> dict[str, Any]:
+    data_dir = workdir / "edge-1"
+    result: dict[str, Any] = {
+        "import_full_cli_s": import_seconds("import fleetplane.cli.main"),
+        "import_lean_s": import_seconds(
+            "import fleetplane.agent.command, fleetplane.agent.agent, "
+            "fleetplane.agent.runtimes.process"),
+    }
+    running: list[AgentProcess] = []
+    try:
+        # Baseline first: it enrols and starts the workloads; the lean agent re-adopts them.
+        running.append(AgentProcess(server, data_dir, ["fleetplane", "agent"],
+                                    server.bootstrap_token("edge-1")))
+        result["full_cli"] = footprint(running[-1], args.idle_seconds)
+        running.pop().stop()
+        running.append(AgentProcess(server, data_dir, [sys.executable, "-m", "fleetplane.agent"],
+                                    None))
+        result["lean"] = footprint(running[-1], args.idle_seconds)
+        result["change_seconds"] = change_to_serving(server, running[-1], model_path,
+                                                     args.changes)
+    finally:
+        for agent in running:
+            agent.stop()
+        stop_workloads(data_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- simulated agents
+
+
+def issue_identities(ca_dir: Path, root: Path, sites: list[str]) -> None:
+    """What enrolment would leave in each data directory, signed with the server's CA."""
+    from fleetplane.security import CertificateAuthority, SpiffeId, build_csr, generate_private_key
+    from fleetplane.security.ca import certificate_pem
+    from fleetplane.security.keys import private_key_pem
+
+    ca = CertificateAuthority.load(ca_dir)
+    now = datetime.now(UTC)
+    for name in sites:
+        key = generate_private_key()
+        certificate = ca.issue_agent_certificate(
+            build_csr(key, SpiffeId(FLEET, name, "a1")), site=name, agent_id="a1", now=now)
+        directory = root / name
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "identity.pem").write_bytes(certificate_pem(certificate)
+                                                 + private_key_pem(key))
+        (directory / "identity.json").write_text(json.dumps({
+            "issuedAt": now.isoformat(), "site": name, "agentId": "a1",
+            "notAfter": certificate.not_valid_after_utc.isoformat()}))
+
+
+def sim_site(index: int) -> str:
+    return f"s{index:05d}"
+
+
+async def simulated_main(args: argparse.Namespace) -> dict[str, Any]:
+    from fleetplane.agent.agent import Agent, AgentConfig
+
+    ca_pem = Path(args.ca_file).read_bytes()
+    agents = [Agent(AgentConfig(
+        server=args.agent_url, site=sim_site(i), data_dir=Path(args.data_root) / sim_site(i),
+        ca_pem=ca_pem, agent_id="a1", runtime="simulated", health_port=None,
+        heartbeat_interval=args.heartbeat_interval, reconcile_interval=5.0,
+        telemetry_interval=args.telemetry_interval)) for i in range(args.agents)]
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    tasks = []
+    for agent in agents:
+        tasks.append(asyncio.create_task(agent.run(stop)))
+        await asyncio.sleep(0.001)  # N TLS handshakes at once would be a benchmark of its own
+    while any(agent.sync.revision == 0 for agent in agents):
+        await asyncio.sleep(0.1)
+    connected = time.perf_counter() - started
+
+    def heartbeats() -> tuple[float, float]:
+        return (sum(a.counters["heartbeats"] for a in agents),
+                sum(a.counters["heartbeat_failures"] for a in agents))
+
+    people = httpx.AsyncClient(base_url=args.server, timeout=600,
+                               headers={"Authorization": f"Bearer {args.token}"})
+    ok_before, failed_before = heartbeats()
+    window_start = time.perf_counter()
+    cpu_before = cpu_seconds(os.getpid())
+    reach: list[dict[str, float]] = []
+    gap = args.duration / (args.sim_changes + 1)
+    for number in range(args.sim_changes):
+        await asyncio.sleep(gap)
+        mark = f"sim-{number}-{secrets.token_hex(3)}"
+        applied = time.perf_counter()
+        answer = await people.post(f"{V1}/apply", content=WORKLOAD.format(
+            name="w0", mark=mark, model=args.model), headers={"Content-Type": "application/yaml"})
+        answer.raise_for_status()
+        seen: list[float] = []
+        pending = list(agents)
+        deadline = applied + 120
+        while pending and time.perf_counter() < deadline:
+            now = time.perf_counter()
+            still = []
+            for agent in pending:
+                desired = agent.sync.applied
+                if desired and any(w.env.get("CHANGE") == mark for w in desired.spec.workloads):
+                    seen.append(now - applied)
+                else:
+                    still.append(agent)
+            pending = still
+            await asyncio.sleep(0.02)
+        reach.append({"p50": quantile(seen, 0.5), "all": max(seen) if not pending
+                      else float("inf"), "missing": len(pending)})
+    await asyncio.sleep(max(0.0, window_start + args.duration - time.perf_counter()))
+    window = time.perf_counter() - window_start
+    ok_after, failed_after = heartbeats()
+    cpu = (cpu_seconds(os.getpid()) - cpu_before) / window
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await people.aclose()
+    return {"agents": args.agents, "connected_s": connected,
+            "heartbeats_per_s": (ok_after - ok_before) / window,
+            "offered_per_s": args.agents / args.heartbeat_interval,
+            "heartbeat_failures": failed_after - failed_before, "window_s": window,
+            "reach": reach, "agents_cpu_percent": 100 * cpu,
+            "agents_rss_mib": rss_mib(os.getpid())}
+
+
+def simulated(server: Server, workdir: Path, model_path: Path, args: argparse.Namespace
+              ) -> dict[str, Any]:
+    sites = [sim_site(i) for i in range(args.agents)]
+    started = time.perf_counter()
+    server.apply("---\n".join(SITE.format(name=n, region=i % 20) for i, n in enumerate(sites)))
+    root = workdir / "sim"
+    issue_identities(server.ca_dir, root, sites)
+    setup = time.perf_counter() - started
+    server_cpu = cpu_seconds(server.process.pid)
+    window_start = time.perf_counter()
+    load = subprocess.Popen(
+        [sys.executable, __file__, "--role", "simulated", "--agents", str(args.agents),
+         "--agent-url", server.agent_url, "--server", server.url, "--token", server.token,
+         "--ca-file", str(server.ca_dir / "ca.crt"), "--data-root", str(root),
+         "--model", str(model_path),
+         "--duration", str(args.duration), "--sim-changes", str(args.sim_changes),
+         "--heartbeat-interval", str(args.heartbeat_interval),
+         "--telemetry-interval", str(args.telemetry_interval)],
+        stdout=subprocess.PIPE)
+    peak = rss_mib(server.process.pid)
+    while load.poll() is None:
+        peak = max(peak, rss_mib(server.process.pid))
+        time.sleep(0.5)  # sampling RSS
+    output = load.stdout.read() if load.stdout else b""
+    if load.returncode != 0:
+        raise RuntimeError(f"simulated agents failed ({load.returncode})")
+    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
+    result.update(setup_s=setup, server_rss_peak_mib=peak, server_cpu_percent=100 * (
+        cpu_seconds(server.process.pid) - server_cpu) / (time.perf_counter() - window_start))
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(one: dict[str, Any] | None, many: dict[str, Any] | None,
+           args: argparse.Namespace) -> list[str]:
+    load = os.getloadavg()
+    lines = [f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / "
+             f"{load[2]:.1f} at the end (other work on the machine inflates the times)"]
+    if one is not None:
+        lines += ["agent footprint, 5 inference workloads ready, idle "
+                  f"{args.idle_seconds:.0f} s (agent process only)",
+                  f"  {'entry point':<34}{'RSS MiB':>9}{'peak':>8}{'CPU %':>8}{'start s':>9}"]
+        for key, label in (("full_cli", "fleetplane agent (full CLI)"),
+                           ("lean", "python -m fleetplane.agent")):
+            row = one[key]
+            lines.append(f"  {label:<34}{row['rss_mib']:>9.1f}{row['rss_peak_mib']:>8.1f}"
+                         f"{row['cpu_percent']:>8.2f}{row['startup_s']:>9.2f}")
+        lines.append(f"  import only: full CLI {one['import_full_cli_s']:.2f} s, agent modules "
+                     f"{one['import_lean_s']:.2f} s (python start-up included)")
+        changes = one["change_seconds"]
+        lines += [f"placement change → workload serving on the site ({len(changes)} changes, "
+                  f"debounce {args.debounce} s)",
+                  f"  p50 {quantile(changes, 0.5):.3f} s  p99 {quantile(changes, 0.99):.3f} s  "
+                  f"max {max(changes):.3f} s"]
+    if many is not None:
+        lines += [f"{many['agents']} simulated agents (real Agent objects, one process) against "
+                  "one server",
+                  f"  all applied the first revision after {many['connected_s']:.1f} s "
+                  f"(setup {many['setup_s']:.1f} s)",
+                  f"  heartbeats {many['heartbeats_per_s']:.0f}/s sustained of "
+                  f"{many['offered_per_s']:.0f}/s offered over {many['window_s']:.0f} s, "
+                  f"{many['heartbeat_failures']:.0f} failed",
+                  f"  server CPU {many['server_cpu_percent']:.0f} % of a core, RSS peak "
+                  f"{many['server_rss_peak_mib']:.0f} MiB; agents' process CPU "
+                  f"{many['agents_cpu_percent']:.0f} %, RSS {many['agents_rss_mib']:.0f} MiB"]
+        for number, item in enumerate(many["reach"]):
+            lines.append(f"  change {number}: half the agents applied it after "
+                         f"{item['p50']:.2f} s, all after {item['all']:.2f} s"
+                         + (f" ({item['missing']} never)" if item["missing"] else ""))
+    if one is not None:
+        lean, full = one["lean"], one["full_cli"]
+        lines.append(
+            f"agent: {lean['rss_mib']:.1f} MiB RSS and {lean['cpu_percent']:.2f} % CPU idle with 5 "
+            f"workloads vs {full['rss_mib']:.1f} MiB / {full['cpu_percent']:.2f} % through the "
+            f"full CLI (goal ≤ {KUBEEDGE_RSS_MIB:.0f} MiB like KubeEdge's edge agent, "
+            f"≤ {CPU_GOAL_PERCENT:.0f} %); change → serving p50 "
+            f"{quantile(one['change_seconds'], 0.5):.2f} s, p99 "
+            f"{quantile(one['change_seconds'], 0.99):.2f} s")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", default="main", choices=["main", "server", "simulated"])
+    parser.add_argument("--changes", type=int, default=50, help="placement changes timed")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--agents", type=int, default=2000, help="simulated agents")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="seconds the simulated agents run after connecting")
+    parser.add_argument("--sim-changes", type=int, default=3)
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0,
+                        help="simulated agents' seconds between status writes")
+    parser.add_argument("--telemetry-interval", type=float, default=10.0)
+    parser.add_argument("--debounce", type=float, default=0.05)
+    parser.add_argument("--skip", choices=["single", "simulated"], action="append", default=[])
+    # Internal: the server and simulated-agent processes.
+    for name in ("--database", "--listen", "--agent-listen", "--ca-dir", "--token-file",
+                 "--agent-url", "--server", "--token", "--ca-file", "--data-root", "--model"):
+        parser.add_argument(name, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "server":
+        run_server(args)
+        return
+    if args.role == "simulated":
+        print(json.dumps(asyncio.run(simulated_main(args))))
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="fp-agent-bench-"))
+    server = Server(workdir, args.debounce)
+    try:
+        model_path = base_fleet(server, workdir)
+        one = None if "single" in args.skip else single_site(server, workdir, model_path, args)
+        many = None if "simulated" in args.skip else simulated(server, workdir, model_path, args)
+    except BaseException:
+        print(f"failed; logs kept in {workdir}", file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("\n".join(report(one, many, args)))
+
+
+if __name__ == "__main__":
+    main()
