@@ -17,21 +17,23 @@ import pytest
 from fleetplane.agent.runtimes.base import targets
 from fleetplane.agent.runtimes.slurm import (
     REJECTED,
-    JobCompLog,
     JobFile,
     JobRecord,
-    SlurmUnavailable,
     choose_partition,
     job_name,
     job_script,
     job_workload_state,
+    sbatch_options,
+    split_desired,
+)
+from fleetplane.agent.runtimes.slurm_cli import (
+    JobCompLog,
+    SlurmUnavailable,
     key_values,
     parse_jobcomp_line,
     parse_partitions,
     parse_scontrol_job,
     parse_squeue_json,
-    sbatch_options,
-    split_desired,
 )
 from fleetplane.model.desired_state import DesiredWorkload, SiteDesiredStateSpec
 
