@@ -28,7 +28,7 @@ def agent(
                      help="one-time token for the first enrolment"),
     ] = None,
     agent_id: Annotated[str | None, typer.Option(help="default: the host name")] = None,
-    runtime: Annotated[str, typer.Option(help="process | simulated")] = "process",
+    runtime: Annotated[str, typer.Option(help="process | slurm | simulated")] = "process",
     health_listen: Annotated[
         str, typer.Option(help="HOST:PORT of the agent's /healthz and /metrics")
     ] = "127.0.0.1:9464",
