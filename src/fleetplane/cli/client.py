@@ -17,11 +17,13 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from fleetplane.errors import FleetplaneError
+
+if TYPE_CHECKING:
+    # httpx loads when a client is made: every CLI command imports this module.
+    import httpx
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 SERVER_ENV = "FLEETPLANE_SERVER"
@@ -158,6 +160,8 @@ class ControlClient:
         headers = {"User-Agent": "fleetplane-cli"}
         if connection.token:
             headers["Authorization"] = f"Bearer {connection.token}"
+        import httpx
+
         verify: ssl.SSLContext | bool = True
         if connection.ca_cert is not None:
             verify = ssl.create_default_context(cafile=str(connection.ca_cert))
@@ -174,6 +178,8 @@ class ControlClient:
     # ------------------------------------------------------------ requests
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
@@ -182,6 +188,8 @@ class ControlClient:
 
     def stream_lines(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Decoded NDJSON lines of a streaming GET (a watch)."""
+        import httpx
+
         try:
             with self._http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:

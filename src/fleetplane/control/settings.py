@@ -12,9 +12,13 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleetplane.errors import ValidationError
-from fleetplane.security.keyring import Keyring, load_keyring
+
+if TYPE_CHECKING:
+    # Loaded when a keyring is: every CLI command imports these settings' defaults.
+    from fleetplane.security.keyring import Keyring
 
 DEFAULT_DATABASE = "sqlite:///fleetplane.db"
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -108,6 +112,8 @@ class Settings:
 
 def load_optional_keyring(path: Path | None, env_var: str) -> Keyring | None:
     """A keyring from ``path``, else from ``env_var`` when it is set, else None."""
+    from fleetplane.security.keyring import load_keyring
+
     if path is not None:
         return load_keyring(path=path)
     if os.environ.get(env_var, "").strip():
