@@ -135,10 +135,11 @@ def append(prev: AuditRecord | None, event: AuditEvent, *, key: Key | None = Non
         prev_hash=GENESIS_HASH if prev is None else prev.hash,
         hash="",
     )
-    return replace(unsealed, hash=_compute_hash(_record_fields(unsealed), key))
+    return replace(unsealed, hash=_compute_hash(record_fields(unsealed), key))
 
 
-def _record_fields(record: AuditRecord) -> dict[str, Any]:
+def record_fields(record: AuditRecord) -> dict[str, Any]:
+    """The fields a record's hash covers, as plain values (what stores persist, plus ``hash``)."""
     return {
         "seq": record.seq,
         "time": format_timestamp(record.time),
@@ -170,7 +171,7 @@ def _hash_problem(record: AuditRecord, keyring: Keyring | None) -> str | None:
     else:
         return f"has a hash of unknown scheme {scheme!r}"
     try:
-        expected = _compute_hash(_record_fields(record), key)
+        expected = _compute_hash(record_fields(record), key)
     except TypeError as error:
         return f"holds a value that is not JSON ({error})"
     if not hmac.compare_digest(expected, record.hash):

@@ -17,8 +17,15 @@ from sqlalchemy import Connection, Engine, insert, select
 
 from fleetplane.control.store.database import read_transaction
 from fleetplane.control.store.schema import AUDIT
-from fleetplane.security.audit import AuditEvent, AuditRecord, VerifyResult, append, verify
-from fleetplane.security.canonical import canonical_json, digest, format_timestamp
+from fleetplane.security.audit import (
+    AuditEvent,
+    AuditRecord,
+    VerifyResult,
+    append,
+    record_fields,
+    verify,
+)
+from fleetplane.security.canonical import canonical_json, digest
 from fleetplane.security.keyring import Keyring
 
 __all__ = ["AuditEntry", "AuditLog", "digest"]
@@ -121,16 +128,9 @@ def _record(row: Any) -> AuditRecord:
 
 
 def row_values(record: AuditRecord) -> dict[str, Any]:
+    """The row of ``record``: the hashed fields, ``details`` as the canonical text hashed."""
     return {
-        "seq": record.seq,
-        "time": format_timestamp(record.time),
-        "actor": record.actor,
-        "action": record.action,
-        "kind": record.kind,
-        "name": record.name,
-        "before_digest": record.before_digest,
-        "after_digest": record.after_digest,
+        **record_fields(record),
         "details": canonical_json(record.details).decode("utf-8"),
-        "prev_hash": record.prev_hash,
         "hash": record.hash,
     }
