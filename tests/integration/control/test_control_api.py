@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from api_harness import Api, make_api
 from manifests import IMAGE, documents, image_document, secret_document, site
 
-from conftest import Api, make_api
 from fleetplane.control.settings import Limits, Listen, Settings
 from fleetplane.control.store import migrate
 from fleetplane.control.store.database import create_store_engine

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_harness import Api
 from fastapi.testclient import TestClient
 from manifests import IMAGE, documents, image_document, secret_document, site
 from starlette.types import Receive, Scope, Send
 
-from conftest import Api
 from fleetplane.control.api.auth import PRINCIPAL_SCOPE_KEY
 from fleetplane.control.app import create_app
 from fleetplane.control.settings import Settings

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from api_harness import Api, make_api
 from manifests import image_document
 
-from conftest import Api, make_api
 from fleetplane.control.settings import Settings, WatchSettings
 from fleetplane.security.keyring import Keyring
 
