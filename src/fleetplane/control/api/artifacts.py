@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from fleetplane.control.agent_api.identity import identity_of
@@ -29,8 +30,34 @@ agent_router = APIRouter(prefix="/agent/v1/artifacts", tags=["agent artifacts"])
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
+class FileBody(BaseModel):
+    path: str = Field(max_length=4096)
+    size: int = Field(ge=0)
+    sha256: str = Field(max_length=71)
+    executable: bool = False
+
+
+class PushBody(BaseModel):
+    """name+version → digest; ``uploadId`` when the bytes were just uploaded."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    name: str = Field(max_length=253)
+    version: str = Field(max_length=128)
+    digest: str = Field(max_length=71)
+    upload_id: str | None = Field(default=None, alias="uploadId", pattern=r"^[0-9a-f]{32}$")
+    files: list[FileBody] = Field(default_factory=list)
+
+
 def _refused(error: store.ArtifactError) -> ApiError:
     return ApiError(error.code, str(error))
+
+
+def _check(function: Any, *args: Any) -> None:
+    try:
+        function(*args)
+    except store.ArtifactError as error:
+        raise _refused(error) from None
 
 
 async def _call(function: Any, *args: Any) -> Any:
@@ -54,6 +81,7 @@ async def begin_upload(request: Request, caller: Caller) -> dict[str, Any]:
             summary="One part of an upload (raw bytes, at most partBytes); parts count from 0")
 async def put_part(request: Request, caller: Caller, upload_id: str, seq: int) -> dict[str, Any]:
     await require(request, caller, Verb.CREATE, KIND)
+    _check(store.check_upload_id, upload_id)
     if seq < 0 or seq > store.MAX_ARTIFACT_BYTES // store.CHUNK_BYTES:
         raise ApiError(400, f"part number {seq} is out of range")
     data = await request.body()
@@ -64,6 +92,7 @@ async def put_part(request: Request, caller: Caller, upload_id: str, seq: int) -
 @router.head("/blobs/{digest}", summary="Whether the server holds a blob (then no upload)")
 async def has_blob(request: Request, caller: Caller, digest: str) -> Response:
     await require(request, caller, Verb.GET, KIND)
+    _check(store.check_digest, digest)
     size = await run_in_threadpool(store.blob_size, plane_of(request).engine, digest)
     if size is None:
         return Response(status_code=404)
@@ -71,20 +100,13 @@ async def has_blob(request: Request, caller: Caller, digest: str) -> Response:
 
 
 @router.post("", summary="Record name+version → digest, from a finished upload or a stored blob")
-async def push(request: Request, caller: Caller) -> JSONResponse:
+async def push(request: Request, caller: Caller, body: PushBody) -> JSONResponse:
     await require(request, caller, Verb.CREATE, KIND)
     limit(request, caller)
-    body = await request.json()
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object {name, version, digest, uploadId}")
-    try:
-        request_push = store.Push(
-            name=str(body["name"]), version=str(body["version"]), digest=str(body["digest"]),
-            files=list(body.get("files") or []),
-            upload_id=str(body["uploadId"]) if body.get("uploadId") else None,
-        )
-    except KeyError as missing:
-        raise ApiError(400, f"the push names no {missing.args[0]!r}") from None
+    request_push = store.Push(
+        name=body.name, version=body.version, digest=body.digest,
+        files=[entry.model_dump() for entry in body.files], upload_id=body.upload_id,
+    )
     plane = plane_of(request)
     artifact, created = await _call(store.commit, plane.store, request_push, caller.name)
     return JSONResponse(artifact.to_json(), status_code=201 if created else 200)
@@ -96,6 +118,8 @@ async def list_artifacts(
     name: Annotated[str | None, Query(max_length=253)] = None,
 ) -> dict[str, Any]:
     await require(request, caller, Verb.LIST, KIND)
+    if name is not None:
+        _check(store.check_name, name, "1")
     found = await _call(store.list_artifacts, plane_of(request).engine, name)
     return {"items": [artifact.to_json() for artifact in found]}
 
@@ -104,6 +128,7 @@ async def list_artifacts(
 async def get_artifact(request: Request, caller: Caller, name: str, version: str
                        ) -> dict[str, Any]:
     await require(request, caller, Verb.GET, KIND, name=f"{name}:{version}")
+    _check(store.check_name, name, version)
     artifact = await _call(store.get, plane_of(request).engine, name, version)
     result: dict[str, Any] = artifact.to_json()
     return result
@@ -117,6 +142,7 @@ async def download(request: Request, digest: str) -> Response:
         raise ApiError(401, "an agent certificate is required")
     # RBAC 'agent-referenced': the name checked is the digest, against the site's desired state.
     await require(request, identity.principal(), Verb.GET, KIND, name=digest)
+    _check(store.check_digest, digest)
     plane = plane_of(request)
     size = await run_in_threadpool(store.blob_size, plane.engine, digest)
     if size is None:

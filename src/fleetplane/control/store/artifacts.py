@@ -62,6 +62,7 @@ UPLOAD_LIFETIME = timedelta(hours=24)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$")
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class ArtifactBase(DeclarativeBase):
@@ -168,6 +169,11 @@ def check_name(name: str, version: str) -> None:
             f"artifact version {version!r}: use 1-128 letters, digits, '.', '_', '+' or '-', "
             "starting with a letter or digit"
         )
+
+
+def check_upload_id(upload_id: str) -> None:
+    if not UPLOAD_ID.match(upload_id):
+        raise UnknownUpload(f"upload {upload_id!r} does not exist (ids are 32 hex digits)")
 
 
 def check_digest(digest: str) -> None:
