@@ -123,3 +123,18 @@ def test_a_job_slurm_no_longer_knows_is_lost(tmp_path: Path) -> None:
     (state,) = jobs.workload_states(desired())
     assert state.state == "Failed" and "LOST" in (state.message or "")
     assert slurm.calls.count("sbatch") == 1
+
+
+def test_slurm_is_not_asked_when_no_job_is_pending_or_running(tmp_path: Path) -> None:
+    slurm = ScriptedSlurm()
+    jobs = runtime(tmp_path, slurm)
+    asyncio.run(jobs.reconcile(SiteDesiredStateSpec(site="hpc", revision=1), set()))
+    assert slurm.calls == []
+    asyncio.run(jobs.reconcile(desired(), set()))
+    (job_id,) = slurm.jobs
+    slurm.jobs[job_id] = SlurmJob(job_id, slurm.jobs[job_id].name, "COMPLETED")
+    asyncio.run(jobs.reconcile(desired(), set()))
+    calls = len(slurm.calls)
+    for _ in range(3):
+        asyncio.run(jobs.reconcile(desired(), set()))
+    assert len(slurm.calls) == calls, "a finished job needs no polling"

@@ -226,7 +226,10 @@ class SlurmRuntime(Runtime):
         now = time.monotonic()
         due = [key for key in wanted if (key not in self._records or key in stale)
                and now >= self._retry_at.get(key, 0.0)]
-        polled = await self._poll(force=bool(due))
+        # Slurm is asked only while a job is to be submitted or still queued/running: an HPC
+        # site's agent whose jobs are all done (or that runs only services) stays idle.
+        tracking = any(r.job_id is not None and not r.terminal for r in self._records.values())
+        polled = await self._poll(force=bool(due)) if due or tracking else True
         for key in stale:
             if await self._cancel(self._records[key]):
                 del self._records[key]
