@@ -52,6 +52,10 @@ class Candidates:
     loss: FloatArray
     egress: FloatArray  # (sources × candidates) money/month for all of a source's bytes
     _demands: dict[int, Demand] = field(default_factory=dict, repr=False)
+    # Feasible (pool, profile) rows left out of the table by the per-source/per-job
+    # cap (feasibility.CANDIDATES_PER_*): a workload unplaced for capacity with
+    # some left out is solved again on its whole table before it is reported.
+    beyond_cap: int = 0
 
     @property
     def size(self) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fleetplane.model.placement import CostBreakdown, RejectionSummary, Unplaceable
 from fleetplane.model.units import format_duration
 from fleetplane.model.workload import PERCENTILES
@@ -117,24 +119,36 @@ def summarize_unplaceable(
     view = cands.view
     source = verdict.source if verdict is not None and verdict.code == "sources" else None
     diagnosis = feasibility.diagnose(ctx, view, source)
-    by_site = diagnosis.by_site(ctx)
+    # Each infeasible site's best miss, ordered best first: furthest stage, then
+    # the smallest overshoot, row and profile (one Miss object per shown example).
+    best = diagnosis.site_best(ctx)
+    best = best[
+        np.lexsort(
+            (
+                diagnosis.profile[best],
+                diagnosis.rows[best],
+                diagnosis.ratio[best],
+                -diagnosis.stage[best],
+            )
+        )
+    ]
+    stages = diagnosis.stage[best]
     rejections = []
     for stage, (_, label) in enumerate(feasibility.STAGES):
-        misses = [m for m in by_site.values() if m.stage == stage]
-        if not misses:
+        mine = np.flatnonzero(stages == stage)
+        if not mine.size:
             continue
-        example = min(misses, key=lambda m: (-m.stage, m.ratio, m.row, m.profile))
+        example = diagnosis.miss(int(best[mine[0]]))
         rejections.append(
             RejectionSummary(
                 constraint=label,
-                sites=len(misses),
+                sites=int(mine.size),
                 example=feasibility.reason(ctx, view, example),
             )
         )
     closest = None
-    if by_site:
-        best = max(by_site.values(), key=lambda m: (m.stage, -m.ratio, -m.row, -m.profile))
-        closest = feasibility.reason(ctx, view, best)
+    if best.size:
+        closest = feasibility.reason(ctx, view, diagnosis.miss(int(best[0])))
     feasible = [ctx.index.sites[s].name for s in diagnosis.feasible_sites(ctx)]
     if verdict is None or cands.size == 0:
         reason = f"no site passes every hard constraint ({ctx.index.n_sites} sites checked)"

@@ -19,8 +19,13 @@ cheap, selective ones go first:
                    can always shorten the queue) meets every percentile target;
                    needs the all-pairs path table and quantile math, so it runs
                    on the few rows left, with cheap bounds first (prediction.py).
-11. ``policy``   — CEL ``require`` rules: the slowest per pair, so last, and
-                   cached by the fields each rule reads (rules.py).
+11. ``policy``   — CEL ``require`` rules, cached by the fields each rule reads
+                   (rules.py). Diagnosis reports them last (a rule is the
+                   operator's choice, the other filters are physics), but
+                   screening runs them before latency: with the cache they are
+                   a lookup per row, and the rows they remove (a regional
+                   service's edge pools, most of a zone) would otherwise each
+                   carry path arrays and quantile bounds per data source.
 
 Request-serving workloads may split their data sources over several sites,
 so a row survives residency/network/latency if it can serve *some* source;
@@ -336,6 +341,12 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
         if not hw.rows.size:
             continue
         hw = hw.take(_sized_rows(ctx, view, profile, hw))
+        if hw.rows.size and ctx.policy.requires:
+            # Policy before latency: the rules are cached lookups per (workload,
+            # site/pool) signature, while every row they remove (a regional
+            # service's edge pools, typically most of a zone) would otherwise
+            # carry path arrays and latency bounds for each data source.
+            hw = hw.take(ctx.rules.require(view, profile, hw.rows)[0])
         if not hw.rows.size:
             continue
         sites = ctx.index.row_site[hw.rows]
@@ -497,31 +508,38 @@ def _still_ok(entries: list[ProfileRows], who: IntArray, where: IntArray) -> Boo
     return out
 
 
-def finish(ctx: PlanContext, screened: Screened) -> Candidates:
-    """Policy rules and prices for the rows that survived: the workload's candidate table."""
+def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Candidates:
+    """Prices for the rows that survived screening (policy rules included): the candidate table.
+
+    ``capped`` keeps only the cheapest rows per source or job (see
+    CANDIDATES_PER_SOURCE); the table counts the feasible rows it left out.
+    """
     view = screened.view
     pieces: list[_Piece] = []
+    dropped = 0
     for entry in screened.profiles:
         keep = np.ones(entry.rows.size, dtype=bool)
         if view.sources:
             reach = entry.source_ok.all(axis=0) if view.is_job else entry.source_ok.any(axis=0)
             keep = np.asarray(reach, dtype=bool)
-        if keep.any() and ctx.policy.requires:
-            idx = np.flatnonzero(keep)
-            ok, _ = ctx.rules.require(view, entry.profile, entry.rows[idx])
-            keep[idx[~ok]] = False
         if keep.any():
-            pieces.append(_price(ctx, view, entry, _cheapest(ctx, view, entry, keep)))
-    return _assemble(ctx, view, pieces)
+            chosen = _cheapest(ctx, view, entry, keep) if capped else np.flatnonzero(keep)
+            dropped += int(keep.sum()) - chosen.size
+            pieces.append(_price(ctx, view, entry, chosen))
+    table = _assemble(ctx, view, pieces)
+    table.beyond_cap = dropped
+    return table
 
 
 # At most this many candidates per data source (request workloads) or per
 # profile (jobs) go into the candidate table: the cheapest by the price of a
 # replica plus model distribution and the source's egress. A solver walks
 # candidates in cost order and stops at the first that fits, so the rest of a
-# large fleet's thousands of feasible pools only cost time and memory. A
-# workload can be reported "capacity" although a dearer pool beyond the cut
-# has room; the cut is far above what any regional choice needs.
+# large fleet's thousands of feasible pools only cost time and memory. When
+# every candidate kept is full, the pipeline rebuilds that workload's table
+# without the cut and solves it again (pipeline._second_chance), so a dearer
+# pool beyond the cut is still found and "capacity" is only reported when
+# no feasible pool has room.
 CANDIDATES_PER_SOURCE = 64
 CANDIDATES_PER_JOB = 256
 
@@ -697,24 +715,56 @@ class Miss:
 
 @dataclass
 class Diagnosis:
-    misses: list[Miss]  # one per row that failed somewhere (best profile per row)
+    """Per failed row (best profile per row) its furthest stage, overshoot and profile.
+
+    Held as arrays: an unplaceable workload of a large fleet fails on
+    thousands of rows, and only one miss per site (or per stage) is ever shown.
+    """
+
+    rows: IntArray  # failed rows, ascending (rows where no profile passed)
+    stage: IntArray
+    ratio: FloatArray
+    profile: IntArray
     passed: list[int]  # rows where some profile passed every filter
+    source: int | None = None
+
+    @property
+    def misses(self) -> list[Miss]:
+        return [self.miss(k) for k in range(self.rows.size)]
+
+    def miss(self, k: int) -> Miss:
+        return Miss(
+            int(self.stage[k]),
+            float(self.ratio[k]),
+            int(self.rows[k]),
+            int(self.profile[k]),
+            self.source,
+        )
 
     def feasible_sites(self, ctx: PlanContext) -> list[int]:
         return sorted({int(ctx.index.row_site[r]) for r in self.passed})
 
+    def site_best(self, ctx: PlanContext) -> IntArray:
+        """Indices (into the arrays) of each infeasible site's best miss, by site.
+
+        Best: furthest stage first, then the smallest overshoot, then the
+        lowest row and profile.
+        """
+        site = ctx.index.row_site[self.rows]
+        infeasible = ~np.isin(site, np.array(self.feasible_sites(ctx), dtype=np.int64))
+        k = np.flatnonzero(infeasible)
+        order = k[
+            np.lexsort((self.profile[k], self.rows[k], self.ratio[k], -self.stage[k], site[k]))
+        ]
+        first = np.r_[True, site[order][1:] != site[order][:-1]] if order.size else order < 0
+        return np.asarray(order[first], dtype=np.int64)
+
     def by_site(self, ctx: PlanContext) -> dict[int, Miss]:
         """Per infeasible site, its best miss: furthest stage first, then the smallest overshoot."""
-        feasible = set(self.feasible_sites(ctx))
-        best: dict[int, Miss] = {}
-        for miss in self.misses:
-            site = int(ctx.index.row_site[miss.row])
-            if site in feasible:
-                continue
-            current = best.get(site)
-            if current is None or _better(miss, current):
-                best[site] = miss
-        return best
+        return {
+            int(ctx.index.row_site[self.rows[k]]): self.miss(int(k))
+            for k in self.site_best(ctx).tolist()
+        }
 
 
 def _better(a: Miss, b: Miss) -> bool:
@@ -729,8 +779,10 @@ def diagnose(ctx: PlanContext, view: WorkloadView, source: int | None = None) ->
     """
     n = ctx.index.n_rows
     all_rows = np.arange(n, dtype=np.int64)
-    best: dict[int, Miss] = {}
-    passed: set[int] = set()
+    best_stage = np.full(n, -1, dtype=np.int64)
+    best_ratio = np.full(n, np.inf)
+    best_profile = np.full(n, -1, dtype=np.int64)
+    passed = np.zeros(n, dtype=bool)
     for profile in view.profiles:
         stage_of = np.full(n, PASSED, dtype=np.int64)
         ratio_of = np.full(n, np.inf)
@@ -751,13 +803,24 @@ def diagnose(ctx: PlanContext, view: WorkloadView, source: int | None = None) ->
             ok, _ = ctx.rules.require(view, profile, alive)
             stage_of[alive[~ok]] = STAGE_INDEX["policy"]
             alive = alive[ok]
-        passed.update(alive.tolist())
-        for row in np.flatnonzero(stage_of < PASSED).tolist():
-            miss = Miss(int(stage_of[row]), float(ratio_of[row]), row, profile.index, source)
-            current = best.get(row)
-            if current is None or _better(miss, current):
-                best[row] = miss
-    return Diagnosis([best[r] for r in sorted(best) if r not in passed], sorted(passed))
+        passed[alive] = True
+        # The same order as _better for one row: furthest stage, smallest overshoot;
+        # on a tie the earlier profile stays.
+        better = (stage_of < PASSED) & (
+            (stage_of > best_stage) | ((stage_of == best_stage) & (ratio_of < best_ratio))
+        )
+        best_stage[better] = stage_of[better]
+        best_ratio[better] = ratio_of[better]
+        best_profile[better] = profile.index
+    rows = np.flatnonzero((best_stage >= 0) & ~passed)
+    return Diagnosis(
+        rows,
+        best_stage[rows],
+        best_ratio[rows],
+        best_profile[rows],
+        np.flatnonzero(passed).tolist(),
+        source,
+    )
 
 
 def _stage_for_source(

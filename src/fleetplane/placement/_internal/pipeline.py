@@ -142,6 +142,50 @@ def _full_star_replicas(table: list[Candidates]) -> list[np.ndarray]:
     return found
 
 
+def _second_chance(
+    ctx: PlanContext,
+    table_list: list[Candidates],
+    output: SolverOutput,
+    capacity: CapacityState,
+    solve_fn: Solver,
+    seed: int,
+    time_limit: float,
+) -> list[Candidates]:
+    """Solve unplaced workloads again on their whole candidate tables, in the capacity left.
+
+    Tables are capped to the cheapest rows (feasibility.CANDIDATES_PER_SOURCE);
+    when every row kept is full, a dearer row beyond the cap may still have
+    room. Those workloads get their uncapped table and one more solve, so an
+    unplaceable verdict is always about every feasible pool. Returns the table
+    list with the rebuilt tables in place (allocations index into them).
+    """
+    retry = [c.view for c in table_list if c.view.name in output.unplaced and c.beyond_cap]
+    if not retry:
+        return table_list
+    screened = [feasibility.screen(ctx, view) for view in retry]
+    feasibility.resolve_latency(screened)
+    rebuilt = [feasibility.finish(ctx, s, capped=False) for s in screened]
+    again = solve_fn(
+        SolverInput(
+            rebuilt,
+            [build_scorer(c, ctx.objective) for c in rebuilt],
+            capacity,
+            ctx.domain_names,
+            seed,
+            _full_star_replicas(rebuilt),
+            time_limit=time_limit,
+        )
+    )
+    for name, allocs in again.allocations.items():
+        del output.unplaced[name]
+        output.allocations[name] = allocs
+        output.order.append(name)
+    output.unplaced.update(again.unplaced)
+    output.objective += again.objective
+    by_name = {c.view.name: c for c in rebuilt}
+    return [by_name.get(c.view.name, c) for c in table_list]
+
+
 def _trim(
     table: dict[str, Candidates], allocations: dict[str, list[Allocation]], capacity: CapacityState
 ) -> dict[str, list[Allocation]]:
@@ -309,6 +353,8 @@ def run(
             moves=moves,
         )
     )
+    if moves is None:
+        table_list = _second_chance(ctx, table_list, output, capacity, solve_fn, seed, time_limit)
     lap("solve")
 
     table = {c.view.name: c for c in table_list}

@@ -24,8 +24,14 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
-from fleetplane.latency.distributions import LogNormal, lognormal_from_moments, lognormal_quantile
+from fleetplane.latency.distributions import (
+    LogNormal,
+    check_probabilities,
+    lognormal_from_moments,
+    lognormal_quantile,
+)
 from fleetplane.latency.endtoend import mixture_quantile_many
 from fleetplane.latency.network import loss_retransmit
 from fleetplane.latency.queueing import mgc_wait_many
@@ -58,9 +64,33 @@ class Parts:
         return int(self.rtt_mu.size)
 
 
-def service_quantile(q: FloatArray | float, mean: FloatArray, cv: FloatArray) -> FloatArray:
-    """Quantiles of 'auto' service times (CV 0 constant, 1 exponential, else lognormal)."""
-    qa = np.broadcast_to(np.asarray(q, dtype=np.float64), mean.shape)
+# Below this many elements, run-length compression costs more than it saves.
+_RUNS_FROM = 256
+
+
+def _run_starts(*columns: FloatArray) -> IntArray | None:
+    """Starts of the runs of equal rows in ``columns`` when they compress well, else None.
+
+    The engine's flat arrays are built block by block (one workload profile
+    and target after another), so the service parameters and levels come in
+    long runs: transcendental functions then only need one value per run.
+    """
+    n = columns[0].size
+    if n < _RUNS_FROM:
+        return None
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for column in columns:
+        change[1:] |= column[1:] != column[:-1]
+    starts = np.flatnonzero(change)
+    return starts if starts.size * 4 <= n else None
+
+
+def _expand(values: FloatArray, starts: IntArray, n: int) -> FloatArray:
+    return np.repeat(values, np.diff(np.r_[starts, n]))
+
+
+def _service_quantile(qa: FloatArray, mean: FloatArray, cv: FloatArray) -> FloatArray:
     mu, sigma = lognormal_from_moments(mean, (cv * mean) ** 2)
     ln = lognormal_quantile(qa, mu, sigma)
     with np.errstate(divide="ignore"):
@@ -68,10 +98,29 @@ def service_quantile(q: FloatArray | float, mean: FloatArray, cv: FloatArray) ->
     return np.asarray(np.where(cv == 0.0, mean, np.where(cv == 1.0, expo, ln)), dtype=np.float64)
 
 
+def service_quantile(q: FloatArray | float, mean: FloatArray, cv: FloatArray) -> FloatArray:
+    """Quantiles of 'auto' service times (CV 0 constant, 1 exponential, else lognormal)."""
+    qa = np.ascontiguousarray(np.broadcast_to(np.asarray(q, dtype=np.float64), mean.shape))
+    if mean.ndim == 1:
+        starts = _run_starts(qa, mean, cv)
+        if starts is not None:
+            values = _service_quantile(qa[starts], mean[starts], cv[starts])
+            return _expand(values, starts, mean.size)
+    return _service_quantile(qa, mean, cv)
+
+
 def rtt_quantile(q: FloatArray | float, parts: Parts) -> FloatArray:
     """Round-trip quantiles; 0 for a local request, inf when unreachable."""
+    qa = np.asarray(q, dtype=np.float64)
+    starts = _run_starts(qa) if qa.ndim == 1 and qa.size == parts.size else None
     with np.errstate(over="ignore", invalid="ignore"):
-        out = lognormal_quantile(q, parts.rtt_mu, parts.rtt_sigma)
+        if starts is not None:
+            # The level's normal quantile once per run; the lognormal's per element.
+            z = _expand(special.ndtri(check_probabilities(qa[starts])), starts, qa.size)
+            smooth = np.exp(parts.rtt_mu + parts.rtt_sigma * z)
+            out = np.where(parts.rtt_sigma > 0.0, smooth, np.exp(parts.rtt_mu))
+        else:
+            out = lognormal_quantile(qa, parts.rtt_mu, parts.rtt_sigma)
     out = np.where(np.isneginf(parts.rtt_mu), 0.0, out)
     return np.asarray(np.where(np.isposinf(parts.rtt_mu), np.inf, out), dtype=np.float64)
 

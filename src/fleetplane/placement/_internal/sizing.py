@@ -123,20 +123,18 @@ def _floor(req: Request) -> IntArray:
 
 def conservative(requests: list[Request]) -> list[IntArray]:
     """Replicas per candidate of each request; UNSIZEABLE where the bound shows no count works."""
-    out = [_floor(req) for req in requests]
+    offsets = np.cumsum([0] + [req.idx.size for req in requests])
+    n = np.concatenate([_floor(req) for req in requests]) if requests else np.zeros(0, np.int64)
     el = _elements(requests)
     if el.owner.size:
         servers = prediction.conservative_servers(el.lam, el.q, el.target, el.parts, el.c_max)
-        replicas = np.where(servers > 0, -(-servers // el.concurrency), -1)
-        for r, req in enumerate(requests):
-            mine = el.owner == r
-            if not mine.any():
-                continue
-            need = np.zeros(req.idx.size, dtype=np.int64)
-            np.maximum.at(need, el.col[mine], np.where(replicas[mine] < 0, 10**12, replicas[mine]))
-            out[r] = np.maximum(out[r], need)
+        replicas = np.where(servers > 0, -(-servers // el.concurrency), 10**12)
+        # One scatter over all requests' slots (a per-request mask is quadratic in the batch).
+        np.maximum.at(n, offsets[el.owner] + el.col, replicas)
+    out = []
     for r, req in enumerate(requests):
-        out[r] = np.where(out[r] > req.cands.view.max_replicas, UNSIZEABLE, out[r])
+        mine = n[offsets[r] : offsets[r + 1]]
+        out.append(np.where(mine > req.cands.view.max_replicas, UNSIZEABLE, mine).astype(np.int64))
     return out
 
 

@@ -1,0 +1,78 @@
+"""The candidate cap never turns "a dearer pool has room" into an unplaceable workload."""
+
+from __future__ import annotations
+
+import pytest
+from placement_fleets import fleet, image, inference, job, link, pool, site, source
+
+from fleetplane.model.fleet import Fleet
+from fleetplane.placement import plan
+from fleetplane.placement._internal import feasibility
+
+SERVICE = [{"hardware": "cpu", "serviceTime": {"mean": "5ms"}}]
+
+
+@pytest.fixture
+def cap_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables keep only the cheapest row, so the second workload's one row is full."""
+    monkeypatch.setattr(feasibility, "CANDIDATES_PER_JOB", 1)
+    monkeypatch.setattr(feasibility, "CANDIDATES_PER_SOURCE", 1)
+
+
+def jobs_fleet(dear_nodes: int) -> Fleet:
+    return fleet(
+        image(),
+        site("cheap", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.01/h"),
+        site("dear", tier="regional", pools=[pool(count=dear_nodes, cpu=8)], cpu_hour="0.10/h"),
+        job("a", cpu=6),
+        job("b", cpu=6),
+    )
+
+
+@pytest.mark.usefixtures("cap_of_one")
+def test_a_job_whose_kept_candidates_are_full_goes_beyond_the_cap() -> None:
+    result = plan(jobs_fleet(dear_nodes=1))
+    assert result.complete
+    sites = sorted(a.site for w in result.placement.spec.workloads for a in w.assignments)
+    assert sites == ["cheap", "dear"]
+    # The table it was placed from is the whole one.
+    assert all(c.beyond_cap == 0 for c in result.candidates.values() if c.size > 1)
+
+
+@pytest.mark.usefixtures("cap_of_one")
+def test_a_request_workload_whose_kept_candidates_are_full_goes_beyond_the_cap() -> None:
+    f = fleet(
+        image(),
+        site("cheap", pools=[pool(count=1, cpu=8)], cpu_hour="0.01/h"),
+        site("dear", pools=[pool(count=1, cpu=8)], cpu_hour="0.10/h"),
+        link("cheap", "dear", p50="1ms", p99="1ms"),
+        source("s1", "cheap", rate="1/s"),
+        source("s2", "cheap", rate="1/s"),
+        inference("w1", ["s1"], p99="1s", cpu=6, profiles=SERVICE),
+        inference("w2", ["s2"], p99="1s", cpu=6, profiles=SERVICE),
+    )
+    result = plan(f)
+    assert result.complete
+
+
+@pytest.mark.usefixtures("cap_of_one")
+def test_capacity_is_reported_only_when_every_feasible_pool_is_full() -> None:
+    f = fleet(
+        image(),
+        site("cheap", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.01/h"),
+        site("dear", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.10/h"),
+        job("a", cpu=6),
+        job("b", cpu=6),
+        job("c", cpu=6),
+    )
+    result = plan(f)
+    (unplaced,) = result.unplaceable
+    assert "candidate(s) could serve it" in unplaced.reason
+    # Reported against both feasible sites, not just the one the cap kept.
+    assert "cheap" in unplaced.reason and "dear" in unplaced.reason
+
+
+def test_without_the_cap_nothing_is_solved_twice() -> None:
+    result = plan(jobs_fleet(dear_nodes=1))
+    assert result.complete
+    assert all(c.beyond_cap == 0 for c in result.candidates.values())
