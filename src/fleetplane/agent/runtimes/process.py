@@ -192,7 +192,9 @@ class ProcessRuntime(Runtime):
         logfile = (self.log_dir / f"{item.workload}-{target.index}.log").open("ab")
         popen = subprocess.Popen(
             [sys.executable, "-m", entrypoint, "--port", str(port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+            # A replica runs in its release's directory (agent/delivery.py sets it).
+            env=env, cwd=item.env.get("FLEETPLANE_ARTIFACT_DIR") or None,
+            stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         logfile.close()
