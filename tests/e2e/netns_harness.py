@@ -331,11 +331,24 @@ class SiteAgent:
             raise AssertionError(f"the agent of {self.site} exited:\n{self.log()[-4000:]}")
         return site_get(self.site, f"http://127.0.0.1:{AGENT_HEALTH_PORT}{path}")
 
+    def answer(self, path: str, timeout: float = 30.0) -> Any:
+        """The endpoint's answer, retried: a busy machine may let one call time out."""
+        deadline = time.monotonic() + timeout
+        while (value := self.get(path)) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.site}'s agent did not answer {path} "
+                                     f"for {timeout:.0f} s")
+            time.sleep(0.2)  # retrying a failed call, not waiting out a race
+        return value
+
+    def connected(self) -> bool:
+        return bool(self.answer("/healthz")["connected"])
+
     def revisions(self) -> list[int]:
-        return list(self.get("/v1/revisions") or [])
+        return list(self.answer("/v1/revisions"))
 
     def replicas(self, workload: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.get("/v1/replicas") or []
+        return [r for r in self.answer("/v1/replicas")
                 if workload is None or r["workload"] == workload]
 
     def ready(self, workload: str, count: int = 1) -> list[dict[str, Any]]:

@@ -162,8 +162,9 @@ def _replica_identity(agent: SiteAgent, workload: str) -> tuple[int, int, int]:
 
 def _assert_unchanged(agent: SiteAgent, workload: str, identity: tuple[int, int, int]) -> None:
     pid, start_time, _ = identity
+    # Not its readiness: one probe timing out on a busy machine is no restart.
     (replica,) = agent.replicas(workload)
-    assert (replica["pid"], replica["state"], replica["restarts"]) == (pid, "Ready", 0), replica
+    assert (replica["pid"], replica["restarts"]) == (pid, 0), replica
     assert process_start_time(pid) == start_time, f"{workload}/0 (pid {pid}) was restarted"
 
 
@@ -193,7 +194,7 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
         wait_for(lambda: client.counts()["ok"] >= 20, 30, "the client's first answers")
         wait_for(lambda: server.site_status("site1").get("appliedRevision") == 1, 30,
                  "site1 reporting revision 1")
-        wait_for(lambda: site1.get("/healthz")["connected"], 30, "site1's agent connected")
+        wait_for(site1.connected, 30, "site1's agent connected")
 
         # --- the partition: site1 hears nothing for 60 s --------------------------------------
         network.partition("site1")
@@ -224,7 +225,7 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
             _no_failures(client)
             assert site1.revisions() == [1], "site1 heard from the server through the partition"
             _assert_unchanged(site1, "digits-site1", serving)
-            noticed = noticed or site1.get("/healthz")["connected"] is False
+            noticed = noticed or not site1.connected()
             time.sleep(1.0)  # observing the site through the fixed-length outage
         partitioned_for = time.monotonic() - cut_at
         assert client.counts()["ok"] > counts_at_cut, "the client made no progress"
@@ -233,7 +234,7 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
 
         # --- after healing ------------------------------------------------------------------------
         wait_for(lambda: site1.revisions() == [1, 2, 3], 60, "site1 catching up to revision 3")
-        wait_for(lambda: site1.get("/healthz")["connected"], 60, "site1's agent reconnected")
+        wait_for(site1.connected, 60, "site1's agent reconnected")
         wait_for(lambda: site1.ready("extra-site1"), 60, "extra-site1 ready in site1")
         wait_for(lambda: server.site_status("site1").get("reachability") == "Reachable", 30,
                  "site1 Reachable again")
