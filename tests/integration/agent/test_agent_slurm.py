@@ -190,6 +190,27 @@ def test_agent_restart_re_adopts_a_running_job(agent_port: AgentPort, agent: Slu
     assert [job["job_id"] for job in live] == [first["job_id"]], "no duplicate was submitted"
 
 
+def test_a_job_that_finishes_while_the_agent_is_down_is_reported_not_rerun(
+    agent_port: AgentPort, agent: SlurmAgent
+) -> None:
+    agent.start()
+    agent_port.desire(SITE, [batch("short", epochs=400)])
+    # Killed as soon as it has submitted: 400 epochs take seconds, so the job ends after.
+    running = wait_for(lambda: job_of(agent, "short"), 120, "short job submitted")
+    agent.kill9()
+    assert scontrol_state(running["job_id"]) in ("PENDING", "RUNNING")
+    wait_for(lambda: scontrol_state(running["job_id"]) == "COMPLETED", 120,
+             "short job completes while the agent is down")
+    agent.token = None
+    agent.start()
+    wait_for(lambda: reported(agent_port, "short", "Completed"), 60, "short reported Completed")
+    assert job_of(agent, "short", "COMPLETED")["job_id"] == running["job_id"]
+    assert list((agent.data_dir / "jobs").glob("short-0-*/result.json"))
+    since = [job["job_id"] for job in queue() if job["job_id"] >= running["job_id"]
+             and job["name"].startswith(f"fp:{SITE}:short:")]
+    assert since == [running["job_id"]], "the finished job was not submitted again"
+
+
 def test_a_rejected_submit_is_reported_not_crashed(agent_port: AgentPort,
                                                    agent: SlurmAgent) -> None:
     agent.start()

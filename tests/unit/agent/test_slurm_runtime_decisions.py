@@ -138,3 +138,21 @@ def test_slurm_is_not_asked_when_no_job_is_pending_or_running(tmp_path: Path) ->
     for _ in range(3):
         asyncio.run(jobs.reconcile(desired(), set()))
     assert len(slurm.calls) == calls, "a finished job needs no polling"
+
+
+def test_a_job_that_finished_while_the_agent_was_down_is_read_from_the_jobcomp_log(
+    tmp_path: Path
+) -> None:
+    slurm = ScriptedSlurm()
+    asyncio.run(runtime(tmp_path, slurm).reconcile(desired(), set()))
+    (job_id,) = slurm.jobs
+    name = slurm.jobs[job_id].name
+    slurm.jobs.clear()  # finished long enough ago that slurmctld forgot it (MinJobAge)
+    log = tmp_path / "jobcomp.log"
+    log.write_text(f"JobId={job_id} UserId=root(0) GroupId=root(0) Name={name} "
+                   "JobState=FAILED Partition=debug TimeLimit=10 NodeList=vm ExitCode=3:0 \n")
+    successor = SlurmRuntime(tmp_path / "jobs", cli=slurm, poll_interval=0.0, jobcomp_path=log)
+    asyncio.run(successor.reconcile(desired(), set()))
+    (state,) = successor.workload_states(desired())
+    assert (state.state, state.message) == ("Failed", f"0: job {job_id} FAILED (exit 3:0)")
+    assert slurm.calls.count("sbatch") == 1
