@@ -586,9 +586,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0,
                         help="seconds the simulated agents run after connecting")
     parser.add_argument("--sim-changes", type=int, default=3)
-    parser.add_argument("--heartbeat-interval", type=float, default=5.0,
+    # Longer than a real agent's 5 s / 10 s: one process drives all agents on a 2-core
+    # machine, and the load generator must not be what saturates.
+    parser.add_argument("--heartbeat-interval", type=float, default=10.0,
                         help="simulated agents' seconds between status writes")
-    parser.add_argument("--telemetry-interval", type=float, default=10.0)
+    parser.add_argument("--telemetry-interval", type=float, default=30.0)
     parser.add_argument("--debounce", type=float, default=0.05)
     parser.add_argument("--skip", choices=["single", "simulated"], action="append", default=[])
     # Internal: the server and simulated-agent processes.

@@ -55,7 +55,8 @@ class AgentConfig:
     # None: no endpoint (thousands of simulated agents in one process); 0: any free port.
     health_port: int | None = 9464
     heartbeat_interval: float = 5.0
-    reconcile_interval: float = 1.0
+    # Replicas are probed every interval (every 0.2 s while starting); exits are seen then too.
+    reconcile_interval: float = 2.0
     telemetry_interval: float = 10.0
     telemetry_limit: int = 100_000
     # pool → shell command; a non-zero exit (or no answer in time) marks the pool failed.
