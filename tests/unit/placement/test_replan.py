@@ -64,3 +64,19 @@ def test_move_budget_zero_keeps_everything_that_can_stay() -> None:
     frozen = base.model_copy(update={"spec": base.spec.model_copy(update={"move_budget": 0})})
     again = plan(bigger, frozen, current=first).placement
     assert [c for c in again.spec.changes if c.action == "moved"] == []
+
+
+def test_raised_replica_floor_resizes_instead_of_keeping_the_current_plan() -> None:
+    fleet = _fleet()
+    first = plan(fleet).placement
+    placed = next(w for w in first.spec.workloads
+                  if len(w.assignments) == 1 and w.assignments[0].replicas == 1)
+    workload = fleet.workloads[placed.workload]
+    bounds = workload.spec.replicas.model_copy(
+        update={"min": 2, "max": max(2, workload.spec.replicas.max)})
+    spec = workload.spec.model_copy(update={"replicas": bounds})
+    raised = workload.model_copy(update={"spec": spec})
+    again = plan(replace(fleet, workloads={**fleet.workloads, placed.workload: raised}),
+                 current=first).placement
+    (now,) = [w for w in again.spec.workloads if w.workload == placed.workload]
+    assert all(a.replicas >= 2 for a in now.assignments)

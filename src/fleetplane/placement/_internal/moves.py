@@ -34,6 +34,7 @@ from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.cost import DAYS_PER_MONTH
 from fleetplane.placement._internal.patterns import Pattern, pattern_of
 from fleetplane.placement._internal.scoring import Scorer
+from fleetplane.placement._internal.solve import needs_spread
 
 PINNED = "fleetplane.io/pinned"
 CORDONED = "fleetplane.io/cordoned"
@@ -169,6 +170,11 @@ def current_pattern(
         if not match:
             return None
         c = match[0]
+        # replicas.min/max may have changed since: an assignment outside them is no longer
+        # a plan to keep (the verifier would refuse it), so the workload must be re-sized.
+        low = 1 if view.is_job and not needs_spread(cands) else view.min_replicas
+        if not low <= a.replicas <= view.max_replicas:
+            return None
         shares = [0.0] * len(view.sources)
         for src, share in a.sources.items():
             if src not in source_index:
