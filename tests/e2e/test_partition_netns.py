@@ -4,8 +4,10 @@ Two sites, each a network namespace behind an emulated WAN (40 ms ± 10 ms
 each way, 0.5 % loss), each running a real ``fleetplane agent`` with the
 process runtime and the bundled inference workload, against a real
 ``fleetplane serve`` on 10.200.0.1. site1 is cut off for 60 s while the
-fleet's desired state changes twice; a client inside site1 calls the site's
-workload the whole time. The issue's promises, checked after healing:
+fleet's desired state changes twice (a second workload on each site; then a
+second replica of the first and a new environment for the second); a client
+inside site1 calls the site's workload the whole time. The issue's promises,
+checked after healing:
 
 * the client never saw a failure (the site served through the outage);
 * site1's agent applied the revisions it missed in order, up to the latest,
@@ -92,6 +94,7 @@ spec:
   resources: {{cpu: 1, memory: 1Gi}}
   profiles: [{{hardware: cpu, serviceTime: {{mean: 5ms, cv: 0.5}}}}]
   residency: [zone-{site}]
+  replicas: {{min: {replicas}}}
   env: {{FLEETPLANE_MODEL: "{model}"{extra_env}}}
 """
 
@@ -99,13 +102,15 @@ SITES = ("site1", "site2")
 
 
 def fleet(model: Path, change: int) -> str:
-    """The fleet at change 0 (one workload per site), 1 (a second one), 2 (its env changed)."""
-    workloads = [WORKLOAD.format(name=f"digits-{site}", site=site, model=model, extra_env="")
-                 for site in SITES]
+    """The fleet at change 0 (one workload per site), 1 (a second one), 2 (a second replica
+    of the first, and the second one's environment changed)."""
+    digits = 2 if change >= 2 else 1
+    workloads = [WORKLOAD.format(name=f"digits-{site}", site=site, model=model, extra_env="",
+                                 replicas=digits) for site in SITES]
     if change >= 1:
         extra_env = ", VERSION: '2'" if change >= 2 else ""
         workloads += [WORKLOAD.format(name=f"extra-{site}", site=site, model=model,
-                                      extra_env=extra_env) for site in SITES]
+                                      extra_env=extra_env, replicas=1) for site in SITES]
     return FLEET.format(sites="".join(SITE.format(site=site) for site in SITES),
                         workloads="".join(workloads))
 
@@ -154,7 +159,7 @@ def deployment(tmp_path: Path, model_file: Path) -> Iterator[Deployment]:
 
 
 def _replica_identity(agent: SiteAgent, workload: str) -> tuple[int, int, int]:
-    (replica,) = agent.ready(workload)
+    (replica,) = [r for r in agent.ready(workload) if r["index"] == 0]
     start_time = process_start_time(replica["pid"])
     assert start_time is not None, f"{workload}/0 (pid {replica['pid']}) is gone"
     return replica["pid"], start_time, replica["port"]
@@ -163,7 +168,7 @@ def _replica_identity(agent: SiteAgent, workload: str) -> tuple[int, int, int]:
 def _assert_unchanged(agent: SiteAgent, workload: str, identity: tuple[int, int, int]) -> None:
     pid, start_time, _ = identity
     # Not its readiness: one probe timing out on a busy machine is no restart.
-    (replica,) = agent.replicas(workload)
+    (replica,) = [r for r in agent.replicas(workload) if r["index"] == 0]
     assert (replica["pid"], replica["restarts"]) == (pid, 0), replica
     assert process_start_time(pid) == start_time, f"{workload}/0 (pid {pid}) was restarted"
 
@@ -214,6 +219,8 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
         wait_for(lambda: site2.revisions() == [1, 2, 3], 30, "site2 applying revision 3")
         wait_for(lambda: [r for r in site2.ready("extra-site2") if r["pid"] != first_extra], 60,
                  "extra-site2 restarted with its new environment")
+        wait_for(lambda: site2.ready("digits-site2", 2), 60, "a second digits-site2 replica")
+        _assert_unchanged(site2, "digits-site2", serving2)
         assert "VERSION" in server.desired("site1")["spec"]["workloads"][1]["env"]
         wait_for(lambda: server.site_status("site1").get("reachability") == "Unreachable", 40,
                  "the server marking site1 Unreachable")
@@ -236,6 +243,7 @@ def test_a_60_second_partition_with_two_changes_loses_nothing(deployment: Deploy
         wait_for(lambda: site1.revisions() == [1, 2, 3], 60, "site1 catching up to revision 3")
         wait_for(site1.connected, 60, "site1's agent reconnected")
         wait_for(lambda: site1.ready("extra-site1"), 60, "extra-site1 ready in site1")
+        wait_for(lambda: site1.ready("digits-site1", 2), 60, "a second digits-site1 replica")
         wait_for(lambda: server.site_status("site1").get("reachability") == "Reachable", 30,
                  "site1 Reachable again")
         wait_for(lambda: server.site_status("site1").get("appliedRevision") == 3, 30,
