@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import free_port, stop_workloads, wait_for
+from harness import free_port, predict, stop_workloads, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
 from control_harness import ServerProcess, running_server
@@ -123,6 +123,19 @@ spec:
   env: {{GREETING: hello, FLEETPLANE_ENTRYPOINT: serve}}
 """
 
+DIGITS = """\
+apiVersion: fleetplane/v1
+kind: Workload
+metadata: {name: digits}
+spec:
+  class: batch
+  slo: {deadline: 6h}
+  resources: {cpu: 1, memory: 1Gi}
+  profiles: [{hardware: cpu, runtime: 1h}]
+  artifact: {name: digits-model, version: "1"}
+  env: {FLEETPLANE_MODEL: digits.npz}
+"""
+
 
 class Fleet:
     """A served control plane with an agent port, and the helpers a scenario needs."""
@@ -141,12 +154,13 @@ class Fleet:
             [sys.executable, "-c", "from fleetplane.cli.main import app; app()", *args],
             capture_output=True, text=True, env=env, timeout=120, check=False)
 
-    def push(self, version: str) -> str:
-        release = self.workdir / f"release-{version}"
-        release.mkdir()
-        (release / "serve.py").write_text(SERVE_PY)
-        (release / "VERSION").write_text(version + "\n")
-        pushed = self.cli("artifact", "push", str(release), "--name", "hello",
+    def push(self, version: str, name: str = "hello", release: Path | None = None) -> str:
+        if release is None:
+            release = self.workdir / f"release-{version}"
+            release.mkdir()
+            (release / "serve.py").write_text(SERVE_PY)
+            (release / "VERSION").write_text(version + "\n")
+        pushed = self.cli("artifact", "push", str(release), "--name", name,
                           "--version", version)
         assert pushed.returncode == 0, pushed.stderr
         digest = pushed.stdout.strip()
@@ -158,12 +172,12 @@ class Fleet:
                                    headers={"Content-Type": "application/yaml"})
         assert applied.status_code == 200, applied.text
 
-    def desired_digest(self, site: str) -> str | None:
+    def desired_digest(self, site: str, workload: str = "hello") -> str | None:
         answer = self.people.get(f"{V1}/sitedesiredstates/{site}")
         if answer.status_code != 200:
             return None
         for item in answer.json()["spec"]["workloads"]:
-            if item["workload"] == "hello" and item.get("artifacts"):
+            if item["workload"] == workload and item.get("artifacts"):
                 digest: str = item["artifacts"][0]["digest"]
                 return digest
         return None
@@ -232,9 +246,9 @@ class Agent:
             return None
         return answer.json() if answer.status_code == 200 else None
 
-    def ready(self) -> dict[str, Any] | None:
+    def ready(self, workload: str = "hello") -> dict[str, Any] | None:
         replicas = self.get("/v1/replicas") or []
-        return next((r for r in replicas if r["workload"] == "hello" and r["state"] == "Ready"),
+        return next((r for r in replicas if r["workload"] == workload and r["state"] == "Ready"),
                     None)
 
     def releases(self) -> set[str]:
@@ -373,3 +387,20 @@ def test_a_tampered_release_is_not_started_and_the_status_says_why(
     assert "workload hello not started" in agent.log_file.read_text()
     delivered = agent.data_dir / "artifacts" / "delivered.json"
     assert "hello" not in (json.loads(delivered.read_text()) if delivered.exists() else {})
+
+
+def test_the_bundled_inference_service_serves_the_model_of_its_release(
+    fleet: Fleet, agent: Agent, model_file: Path
+) -> None:
+    # The release holds only the trained model; the replica loads it by a relative path.
+    release = fleet.workdir / "digits-release"
+    release.mkdir()
+    (release / "digits.npz").write_bytes(model_file.read_bytes())
+    digest = fleet.push("1", name="digits-model", release=release)
+    fleet.apply(FLEET.format(password="x", workload=DIGITS))
+    wait_for(lambda: fleet.desired_digest("a", "digits") == digest, 120, "site a runs digits")
+    agent.start(fleet.bootstrap_token("a"))
+    replica = wait_for(lambda: agent.ready("digits"), 90, "digits ready")
+    assert predict(replica["port"]) == 200
+    log = (agent.data_dir / "logs" / "digits-0.log").read_text()
+    assert "Traceback" not in log
