@@ -4,23 +4,36 @@ from __future__ import annotations
 
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 
 import pytest
 
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.loader import read_fleet
 from fleetplane.model.synthetic import generate_fleet
 from fleetplane.placement import plan
 from fleetplane.placement._internal import exact, feasibility, greedy, improve, pipeline
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.context import PlanContext
-from fleetplane.placement._internal.patterns import pattern_of
+from fleetplane.placement._internal.patterns import (
+    cheapest_whole,
+    cheapest_whole_many,
+    empty_fits,
+    pattern_of,
+)
 from fleetplane.placement._internal.rules import compile_policy
 from fleetplane.placement._internal.scoring import build_scorer
-from fleetplane.placement._internal.solve import SolverInput, SolverOutput
+from fleetplane.placement._internal.solve import SolverInput, SolverOutput, needs_spread
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 @cache
 def _input(sites: int, workloads: int, seed: int) -> SolverInput:
-    fleet = generate_fleet(sites, workloads, seed=seed)
+    return _input_for(generate_fleet(sites, workloads, seed=seed))
+
+
+def _input_for(fleet: Fleet) -> SolverInput:
     ctx = PlanContext.build(fleet, compile_policy(pipeline.choose_policy(fleet, None)))
     screened = [feasibility.screen(ctx, ctx.view(n)) for n in sorted(fleet.workloads)]
     feasibility.resolve_latency(screened)
@@ -100,3 +113,31 @@ def test_plan_with_the_pass_verifies_and_exact_is_never_worse() -> None:
     exact_spec = plan(fleet, solver="exact", time_limit=10).placement.spec
     assert greedy_spec.solver.objective is not None and exact_spec.solver.objective is not None
     assert exact_spec.solver.objective <= greedy_spec.solver.objective + 1e-6
+
+
+@pytest.mark.parametrize("source", ["generated", "factory"])
+def test_vectorised_cheapest_whole_matches_the_per_workload_one(source: str) -> None:
+    # The factory example has a 99.99% workload: the spread (paired) case.
+    inp = (
+        _input(60, 300, 4)
+        if source == "generated"
+        else _input_for(read_fleet(EXAMPLES / "factory").fleet)
+    )
+    index = inp.capacity.index
+    workloads = list(range(len(inp.table)))
+    many = cheapest_whole_many(index, inp.table, inp.scorers, inp.full_replicas, workloads)
+    spread = 0
+    for w in workloads:
+        cands = inp.table[w]
+        one = (
+            cheapest_whole(cands, inp.scorers[w], inp.full_replicas[w], empty_fits(index, cands))
+            if cands.size
+            else None
+        )
+        if one is None:
+            assert w not in many
+        else:
+            assert many[w] == pytest.approx(one, rel=1e-12)
+            spread += needs_spread(cands)
+    assert len(many) >= len(workloads) // 2
+    assert spread > 0 or source == "generated"

@@ -144,16 +144,16 @@ def _node_fit_rows(
         for a in col.pattern.allocations:
             d = cands.demand(a.candidate)
             row = int(cands.row[a.candidate])
-            keys: list[tuple[tuple[int, object], float]] = [
-                (
-                    (row, (d.cpu, d.memory, d.entry, d.accelerators)),
-                    float(_shape_fits(capacity, row, d)),
-                )
-            ]
-            keys += [((row, dim), _big_room(capacity, row, dim)) for dim in _big(capacity, row, d)]
-            for key, limit in keys:
+            shape: tuple[int, object] = (row, (d.cpu, d.memory, d.entry, d.accelerators))
+            if shape not in limits:
+                limits[shape] = float(_shape_fits(capacity, row, d))
+            keys = [shape]
+            for dim in _big(capacity, row, d):
+                if (row, dim) not in limits:
+                    limits[(row, dim)] = _big_room(capacity, row, dim)
+                keys.append((row, dim))
+            for key in keys:
                 found.setdefault(key, []).append((j, float(a.replicas)))
-                limits[key] = limit
     return [
         (limits[key], entries)
         for key, entries in found.items()
