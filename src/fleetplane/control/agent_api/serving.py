@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 
 from fleetplane.control.agent_api.app import agent_ssl_context
-from fleetplane.control.mtls import PeerCertificateProtocol
+from fleetplane.control.mtls import peer_certificate_protocol
 from fleetplane.control.settings import Listen
 from fleetplane.errors import Problem, ValidationError
 from fleetplane.security.ca import CA_CERT_FILE, CA_KEY_FILE, CertificateAuthority, certificate_pem
@@ -122,7 +122,7 @@ def agent_port_server(
         app,
         host=listen.host,
         port=listen.port,
-        http=PeerCertificateProtocol,
+        http=peer_certificate_protocol(),
         ssl_certfile=str(cert_file),
         ssl_keyfile=str(key_file),
         log_level=log_level,
