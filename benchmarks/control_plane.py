@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.sslproto
 import json
 import os
 import random
@@ -54,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,55 +201,136 @@ def issue_certificates(ca_dir: Path, out: Path, sites: list[str]) -> None:
         (out / f"{name}.pem").write_bytes(certificate_pem(certificate) + private_key_pem(key))
 
 
+class HttpError(Exception):
+    pass
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection over TLS, spoken by hand.
+
+    httpx costs the load process a few milliseconds of CPU per request; on
+    two cores shared with the server that would measure the load generator.
+    This speaks just what the agents need: a request with a JSON body, and
+    a chunked NDJSON stream.
+    """
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        self.host, self.port, self.context = host, port, context
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def _connected(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self.context, server_hostname=self.host
+            )
+        return self.reader, self.writer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def send(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        """Send a request and read the response head: status and headers."""
+        reader, writer = await self._connected()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        writer.write(head.encode("ascii") + body)
+        status = await reader.readline()
+        if not status:
+            raise HttpError("connection closed")
+        headers = {"status": status.split(b" ", 2)[1].decode()}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return headers
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        try:
+            headers = await self.send(method, path, body)
+            assert self.reader is not None
+            content = await self.reader.readexactly(int(headers.get("content-length", "0")))
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, HttpError):
+            self.close()
+            raise
+        if headers.get("connection") == "close":
+            self.close()
+        return int(headers["status"]), content
+
+    async def lines(self, path: str) -> AsyncIterator[bytes]:
+        """The lines of a chunked streaming response (a watch)."""
+        headers = await self.send("GET", path)
+        if headers["status"] != "200":
+            raise HttpError(f"watch answered {headers['status']}")
+        assert self.reader is not None
+        pending = b""
+        while True:
+            size = int((await self.reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                return
+            pending += (await self.reader.readexactly(size + 2))[:-2]
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line
+
+
 class Agent:
     def __init__(self, site: str, url: str, context: ssl.SSLContext, stats: AgentStats) -> None:
         self.site = site
         self.stats = stats
-        # Kept alive across status writes (the server's agent port keeps them 75 s):
-        # httpx's 5 s default would make every write a new TLS handshake.
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2,
-                              keepalive_expiry=60.0)
-        self.http = httpx.AsyncClient(base_url=url, verify=context, timeout=30.0, limits=limits)
+        address = url.removeprefix("https://")
+        host, port = address.rsplit(":", 1)
+        # A watch and a status connection, each kept alive (the agent port keeps them 75 s).
+        self.watch_connection = Connection(host, int(port), context)
+        self.status_connection = Connection(host, int(port), context)
         self.interval = 10.0
         self.revision = 0
 
     async def watch(self, ready: asyncio.Event) -> None:
-        params = {"watch": "true", "sinceRevision": str(self.revision)}
         while True:
+            path = (f"{V1}/sitedesiredstates/{self.site}?watch=true"
+                    f"&sinceRevision={self.revision}")
             try:
-                async with self.http.stream(
-                    "GET", f"{V1}/sitedesiredstates/{self.site}", params=params, timeout=None
-                ) as response:
-                    ready.set()
-                    async for line in response.aiter_lines():
-                        if not line.strip():
-                            continue
-                        event = json.loads(line)
-                        if event["type"] != "REVISION":
-                            continue
-                        spec = event["object"]["spec"]
-                        self.revision = spec["revision"]
-                        params["sinceRevision"] = str(self.revision)
-                        for item in spec.get("workloads", []):
-                            mark = item.get("env", {}).get("CHANGE")
-                            if mark and mark not in self.stats.seen:
-                                self.stats.seen[mark] = time.time()
-            except (httpx.HTTPError, ssl.SSLError):
-                self.stats.watch_errors += 1
+                stream = self.watch_connection.lines(path)
                 ready.set()
-                await asyncio.sleep(1.0)
+                async for line in stream:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event["type"] != "REVISION":
+                        continue
+                    spec = event["object"]["spec"]
+                    self.revision = spec["revision"]
+                    for item in spec.get("workloads", []):
+                        mark = item.get("env", {}).get("CHANGE")
+                        if mark and mark not in self.stats.seen:
+                            self.stats.seen[mark] = time.time()
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, HttpError, ValueError):
+                self.stats.watch_errors += 1
+            self.watch_connection.close()
+            ready.set()
+            await asyncio.sleep(1.0)
 
     async def report(self, stop_at: float) -> None:
         from fleetplane import __version__
 
-        body = {"status": {"agentVersion": __version__, "workloads": []}}
+        body = json.dumps({"status": {"agentVersion": __version__, "workloads": []}}).encode()
+        path = f"{V1}/sites/{self.site}/status"
         await asyncio.sleep(random.uniform(0, self.interval))
         while time.time() < stop_at:
             started = time.perf_counter()
             try:
-                answer = await self.http.put(f"{V1}/sites/{self.site}/status", json=body)
-                ok = answer.status_code == 200
-            except httpx.HTTPError:
+                code, _ = await asyncio.wait_for(
+                    self.status_connection.request("PUT", path, body), 30.0
+                )
+                ok = code == 200
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, HttpError,
+                    TimeoutError):
+                self.status_connection.close()
                 ok = False
             elapsed = time.perf_counter() - started
             if ok:
@@ -263,6 +346,8 @@ async def agents_main(args: argparse.Namespace) -> dict[str, Any]:
     ca_pem = (Path(args.ca_dir) / "ca.crt").read_bytes()
     from fleetplane.security.tls import client_context
 
+    # 4,000 client TLS connections with asyncio's 256 KiB read buffer each: 1 GiB here.
+    asyncio.sslproto.SSLProtocol.max_size = 32 * 1024
     stats = [AgentStats() for _ in sites]
     agents = []
     for name, stat in zip(sites, stats, strict=True):
@@ -371,6 +456,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     import socket
 
@@ -458,15 +552,23 @@ def run_one(database: str, args: argparse.Namespace, workdir: Path) -> dict[str,
             stdout=subprocess.PIPE,
         )
         peak = rss_before
+        started, server_cpu = time.monotonic(), cpu_seconds(server.pid)
+        load_cpu = 0.0
         while load.poll() is None:
             peak = max(peak, rss_kib(server.pid))
-            time.sleep(0.5)  # sampling RSS
+            load_cpu = max(load_cpu, cpu_seconds(load.pid))
+            time.sleep(0.5)  # sampling RSS and CPU
+        wall = time.monotonic() - started
+        server_cpu = cpu_seconds(server.pid) - server_cpu
         output = load.stdout.read() if load.stdout else b""
         if load.returncode != 0:
             raise RuntimeError(f"load generator failed ({load.returncode})")
         result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
         result.update(database=database, apply_seconds=apply_seconds,
-                      rss_peak_mib=peak / 1024, rss_end_mib=rss_kib(server.pid) / 1024)
+                      rss_before_mib=rss_before / 1024,
+                      rss_peak_mib=peak / 1024, rss_end_mib=rss_kib(server.pid) / 1024,
+                      server_cpu_percent=100 * server_cpu / wall,
+                      load_cpu_percent=100 * load_cpu / wall, load_average=os.getloadavg()[0])
         return result
     finally:
         server.terminate()
@@ -502,8 +604,11 @@ def summarise(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         rows.append(f"  probe offered {p['offered']:>5.0f}/s  served {p['served']:>6.0f}/s  "
                     f"p99 {p['p99_ms']:>7.1f} ms")
     rows.append(f"  max sustainable (served ≥ 95 %, p99 ≤ {P99_GOAL_MS:.0f} ms): {best:.0f}/s")
-    rows.append(f"  server RSS peak {result['rss_peak_mib']:.0f} MiB, "
-                f"end {result['rss_end_mib']:.0f} MiB")
+    rows.append(f"  server RSS before agents {result['rss_before_mib']:.0f} MiB, peak "
+                f"{result['rss_peak_mib']:.0f} MiB, end {result['rss_end_mib']:.0f} MiB")
+    rows.append(f"  CPU (100 % = one core) server {result['server_cpu_percent']:.0f} %, "
+                f"load generator {result['load_cpu_percent']:.0f} %; machine load average "
+                f"{result['load_average']:.1f} on {os.cpu_count()} cores")
     return rows
 
 

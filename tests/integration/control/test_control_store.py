@@ -196,3 +196,49 @@ def test_every_change_is_audited_in_a_chain_that_detects_tampering(store: Store)
         connection.execute(update(AUDIT).where(AUDIT.c.seq == 2).values(actor="mallory"))
     result = store.audit.verify(store.engine)
     assert not result.ok and result.first_bad_seq == 2
+
+
+def test_bulk_writes_match_one_at_a_time_writes(store: Store) -> None:
+    """write_many/update_statuses: one statement per table, same rows, events and audit chain."""
+    from fleetplane.control.controllers.transactions import write_statuses
+    from fleetplane.control.store.repository import load_many
+
+    store.create(image("kept"), actor="t")
+    before = store.current_version()
+
+    def bulk(connection: Any) -> list[Any]:
+        currents = load_many(connection, "NodeImage", ["kept", "new", "changed-later"])
+        return store.write_many(
+            connection,
+            [(currents.get("kept"), image("kept")),          # unchanged: no version
+             (None, image("new")),                          # created
+             (currents.get("kept"), image("kept", "debian"))],  # changed
+            actor="bulk", action="derive",
+        )
+
+    unchanged, created, changed = store.run_write(bulk)
+    assert unchanged.resource_version <= before
+    assert [created.resource_version, changed.resource_version] == [before + 1, before + 2]
+    assert changed.generation == 2 and changed.spec == {"os": "debian"}
+    events = store.events_since(before).events
+    assert [(e.type, e.name, e.resource_version) for e in events] == [
+        ("ADDED", "new", before + 1), ("MODIFIED", "kept", before + 2)]
+    assert store.audit.verify(store.engine).ok
+    assert [(r.actor, r.name) for r in store.audit.records(store.engine)[-2:]] == [
+        ("bulk", "new"), ("bulk", "kept")]
+
+    # Heartbeats of one batch: a resource twice builds on its own first change; a missing
+    # one and a failing change fail alone.
+    def count(status: dict[str, Any] | None) -> dict[str, Any]:
+        return {"beats": (status or {}).get("beats", 0) + 1}
+
+    def boom(status: dict[str, Any] | None) -> dict[str, Any]:
+        raise ValueError("refused")
+
+    results = write_statuses(store, [("NodeImage", "new", count), ("NodeImage", "nope", count),
+                                     ("NodeImage", "new", count), ("NodeImage", "kept", boom),
+                                     ("NodeImage", "kept", count)])
+    assert isinstance(results[1], NotFound) and isinstance(results[3], ValueError)
+    assert store.get("NodeImage", "new").status == {"beats": 2}
+    assert store.get("NodeImage", "kept").status == {"beats": 1}
+    assert store.current_version() == before + 5
