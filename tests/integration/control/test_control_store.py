@@ -242,3 +242,20 @@ def test_bulk_writes_match_one_at_a_time_writes(store: Store) -> None:
     assert store.get("NodeImage", "new").status == {"beats": 2}
     assert store.get("NodeImage", "kept").status == {"beats": 1}
     assert store.current_version() == before + 5
+
+
+def test_the_store_digest_is_the_canonical_digest() -> None:
+    from datetime import UTC, datetime
+
+    from fleetplane.control.store.audit import digest
+    from fleetplane.security.canonical import digest as canonical_digest
+
+    documents: list[Any] = [
+        {"spec": {"b": [1, 2.5, {"z": None, "a": True}], "a": "ünïcode ✓", "e": 1e-7}},
+        {"labels": {}, "annotations": {"k": "v"}, "spec": {"workloads": [{"n": 10**20}]}},
+        {"when": datetime(2026, 1, 2, tzinfo=UTC)},  # not plain JSON: the canonical path
+    ]
+    for document in documents:
+        assert digest(document) == canonical_digest(document)
+    with pytest.raises(TypeError):
+        digest({"bad": object()})

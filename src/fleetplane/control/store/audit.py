@@ -7,6 +7,7 @@ entry exists exactly when its change does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,28 @@ from fleetplane.security.audit import (
     record_fields,
     verify,
 )
-from fleetplane.security.canonical import canonical_json, digest
+from fleetplane.security.canonical import canonical_json
+from fleetplane.security.canonical import digest as canonical_digest
 from fleetplane.security.keyring import Keyring
 
 __all__ = ["AuditEntry", "AuditLog", "digest"]
+
+def digest(document: Any) -> str:
+    """``security.canonical.digest`` of a resource's JSON document, without its type walk.
+
+    Documents the store digests are decoded JSON (string keys, plain values),
+    for which ``json.dumps`` with canonical settings gives the very bytes
+    ``canonical_json`` does; the walk that checks every value costs more than
+    the hashing when a controller writes thousands of resources at once.
+    Anything else (datetimes, NaN) takes the canonical path and its errors.
+    """
+    try:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return canonical_digest(document)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 _LAST = select(AUDIT).order_by(AUDIT.c.seq.desc()).limit(1)
 _INSERT = insert(AUDIT)
