@@ -125,7 +125,11 @@ class Network:
         if Path("/run/netns/wan").exists():
             raise AssertionError("a WAN emulation is already up (/run/netns/wan exists): "
                                  "run `scripts/netns-site.sh down` if no test is using it")
-        self.run("up", str(len(self.sites)))
+        try:
+            self.run("up", str(len(self.sites)))
+        except AssertionError:
+            self.down()  # half-built: the namespaces are ours, nobody else's
+            raise
 
     def impair(self, site: str, spec: str) -> None:
         self.run("impair", site, spec)
