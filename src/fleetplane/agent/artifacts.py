@@ -136,9 +136,11 @@ class ArtifactCache:
 
     def collect(self, desired: set[str], workloads: set[str]) -> list[str]:
         """Delete releases neither ``desired`` nor current/previous of a desired workload."""
-        for gone in set(self.history) - workloads:
-            del self.history[gone]
-        self._save_history()
+        gone = set(self.history) - workloads
+        for name in gone:
+            del self.history[name]
+        if gone:
+            self._save_history()
         keep = {d.removeprefix("sha256:") for d in desired}
         keep |= {d.removeprefix("sha256:") for runs in self.history.values() for d in runs}
         removed = []
