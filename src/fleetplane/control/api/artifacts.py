@@ -31,9 +31,10 @@ Caller = Annotated[Principal, Depends(authenticate)]
 
 
 class FileBody(BaseModel):
-    path: str = Field(max_length=4096)
+    # No control characters: PostgreSQL's JSONB refuses NUL.
+    path: str = Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$")
     size: int = Field(ge=0)
-    sha256: str = Field(max_length=71)
+    sha256: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     executable: bool = False
 
 
