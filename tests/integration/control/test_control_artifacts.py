@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from api_harness import Api
 from control_harness import running_server
 
-from conftest import Api
 from fleetplane.artifacts.archive import pack
 from fleetplane.control.store import artifacts as store
 
