@@ -361,18 +361,12 @@ class _Planner:
             self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction) / remaining
         )
         found: list[Option] = []
+        # The best option per site: the best overall is the best of these, and the
+        # runner-up on another site (the stopping test) the best of the rest.
+        per_site: dict[int, Option] = {}
+        runner_up = np.inf
         for c in idx[np.lexsort((idx, bound))].tolist():
-            ranked = sorted(found, key=lambda o: (o.ratio, o.primary))
-            other = (
-                [
-                    o
-                    for o in ranked
-                    if int(cands.site[o.primary]) != int(cands.site[ranked[0].primary])
-                ]
-                if ranked
-                else []
-            )
-            if other and bound[c] >= other[0].ratio:
+            if len(per_site) > 1 and bound[c] >= runner_up:
                 break
             k = min(self._room(capacity, c), remaining)
             if k <= 0:
@@ -382,7 +376,13 @@ class _Planner:
             one = self.scorer.objective(
                 np.array([c]), np.array([k]), np.full((self.n_src, 1), f), f
             )
-            found.append(Option(c, k, np.ones(self.n_src, dtype=bool), float(one[0]), float(k)))
+            option = Option(c, k, np.ones(self.n_src, dtype=bool), float(one[0]), float(k))
+            found.append(option)
+            site = int(cands.site[c])
+            held = per_site.get(site)
+            if held is None or (option.ratio, option.primary) < (held.ratio, held.primary):
+                per_site[site] = option
+                runner_up = _runner_up_ratio(per_site)
         return _best_two(found, cands.site)
 
     # -- evaluation and commit --------------------------------------------------------------
@@ -494,6 +494,14 @@ class _Planner:
                 for a in allocations
             )
         )
+
+
+def _runner_up_ratio(per_site: dict[int, Option]) -> float:
+    """The ratio of the best option on a site other than the best option's (inf if none)."""
+    if len(per_site) < 2:
+        return float("inf")
+    ranked = sorted(per_site.values(), key=lambda o: (o.ratio, o.primary))
+    return ranked[1].ratio
 
 
 def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Option | None]:

@@ -40,6 +40,10 @@ _HAS_HINT = "guard fields that can be absent with has(), e.g. has(workload.accel
 # else; CEL has no clock or randomness, so this holds for every expression.
 
 
+# A field value not looked up yet (None and ABSENT are values).
+_UNSEEN = object()
+
+
 @dataclass(frozen=True)
 class Expression:
     """One compiled CEL clause and the fields it reads."""
@@ -209,6 +213,9 @@ class RuleEvaluator:
         self.stats = CacheStats()
         self._caches: dict[int, _ExpressionCache] = {}
         self._wkeys: dict[tuple[int, str, int], Any] = {}
+        # Frozen value of one workload or profile field, shared by every expression
+        # that reads it (freezing labels is the costly part of a cache key).
+        self._field_values: dict[tuple[str, str, int, str], Any] = {}
         self._skip: dict[tuple[int, str, int], bool] = {}
 
     # -- signatures ---------------------------------------------------------------------
@@ -253,15 +260,38 @@ class RuleEvaluator:
         key = self._wkeys.get(memo)
         if key is None:
             key = (
-                activation.freeze(
-                    activation.build("workload", view, expr.fields.get("workload", ()))
-                ),
-                activation.freeze(
-                    activation.build("profile", profile, expr.fields.get("profile", ()))
+                self._frozen("workload", view, view.name, -1, expr.fields.get("workload", ())),
+                self._frozen(
+                    "profile", profile, view.name, profile.index, expr.fields.get("profile", ())
                 ),
             )
             self._wkeys[memo] = key
         return key
+
+    def _frozen(
+        self,
+        variable: str,
+        entity: WorkloadView | ProfileView,
+        name: str,
+        number: int,
+        fields: tuple[str, ...],
+    ) -> tuple[tuple[str, Any], ...]:
+        """The frozen activation of ``fields`` (absent ones left out), field by field, cached.
+
+        Equal to ``freeze(build(variable, entity, fields))``: build keeps the
+        fields that are set, and freeze sorts a map's items by key.
+        """
+        out = []
+        for field_name in sorted(fields):
+            memo = (variable, name, number, field_name)
+            value = self._field_values.get(memo, _UNSEEN)
+            if value is _UNSEEN:
+                built = activation.build(variable, entity, (field_name,))
+                value = activation.freeze(built[field_name]) if built else activation.ABSENT
+                self._field_values[memo] = value
+            if value is not activation.ABSENT:
+                out.append((field_name, value))
+        return tuple(out)
 
     # -- evaluation -----------------------------------------------------------------------
 
