@@ -69,9 +69,9 @@ ROUNDS = 2
 # Targets per round, largest excess first: bounds the pass on fleets where greedy is far off
 # (measured on 2,000 sites × 20,000 workloads: ~1,000 targets; without the caps the pass took
 # longer than greedy itself).
-MAX_TARGETS = 256
+MAX_TARGETS = 128
 # Contested pools ruined per round, by the total excess of the targets blocked on them.
-MAX_POOLS = 16
+MAX_POOLS = 8
 # Targets blocked on one pool taken out together, largest excess first.
 MAX_BLOCKED = 32
 # Occupants of a contested pool taken out with the targets, largest share of the pool first:
@@ -86,7 +86,7 @@ SHUFFLES = 2
 SUB_MAX_NODES = 500
 SUB_TIME_LIMIT = 5.0
 # MILP solves per neighbourhood when its choice does not pack node by node (see _solve_exactly).
-REPACK_TRIES = 3
+REPACK_TRIES = 2
 # Smallest saving worth a change, relative to the workloads' cost (float noise is not a gain).
 REL_TOL = 1e-9
 

@@ -208,74 +208,73 @@ def cheapest_whole_many(
 ) -> dict[int, float]:
     """``cheapest_whole`` for many workloads in one vectorised pass (those that have one).
 
-    The per-workload work is a few reductions; fits and costs of every
-    candidate of every workload are computed on concatenated arrays, which is
-    what makes it affordable on 20,000 workloads.
+    Per workload only the candidate selection and two reductions run in
+    Python; fits and costs of every candidate of every workload are computed
+    on concatenated arrays, which is what makes it affordable on 20,000
+    workloads.
     """
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("row", "entry", "acc", "power", "site")}
-    parts |= {k: [] for k in ("cpu", "mem", "reps", "cost", "segment")}
-    for k, w in enumerate(workloads):
+    picked: list[int] = []
+    idx_parts: list[np.ndarray] = []
+    reps_parts: list[np.ndarray] = []
+    cost_parts: list[np.ndarray] = []
+    rows, entries, accs, powers, sites = [], [], [], [], []
+    cpus, mems = [], []
+    for w in workloads:
         cands, scorer = table[w], scorers[w]
         view = cands.view
         idx, reps = _whole(cands, fulls[w])
         if not idx.size:
             continue
-        spread = needs_spread(cands)
-        frac = 0.5 if spread else 1.0
-        alpha = (
-            frac
-            if view.is_job or not len(view.sources)
-            else float(scorer.source_weight.sum() * frac)
-        )
+        frac = 0.5 if needs_spread(cands) else 1.0
+        plain = view.is_job or not len(view.sources)
+        alpha = frac if plain else float(scorer.source_weight.sum()) * frac
         cost = reps * scorer.per_replica[idx] + scorer.per_site[idx] + alpha * scorer.per_share[idx]
         if scorer.per_source.shape[0]:
-            cost = cost + frac * scorer.per_source[:, idx].sum(axis=0)
-        per_profile = np.array(
-            [view.accelerators_per_replica(p) for p in view.profiles] or [0], dtype=np.float64
-        )
-        parts["row"].append(cands.row[idx])
-        parts["entry"].append(cands.entry[idx])
-        parts["acc"].append(per_profile[cands.profile[idx]])
-        parts["power"].append(cands.rates.peak_power[idx])
-        parts["site"].append(cands.site[idx])
-        parts["cpu"].append(np.full(idx.size, view.cpu))
-        parts["mem"].append(np.full(idx.size, view.memory))
-        parts["reps"].append(reps)
-        parts["cost"].append(cost)
-        parts["segment"].append(np.full(idx.size, k))
-    if not parts["row"]:
+            cost += frac * scorer.per_source.sum(axis=0)[idx]
+        per_profile = [float(view.accelerators_per_replica(p)) for p in view.profiles] or [0.0]
+        picked.append(w)
+        idx_parts.append(idx)
+        reps_parts.append(reps)
+        cost_parts.append(cost)
+        rows.append(cands.row[idx])
+        entries.append(cands.entry[idx])
+        accs.append(np.asarray(per_profile)[cands.profile[idx]])
+        powers.append(cands.rates.peak_power[idx])
+        sites.append(cands.site[idx])
+        cpus.append(view.cpu)
+        mems.append(view.memory)
+    if not picked:
         return {}
-    flat = {k: np.concatenate(v) for k, v in parts.items()}
-    rows, entry, acc = flat["row"], flat["entry"], flat["acc"]
+    sizes = np.array([p.size for p in idx_parts])
+    row = np.concatenate(rows)
+    entry = np.concatenate(entries)
+    acc = np.concatenate(accs)
     fits = np.minimum(
-        np.floor((index.row_cpu[rows] + _EPS) / flat["cpu"]),
-        np.floor((index.row_memory[rows] + _EPS) / flat["mem"]),
+        np.floor((index.row_cpu[row] + _EPS) / np.repeat(cpus, sizes)),
+        np.floor((index.row_memory[row] + _EPS) / np.repeat(mems, sizes)),
     )
     uses = (entry >= 0) & (acc > 0)
     if uses.any():
-        have = index.row_acc_count[rows[uses], entry[uses]]
+        have = index.row_acc_count[row[uses], entry[uses]]
         fits[uses] = np.minimum(fits[uses], np.floor(have / acc[uses]))
-    count = np.maximum(fits, 0) * index.row_nodes[rows]
-    budget = index.site_power_budget[flat["site"]]
-    power = flat["power"]
+    count = np.maximum(fits, 0) * index.row_nodes[row]
+    budget = index.site_power_budget[np.concatenate(sites)]
+    power = np.concatenate(powers)
     limited = (power > 0) & np.isfinite(budget)
     count[limited] = np.minimum(count[limited], np.floor((budget[limited] + _EPS) / power[limited]))
-    cost = np.where(flat["reps"] <= count, flat["cost"], np.inf)
-    segment = flat["segment"]
-    starts = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    cost = np.where(np.concatenate(reps_parts) <= count, np.concatenate(cost_parts), np.inf)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     best = np.minimum.reduceat(cost, starts)
     found: dict[int, float] = {}
-    for s, b in zip(starts.tolist(), best.tolist(), strict=True):
-        if not np.isfinite(b):
+    for k, w in enumerate(picked):
+        if not np.isfinite(best[k]):
             continue
-        w = workloads[int(segment[s])]
         cands = table[w]
         if not needs_spread(cands):
-            found[w] = float(b)
+            found[w] = float(best[k])
             continue
-        end = int(np.searchsorted(segment, segment[s], side="right"))
-        mine = cost[s:end]
-        domains = cands.domain[_whole(cands, fulls[w])[0]]
+        mine = cost[starts[k] : starts[k] + sizes[k]]
+        domains = cands.domain[idx_parts[k]]
         first = int(np.argmin(mine))
         other = mine[domains != domains[first]]
         if other.size and np.isfinite(other.min()):
