@@ -426,6 +426,14 @@ def sim_site(index: int) -> str:
     return f"s{index:05d}"
 
 
+async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
+    """How late a 0.1 s sleep wakes: whether the load generator itself was saturated."""
+    while not stop.is_set():
+        before = time.perf_counter()
+        await asyncio.sleep(0.1)
+        lags.append(time.perf_counter() - before - 0.1)
+
+
 async def simulated_main(args: argparse.Namespace) -> dict[str, Any]:
     from fleetplane.agent.agent import Agent, AgentConfig
 
@@ -437,13 +445,17 @@ async def simulated_main(args: argparse.Namespace) -> dict[str, Any]:
         telemetry_interval=args.telemetry_interval)) for i in range(args.agents)]
     stop = asyncio.Event()
     started = time.perf_counter()
-    tasks = []
+    lags: list[float] = []
+    tasks = [asyncio.create_task(loop_lag(lags, stop))]
     for agent in agents:
         tasks.append(asyncio.create_task(agent.run(stop)))
         await asyncio.sleep(0.001)  # N TLS handshakes at once would be a benchmark of its own
-    while any(agent.sync.revision == 0 for agent in agents):
+    connect_deadline = started + args.connect_timeout
+    while (any(agent.sync.revision == 0 for agent in agents)
+           and time.perf_counter() < connect_deadline):
         await asyncio.sleep(0.1)
     connected = time.perf_counter() - started
+    applied_first = sum(agent.sync.revision > 0 for agent in agents)
 
     def heartbeats() -> tuple[float, float]:
         return (sum(a.counters["heartbeats"] for a in agents),
@@ -486,12 +498,14 @@ async def simulated_main(args: argparse.Namespace) -> dict[str, Any]:
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     await people.aclose()
-    return {"agents": args.agents, "connected_s": connected,
+    return {"agents": args.agents, "connected_s": connected, "applied_first": applied_first,
             "heartbeats_per_s": (ok_after - ok_before) / window,
             "offered_per_s": args.agents / args.heartbeat_interval,
             "heartbeat_failures": failed_after - failed_before, "window_s": window,
             "reach": reach, "agents_cpu_percent": 100 * cpu,
-            "agents_rss_mib": rss_mib(os.getpid())}
+            "agents_rss_mib": rss_mib(os.getpid()),
+            "loop_lag_p50_ms": 1000 * quantile(lags, 0.5),
+            "loop_lag_p99_ms": 1000 * quantile(lags, 0.99)}
 
 
 def simulated(server: Server, workdir: Path, model_path: Path, args: argparse.Namespace
@@ -510,6 +524,7 @@ def simulated(server: Server, workdir: Path, model_path: Path, args: argparse.Na
          "--ca-file", str(server.ca_dir / "ca.crt"), "--data-root", str(root),
          "--model", str(model_path),
          "--duration", str(args.duration), "--sim-changes", str(args.sim_changes),
+         "--connect-timeout", str(args.connect_timeout),
          "--heartbeat-interval", str(args.heartbeat_interval),
          "--telemetry-interval", str(args.telemetry_interval)],
         stdout=subprocess.PIPE)
@@ -553,14 +568,16 @@ def report(one: dict[str, Any] | None, many: dict[str, Any] | None,
     if many is not None:
         lines += [f"{many['agents']} simulated agents (real Agent objects, one process) against "
                   "one server",
-                  f"  all applied the first revision after {many['connected_s']:.1f} s "
-                  f"(setup {many['setup_s']:.1f} s)",
+                  f"  {many['applied_first']} of {many['agents']} applied the first revision "
+                  f"after {many['connected_s']:.1f} s (setup {many['setup_s']:.1f} s)",
                   f"  heartbeats {many['heartbeats_per_s']:.0f}/s sustained of "
                   f"{many['offered_per_s']:.0f}/s offered over {many['window_s']:.0f} s, "
                   f"{many['heartbeat_failures']:.0f} failed",
                   f"  server CPU {many['server_cpu_percent']:.0f} % of a core, RSS peak "
                   f"{many['server_rss_peak_mib']:.0f} MiB; agents' process CPU "
-                  f"{many['agents_cpu_percent']:.0f} %, RSS {many['agents_rss_mib']:.0f} MiB"]
+                  f"{many['agents_cpu_percent']:.0f} %, RSS {many['agents_rss_mib']:.0f} MiB, "
+                  f"event-loop lag p50 {many['loop_lag_p50_ms']:.0f} ms p99 "
+                  f"{many['loop_lag_p99_ms']:.0f} ms"]
         for number, item in enumerate(many["reach"]):
             lines.append(f"  change {number}: half the agents applied it after "
                          f"{item['p50']:.2f} s, all after {item['all']:.2f} s"
@@ -586,6 +603,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0,
                         help="seconds the simulated agents run after connecting")
     parser.add_argument("--sim-changes", type=int, default=3)
+    parser.add_argument("--connect-timeout", type=float, default=300.0,
+                        help="seconds the simulated agents get to apply the first revision")
     # Longer than a real agent's 5 s / 10 s: one process drives all agents on a 2-core
     # machine, and the load generator must not be what saturates.
     parser.add_argument("--heartbeat-interval", type=float, default=10.0,
