@@ -48,7 +48,7 @@ def test_server_accepts_one_minor_behind_and_refuses_older(
     late = Identity(tmp_path / "a2", "store-1", "a2", agent_port.ca_file.read_bytes())
     token = agent_port.bootstrap_token("store-1")
     monkeypatch.setattr("fleetplane.agent.enrolment.__version__", "0.1.0")
-    with pytest.raises(EnrolmentError, match="426.*too old"):
+    with pytest.raises(EnrolmentError, match=r"426.*too old"):
         asyncio.run(Enroller(agent_port.url, late, token).ensure())
     monkeypatch.setattr("fleetplane.agent.enrolment.__version__", __version__)
     monkeypatch.setattr(heartbeat, "__version__", "0.2.0")
