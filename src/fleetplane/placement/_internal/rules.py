@@ -78,11 +78,12 @@ class CompiledPolicy:
     def name(self) -> str:
         return self.resource.name
 
-    @property
+    # Cached: asked once per workload, profile and stage.
+    @functools.cached_property
     def requires(self) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.kind == "require")
 
-    @property
+    @functools.cached_property
     def prefers(self) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.kind == "prefer")
 
