@@ -29,7 +29,6 @@ REQUEST_CLASSES: frozenset[str] = frozenset({"inference", "streaming", "control"
 JOB_CLASSES: frozenset[str] = frozenset({"training", "batch"})
 
 
-
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 

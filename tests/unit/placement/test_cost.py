@@ -175,7 +175,6 @@ def test_a_scheduled_job_is_costed_for_the_hours_it_runs() -> None:
     assert job_cost({"every": "24h"}).compute == pytest.approx(0.20 * HOURS * 2 / 24)
 
 
-
 def test_a_scheduled_job_pays_energy_for_the_hours_it_runs_too() -> None:
     always, nightly = job_cost(None), job_cost({"every": "24h"})
     assert always.energy > 0
