@@ -32,6 +32,7 @@ from scipy import sparse
 from fleetplane.placement._internal import improve
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState, Demand
+from fleetplane.placement._internal.highs import quiet_highs
 from fleetplane.placement._internal.patterns import Pattern, empty_fits, generate, pattern_of
 from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced
 
@@ -270,10 +271,8 @@ def milp(
                 cols.append(j)
                 vals.append(1.0)
     matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(len(lower), len(columns)))
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs()
     h.setOptionValue("time_limit", float(inp.time_limit))
-    h.setOptionValue("threads", 1)
     h.setOptionValue("random_seed", int(inp.seed))
     h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
     if max_nodes is not None:

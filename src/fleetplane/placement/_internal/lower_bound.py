@@ -41,6 +41,7 @@ from scipy import sparse
 
 from fleetplane.placement._internal import prediction, sizing
 from fleetplane.placement._internal.candidates import Candidates
+from fleetplane.placement._internal.highs import quiet_highs
 from fleetplane.placement._internal.patterns import empty_fits
 from fleetplane.placement._internal.scoring import Scorer
 from fleetplane.placement._internal.solve import SolverInput, needs_spread
@@ -217,9 +218,7 @@ def full_bound(
     model.a_matrix_.start_ = matrix.indptr
     model.a_matrix_.index_ = matrix.indices
     model.a_matrix_.value_ = matrix.data
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    h = quiet_highs()
     h.setOptionValue("time_limit", float(time_limit))
     if integer:
         model.integrality_ = [
