@@ -81,6 +81,36 @@ def _artifact_refs(workload: Workload, artifacts: ArtifactIndex) -> list[Artifac
     return [ArtifactRef(name=wanted.name, digest=found[0], size=found[1])]
 
 
+def missing_artifacts(fleet: Fleet, artifacts: ArtifactIndex) -> list[dict[str, str]]:
+    """Workloads naming an artifact not pushed yet, each with what to do (Placement status)."""
+    missing = []
+    for name, workload in sorted(fleet.workloads.items()):
+        wanted = workload.spec.artifact
+        if wanted is None or (wanted.name, wanted.version) in artifacts:
+            continue
+        missing.append({
+            "workload": name,
+            "artifact": f"{wanted.name}:{wanted.version}",
+            "message": (
+                f"workload {name} names artifact {wanted.name}:{wanted.version}, which was "
+                "never pushed, so no site runs it; push it with `fleetplane artifact push DIR "
+                f"--name {wanted.name} --version {wanted.version}` and it is delivered"
+            ),
+        })
+    return missing
+
+
+def artifacts_condition(missing: list[dict[str, str]]) -> dict[str, str]:
+    """The Placement's ``ArtifactsResolved`` condition for :func:`missing_artifacts`."""
+    if not missing:
+        return {"type": "ArtifactsResolved", "status": "True", "reason": "AllPushed",
+                "message": "every workload's artifact is pushed"}
+    named = ", ".join(f"{m['workload']} ({m['artifact']})" for m in missing)
+    return {"type": "ArtifactsResolved", "status": "False", "reason": "ArtifactMissing",
+            "message": f"artifacts not pushed yet, these workloads run nowhere: {named}; "
+                       "push them with `fleetplane artifact push`"}
+
+
 def _batch(workload: Workload) -> BatchJob | None:
     """What a batch scheduler needs of a batch/training workload: its deadline as the time limit."""
     if workload.spec.class_ not in JOB_CLASSES:

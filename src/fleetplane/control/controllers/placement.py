@@ -7,7 +7,12 @@ import logging
 from typing import Any
 
 from fleetplane.control.controllers.change_feed import ChangeFeed
-from fleetplane.control.controllers.derive import site_workloads
+from fleetplane.control.controllers.derive import (
+    ArtifactIndex,
+    artifacts_condition,
+    missing_artifacts,
+    site_workloads,
+)
 from fleetplane.control.controllers.fleet_view import PLANNED_KINDS, FleetView, load_view
 from fleetplane.control.controllers.plan_diff import comparable, placement_diff
 from fleetplane.control.controllers.planner import (
@@ -19,7 +24,10 @@ from fleetplane.control.controllers.planner import (
 from fleetplane.control.controllers.settings import ControllerSettings
 from fleetplane.control.controllers.transactions import write_placement, write_site_states
 from fleetplane.control.plane import SYSTEM, ControlPlane
+from fleetplane.control.store.artifacts import ARTIFACT_EVENT_KIND
 from fleetplane.control.store.artifacts import resolutions as artifact_resolutions
+from fleetplane.control.store.errors import Conflict, NotFound
+from fleetplane.control.store.records import StoredResource
 from fleetplane.model.placement import Placement
 
 log = logging.getLogger(__name__)
@@ -29,7 +37,9 @@ class PlacementController:
     """Plans on start and after every (debounced) change; derives site desired states from the plan.
 
     Deriving in the same pass keeps one writer for both, so a site's revision
-    never reflects a plan older than the one it follows.
+    never reflects a plan older than the one it follows. A pushed artifact
+    that a Workload was waiting for changes no planning input: that pass
+    only derives again, from the current plan.
     """
 
     name = "placement"
@@ -41,22 +51,29 @@ class PlacementController:
 
     async def run(self, plane: ControlPlane) -> None:
         planner = self._planner or engine_planner()
-        feed = ChangeFeed(plane, PLANNED_KINDS)
+        feed = ChangeFeed(plane, (*PLANNED_KINDS, ARTIFACT_EVENT_KIND))
         await feed.start()
+        replan = True
         while True:
-            await asyncio.to_thread(self.reconcile, plane, planner)
+            await asyncio.to_thread(self.reconcile, plane, planner, replan=replan)
             self.passes += 1
             await feed.next_change()
             # Debounce: a burst of applies (or a fleet being loaded) is planned once.
             await asyncio.sleep(self.settings.debounce)
             await feed.drain()
+            replan = bool(feed.take_changes() - {ARTIFACT_EVENT_KIND})
 
-    def reconcile(self, plane: ControlPlane, planner: Planner) -> None:
+    def reconcile(self, plane: ControlPlane, planner: Planner, *, replan: bool = True) -> None:
         view = load_view(plane, self.settings.placement_name)
-        placement = self._plan(plane, view, planner)
-        self._derive(plane, view, placement)
+        artifacts = artifact_resolutions(plane.engine)
+        missing = missing_artifacts(view.fleet, artifacts)
+        placement = self._plan(plane, view, planner, missing) if replan else view.current
+        self._derive(plane, view, placement, artifacts, missing)
 
-    def _plan(self, plane: ControlPlane, view: FleetView, planner: Planner) -> Placement | None:
+    def _plan(
+        self, plane: ControlPlane, view: FleetView, planner: Planner,
+        missing: list[dict[str, str]],
+    ) -> Placement | None:
         if not view.fleet.sites:
             return view.current
         fleet, current = planning_input(view.fleet, view.reachability, view.current)
@@ -72,6 +89,7 @@ class PlacementController:
             "unplaceable": [u.workload for u in planned.spec.unplaceable],
             "keptOnUnreachableSites": restored,
             "basedOnResourceVersion": str(view.version),
+            **_artifact_status(missing),
         }
         written = write_placement(
             plane.store, spec, status, name=self.settings.placement_name, actor=SYSTEM.name
@@ -79,16 +97,38 @@ class PlacementController:
         log.info("wrote placement generation %d", written.generation)
         return Placement.model_validate({**written.to_document(), "status": None})
 
-    def _derive(self, plane: ControlPlane, view: FleetView, placement: Placement | None) -> None:
+    def _derive(
+        self, plane: ControlPlane, view: FleetView, placement: Placement | None,
+        artifacts: ArtifactIndex, missing: list[dict[str, str]],
+    ) -> None:
         if placement is None:
             return
-        generation = plane.store.get("Placement", self.settings.placement_name).generation
+        stored = plane.store.get("Placement", self.settings.placement_name)
         specs = {
-            site: {"site": site, "placementGeneration": generation, "workloads": workloads}
-            for site, workloads in site_workloads(
-                placement, view.fleet, artifact_resolutions(plane.engine)
-            ).items()
+            site: {"site": site, "placementGeneration": stored.generation, "workloads": workloads}
+            for site, workloads in site_workloads(placement, view.fleet, artifacts).items()
         }
         write_site_states(
             plane.store, specs, actor=SYSTEM.name, keep=self.settings.revisions_kept
         )
+        self._report_artifacts(plane, stored, missing)
+
+    def _report_artifacts(
+        self, plane: ControlPlane, stored: StoredResource, missing: list[dict[str, str]]
+    ) -> None:
+        """Keep the Placement's status naming the artifacts workloads wait for (no plan change)."""
+        status = stored.status or {}
+        wanted = _artifact_status(missing)
+        if all(status.get(key) == value for key, value in wanted.items()):
+            return
+        try:
+            plane.store.replace_status(
+                "Placement", stored.name, {**status, **wanted},
+                expected_version=stored.resource_version,
+            )
+        except (Conflict, NotFound) as error:  # rewritten meanwhile: the next pass reports
+            log.warning("could not record missing artifacts on the Placement: %s", error)
+
+
+def _artifact_status(missing: list[dict[str, str]]) -> dict[str, Any]:
+    return {"missingArtifacts": missing, "conditions": [artifacts_condition(missing)]}

@@ -13,7 +13,10 @@ chunks in order and, when the sha256 matches the digest the client
 announced, hands them to the owner ``sha256:<hex>`` in one statement.
 A blob that already exists is not stored twice (the upload is dropped).
 Name+version is immutable: pushing it again with the same digest is a
-no-op, with another digest a conflict.
+no-op, with another digest a conflict. A new record also logs an
+``Artifact`` event (no resource row): the placement controller reads the
+event log, and Workloads that named the artifact before it existed are
+delivered once it does.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$")
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+# The kind of the event log entry a new name+version record writes.
+ARTIFACT_EVENT_KIND = "Artifact"
 
 
 class ArtifactBase(DeclarativeBase):
@@ -310,6 +315,11 @@ def commit(store: Store, push: Push, actor: str) -> tuple[Artifact, bool]:
             name=f"{push.name}:{push.version}", after_digest=push.digest,
             details={"size": size, "files": len(push.files)},
         ))
+        # Workloads applied before this push wait for it: the event wakes the
+        # placement controller, which derives their sites' desired state again.
+        store.announce(connection, ARTIFACT_EVENT_KIND, f"{push.name}:{push.version}",
+                       {"name": push.name, "version": push.version, "digest": push.digest,
+                        "size": size})
         return artifact, True
 
     return store.run_write(write)

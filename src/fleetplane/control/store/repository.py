@@ -593,6 +593,24 @@ class Store:
         )
         return created
 
+    def announce(
+        self, connection: Connection, kind: str, name: str, spec: dict[str, Any]
+    ) -> int:
+        """Log an ADDED event for a record kept outside ``resources`` (artifacts); its version.
+
+        Controllers learn of changes only from the event log, so a record
+        they derive from must pass through it too. No resource row is
+        written: watches are per resource kind and never list such a kind.
+        """
+        now = utc_now()
+        record = StoredResource(
+            kind=kind, name=name, uid=str(uuid.uuid4()),
+            resource_version=_next_version(connection), generation=1, labels={},
+            annotations={}, spec=spec, status=None, created_at=now, updated_at=now,
+        )
+        self._event(connection, "ADDED", record, None)
+        return record.resource_version
+
     def _update(
         self,
         connection: Connection,
