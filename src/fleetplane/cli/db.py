@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -45,27 +44,32 @@ def upgrade(database: str = DATABASE_OPTION) -> None:
 @app.command()
 @user_errors
 def backup(
-    out: Annotated[Path, typer.Option("--out", help="File to write the JSON snapshot to.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write the snapshot to.")],
     database: str = DATABASE_OPTION,
 ) -> None:
-    """Write a consistent snapshot of resources, tokens and the audit log."""
+    """Write a consistent snapshot of the whole store: resources, tokens, audit, artifacts."""
     from fleetplane.control.store import backup as snapshots
     from fleetplane.control.store.database import create_store_engine
 
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: a failed backup never leaves a truncated FILE behind.
+    partial = out.with_name(out.name + ".partial")
     engine = create_store_engine(database)
     try:
-        data = snapshots.snapshot(engine)
+        # Token hashes and sealed secrets are not plain credentials, but still private.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            taken = snapshots.write_snapshot(engine, handle)
+        os.replace(partial, out)
     finally:
         engine.dispose()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Token hashes and sealed secrets are not plain credentials, but still private.
-    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.write("\n")
+        partial.unlink(missing_ok=True)
+    counts = taken["counts"]
+    artifacts, blobs = counts.get("artifacts", 0), counts.get("artifactBlobs", 0)
     stderr.print(
-        f"backup of version {data['resourceVersion']}: {len(data['resources'])} resources, "
-        f"{len(data['tokens'])} tokens, {len(data['audit'])} audit records → {out}",
+        f"backup of version {taken['resourceVersion']}: {counts['resources']} resources, "
+        f"{counts['tokens']} tokens, {counts['audit']} audit records, "
+        f"{artifacts} artifacts ({blobs} blobs) → {out}",
         highlight=False,
         markup=False,
     )
@@ -82,19 +86,23 @@ def restore(
     from fleetplane.control.store import migrate
     from fleetplane.control.store.database import create_store_engine
 
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValidationError(f"{file}: cannot read the backup: {error}") from None
     engine = create_store_engine(database)
     try:
         migrate.upgrade(engine)
-        counts = snapshots.restore(engine, data, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+        with file.open(encoding="utf-8") as handle:
+            restored = snapshots.restore(
+                engine, handle, actor=f"cli:{os.environ.get('USER', 'unknown')}",
+                origin=str(file),
+            )
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValidationError(f"{file}: cannot read the backup: {error}") from None
     finally:
         engine.dispose()
+    counts = restored["counts"]
     stdout.print(
         f"restored {counts['resources']} resources, {counts['tokens']} tokens, "
-        f"{counts['audit']} audit records at version {data['resourceVersion']}",
+        f"{counts['audit']} audit records, {counts.get('artifacts', 0)} artifacts at version "
+        f"{restored['resourceVersion']}",
         highlight=False,
         markup=False,
     )

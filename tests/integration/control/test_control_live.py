@@ -6,7 +6,9 @@ tests use their own resource names so they do not depend on each other.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,15 +28,17 @@ from control_harness import (
     start_server,
 )
 from manifests import IMAGE, documents, image_document, site
-from sqlalchemy import update
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from fleetplane.cli.main import app
+from fleetplane.control.store import artifacts as artifact_store
 from fleetplane.control.store.database import create_store_engine
 from fleetplane.control.store.repository import Store
 from fleetplane.control.store.schema import AUDIT
 
 V1 = "/apis/fleetplane/v1"
+ARTIFACTS = "/api/v1/artifacts"
 
 
 @dataclass
@@ -328,11 +332,48 @@ def test_cli_audit_log_and_verify_detects_tampering(live: Live) -> None:
         engine.dispose()
 
 
+def _push_artifact(client: httpx.Client, name: str, data: bytes) -> str:
+    """Push ``data`` as ``name``:1 in parts; its digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload_id = _upload_parts(client, data)
+    pushed = client.post(ARTIFACTS, json={"name": name, "version": "1", "digest": digest,
+                                          "uploadId": upload_id})
+    assert pushed.status_code == 201, pushed.text
+    return digest
+
+
+def _upload_parts(client: httpx.Client, data: bytes) -> str:
+    begun = client.post(f"{ARTIFACTS}/uploads")
+    assert begun.status_code == 201, begun.text
+    upload_id: str = begun.json()["uploadId"]
+    part = begun.json()["partBytes"]
+    for seq, start in enumerate(range(0, len(data), part)):
+        sent = client.put(f"{ARTIFACTS}/uploads/{upload_id}/parts/{seq}",
+                          content=data[start:start + part])
+        assert sent.status_code == 200, sent.text
+    return upload_id
+
+
+def _backup_rows(path: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The header and the rows per table of a backup file."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for entry in lines[1:-1]:
+        rows.setdefault(entry["table"], []).append(entry["row"])
+    assert "end" in lines[-1]
+    return lines[0], rows
+
+
 def test_cli_backup_of_a_running_store_restores_into_an_empty_one(
     live: Live, tmp_path: Path
 ) -> None:
+    # Over two chunks, so the order of a blob's chunks must survive the round trip.
+    weights = os.urandom(artifact_store.CHUNK_BYTES + 4321)
     with live.client() as client:
         client.post(f"{V1}/apply", content=documents(IMAGE, site("backed-up")))
+        digest = _push_artifact(client, "backed-up", weights)
+        # An upload never committed is no part of the store's state.
+        _upload_parts(client, b"half-done")
     out = tmp_path / "backup.json"
     taken = CliRunner().invoke(app, ["backup", "--out", str(out), "--database", live.database_url])
     assert taken.exit_code == 0, taken.output
@@ -345,9 +386,9 @@ def test_cli_backup_of_a_running_store_restores_into_an_empty_one(
 
     source, copy = (Store(create_store_engine(url)) for url in (live.database_url, target))
     try:
-        backup = json.loads(out.read_text())
+        header, backup = _backup_rows(out)
         copied, version = copy.list_resources()
-        assert version == backup["resourceVersion"]
+        assert version == header["resourceVersion"]
         assert {(r.kind, r.name, r.resource_version) for r in copied} == {
             (r["kind"], r["name"], r["resource_version"]) for r in backup["resources"]
         }
@@ -359,11 +400,60 @@ def test_cli_backup_of_a_running_store_restores_into_an_empty_one(
         # Watches on the restored store relist: its event log starts after the backup.
         with pytest.raises(Exception, match="too old"):
             copy.events_since(0)
+        # Artifacts: the same records, and every blob byte for byte.
+        assert artifact_store.list_artifacts(copy.engine) == artifact_store.list_artifacts(
+            source.engine)
+        assert b"".join(artifact_store.blob_chunks(copy.engine, digest)) == weights
+        with copy.engine.connect() as connection:
+            owners = set(connection.execute(select(artifact_store.CHUNKS.c.owner)).scalars())
+        assert owners and all(owner.startswith("sha256:") for owner in owners)
     finally:
         source.engine.dispose()
         copy.engine.dispose()
     again = CliRunner().invoke(app, ["restore", str(out), "--database", target])
     assert again.exit_code == 1 and "empty store" in again.output
+
+
+def test_a_truncated_backup_is_refused_and_restores_nothing(live: Live, tmp_path: Path) -> None:
+    out = tmp_path / "backup.json"
+    taken = CliRunner().invoke(app, ["backup", "--out", str(out), "--database", live.database_url])
+    assert taken.exit_code == 0, taken.output
+    lines = out.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.json"
+    cut.write_text("".join(lines[:-2]))
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    refused = CliRunner().invoke(app, ["restore", str(cut), "--database", target])
+    assert refused.exit_code == 1 and "truncated" in refused.output
+    copy = Store(create_store_engine(target))
+    try:
+        assert copy.list_resources()[0] == []
+    finally:
+        copy.engine.dispose()
+
+
+def test_a_v1_backup_from_before_artifacts_still_restores(live: Live, tmp_path: Path) -> None:
+    out = tmp_path / "backup.json"
+    taken = CliRunner().invoke(app, ["backup", "--out", str(out), "--database", live.database_url])
+    assert taken.exit_code == 0, taken.output
+    header, rows = _backup_rows(out)
+    legacy = {"format": "fleetplane-backup/v1", "schemaRevision": header["schemaRevision"],
+              "resourceVersion": header["resourceVersion"],
+              **{key: rows.get(key, []) for key in (
+                  "resources", "tokens", "audit", "siteRevisions", "bootstrapTokens",
+                  "renewalCredentials")}}
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(legacy, indent=1))
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    restored = CliRunner().invoke(app, ["restore", str(old), "--database", target])
+    assert restored.exit_code == 0, restored.output
+    copy = Store(create_store_engine(target))
+    try:
+        copied, version = copy.list_resources()
+        assert version == header["resourceVersion"]
+        assert len(copied) == len(rows["resources"])
+        assert artifact_store.list_artifacts(copy.engine) == []
+    finally:
+        copy.engine.dispose()
 
 
 def test_break_glass_token_written_into_the_store_works_at_once(live: Live) -> None:
