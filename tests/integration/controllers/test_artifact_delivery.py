@@ -104,9 +104,12 @@ def test_only_sites_whose_desired_state_changes_get_a_new_revision(api: Any) -> 
     [other] = [name for name in "ab" if name != placed]
     before = {name: wait_for(lambda n=name: _get(api, f"{V1}/sitedesiredstates/{n}"))
               for name in "ab"}
-    # An artifact no workload names first: the feed lets it pass, the next push counts.
-    _push(api, "unused", "1", b"other")
-    digest = _push(api, "digits", "1.0", b"weights")
+    # An artifact no workload names first: the feed lets it pass. Then the
+    # awaited name+version as a record of that stored blob (no upload): it counts.
+    digest = _push(api, "unused", "1", b"weights")
+    recorded = api.request("POST", ARTIFACTS, json={
+        "name": "digits", "version": "1.0", "digest": digest})
+    assert recorded.status_code == 201, recorded.text
     delivered = wait_for(
         lambda: (s := _get(api, f"{V1}/sitedesiredstates/{placed}"))
         and _artifacts_of(s, "web") and s,
