@@ -97,9 +97,22 @@ def parse_pool_checks(values: list[str]) -> dict[str, str]:
 
 def run(config: AgentConfig, log_level: str = "info") -> None:
     """Run the agent until SIGTERM or SIGINT; its workloads keep running after it exits."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     asyncio.run(_run(config))
+
+
+# httpx and httpcore log every request at INFO: one line per heartbeat, status write and
+# telemetry upload (about one a second per agent), which buried the agent's own messages.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
+def configure_logging(log_level: str) -> None:
+    """The agent's log format; the HTTP libraries speak only at WARNING unless debugging."""
+    level = logging.getLevelName(log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet = level if level == logging.DEBUG else logging.WARNING
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 async def _run(config: AgentConfig) -> None:
