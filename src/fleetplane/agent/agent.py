@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +63,19 @@ class AgentConfig:
     # pool → shell command; a non-zero exit (or no answer in time) marks the pool failed.
     pool_checks: dict[str, str] = field(default_factory=dict)
     pool_check_interval: float = 5.0
+
+
+# httpx's default keep-alive expiry (5 s) equals the default heartbeat interval, so most
+# heartbeats found their connection closed and paid a new TLS handshake. The server keeps an
+# agent's idle connection 75 s: expire ours well above the heartbeat and status intervals but
+# before the server would close it under us.
+KEEPALIVE_EXPIRY = 60.0
+
+
+def control_plane_client(context: ssl.SSLContext) -> httpx.AsyncClient:
+    """The one mTLS client for heartbeats, the watch, telemetry and artifacts."""
+    return httpx.AsyncClient(verify=context, timeout=10.0, trust_env=False,
+                             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
 
 
 def default_agent_id() -> str:
@@ -122,8 +136,7 @@ class Agent:
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(verify=self.identity.ssl_context(), timeout=10.0,
-                                             trust_env=False)
+            self._client = control_plane_client(self.identity.ssl_context())
         return self._client
 
     async def _renew_client(self) -> None:
