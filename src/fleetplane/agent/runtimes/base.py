@@ -45,8 +45,14 @@ def effective_pool(item: DesiredWorkload, failed: set[str]) -> str | None:
 
 
 def spec_hash(item: DesiredWorkload, pool: str) -> str:
-    """What a replica's process depends on; the replica count is not part of it."""
-    shape = item.model_dump(mode="json", by_alias=True, exclude={"replicas", "failover", "sources"})
+    """What a replica's process depends on; the replica count is not part of it.
+
+    Optional fields left at None are omitted, so a new optional field in the model
+    (``batch`` was one) leaves every existing hash alone: an upgraded agent restarts no
+    replica just because the model grew.
+    """
+    shape = item.model_dump(mode="json", by_alias=True, exclude_none=True,
+                            exclude={"replicas", "failover", "sources"})
     shape["pool"] = pool
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
