@@ -2,6 +2,7 @@
 
     python benchmarks/agent.py                                   # defaults: a few minutes
     python benchmarks/agent.py --changes 10 --agents 200 --idle-seconds 10     # short mode
+    python benchmarks/agent.py --skip single --agents 2000 --processes 2       # agents only
 
 Everything is real: ``fleetplane serve``'s own code path (human API, agent
 port with mTLS, controllers) in a server process, the agent as its own
@@ -30,13 +31,17 @@ Measured:
    replica (new pid) answers ``POST /predict`` with 200. p50/p99/max.
    Includes the controller's ``--debounce`` (reported).
 3. **Simulated agents**: ``--agents`` real :class:`fleetplane.agent.agent.Agent`
-   objects with the ``simulated`` runtime in one process (each with its own
-   SQLite state, TLS client certificate, watch, heartbeats and telemetry),
-   against the same server. Certificates are issued with the server's CA key
-   instead of N enrolments (enrolment is tested in tests/integration/agent).
-   Reported: heartbeats/s sustained vs offered (N / ``--heartbeat-interval``),
-   failures, time until every agent applied the first revision, and per
-   change the time until 50 % / all agents applied it.
+   objects with the ``simulated`` runtime, spread over ``--processes``
+   load-generator processes (each with its own SQLite state, TLS client
+   certificate, watch, heartbeats and telemetry), against the same server.
+   Agents are started at ``--start-rate`` per second so the start-up is not
+   a handshake storm; the window is measured once all applied the first
+   revision. Certificates are issued with the server's CA key instead of N
+   enrolments (enrolment is tested in tests/integration/agent). Reported:
+   heartbeats/s sustained vs offered (N / ``--heartbeat-interval``), failures,
+   time until every agent applied the first revision, and per change the
+   time (p50, p99, all) until the agents applied it, taken from each agent's
+   apply callback; CPU of the server and of every load generator.
 
 Timing here never goes into test assertions.
 """
@@ -434,78 +439,136 @@ async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(time.perf_counter() - before - 0.1)
 
 
+def watch_marks(agent: Any, seen: dict[str, list[float]]) -> None:
+    """Record when the agent applies each w0 CHANGE mark (wall clock, shared by processes).
+
+    Hooked on the agent's own applied-callback instead of polling every agent's
+    state: a poll over 1,000 agents every few ms is load-generator work, and it
+    would only see the change late by the polling period.
+    """
+    applied = agent.sync.on_applied
+
+    def on_applied(desired: Any) -> None:
+        for workload in desired.spec.workloads:
+            if workload.workload == "w0":
+                seen.setdefault(workload.env.get("CHANGE", ""), []).append(time.time())
+        applied(desired)
+
+    agent.sync.on_applied = on_applied
+
+
+async def command(expected: str) -> None:
+    """Wait for the coordinating process to say ``expected`` on stdin."""
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if line.strip() != expected:
+        raise RuntimeError(f"load generator expected {expected!r} on stdin, got {line!r}")
+
+
+def say(event: dict[str, Any]) -> None:
+    print(json.dumps(event), flush=True)
+
+
 async def simulated_main(args: argparse.Namespace) -> dict[str, Any]:
+    """One load-generator process: agents ``--first`` … ``--first + --agents - 1``.
+
+    Talks to the coordinator over stdin/stdout: prints ``connected`` once its
+    agents applied the first revision, measures between the ``start`` and
+    ``stop`` lines it is sent, then prints its result.
+    """
     from fleetplane.agent.agent import Agent, AgentConfig
 
     ca_pem = Path(args.ca_file).read_bytes()
+    sites = [sim_site(args.first + i) for i in range(args.agents)]
     agents = [Agent(AgentConfig(
-        server=args.agent_url, site=sim_site(i), data_dir=Path(args.data_root) / sim_site(i),
+        server=args.agent_url, site=site, data_dir=Path(args.data_root) / site,
         ca_pem=ca_pem, agent_id="a1", runtime="simulated", health_port=None,
         heartbeat_interval=args.heartbeat_interval, reconcile_interval=5.0,
-        telemetry_interval=args.telemetry_interval)) for i in range(args.agents)]
+        telemetry_interval=args.telemetry_interval)) for site in sites]
+    seen: dict[str, list[float]] = {}
+    for agent in agents:
+        watch_marks(agent, seen)
     stop = asyncio.Event()
     started = time.perf_counter()
     lags: list[float] = []
     tasks = [asyncio.create_task(loop_lag(lags, stop))]
-    for agent in agents:
+    # Staggered: N agents' TLS handshakes and first status writes at once is a storm of
+    # its own, not the steady state this measures.
+    for number, agent in enumerate(agents):
+        await asyncio.sleep(max(0.0, started + number / args.start_rate - time.perf_counter()))
         tasks.append(asyncio.create_task(agent.run(stop)))
-        await asyncio.sleep(0.001)  # N TLS handshakes at once would be a benchmark of its own
     connect_deadline = started + args.connect_timeout
     while (any(agent.sync.revision == 0 for agent in agents)
            and time.perf_counter() < connect_deadline):
         await asyncio.sleep(0.1)
-    connected = time.perf_counter() - started
-    applied_first = sum(agent.sync.revision > 0 for agent in agents)
+    say({"event": "connected", "connected_s": time.perf_counter() - started,
+         "applied_first": sum(agent.sync.revision > 0 for agent in agents)})
 
-    def heartbeats() -> tuple[float, float]:
+    def counters() -> tuple[float, float]:
         return (sum(a.counters["heartbeats"] for a in agents),
                 sum(a.counters["heartbeat_failures"] for a in agents))
 
-    people = httpx.AsyncClient(base_url=args.server, timeout=600,
-                               headers={"Authorization": f"Bearer {args.token}"})
-    ok_before, failed_before = heartbeats()
-    window_start = time.perf_counter()
-    cpu_before = cpu_seconds(os.getpid())
-    reach: list[dict[str, float]] = []
-    gap = args.duration / (args.sim_changes + 1)
-    for number in range(args.sim_changes):
-        await asyncio.sleep(gap)
-        mark = f"sim-{number}-{secrets.token_hex(3)}"
-        applied = time.perf_counter()
-        answer = await people.post(f"{V1}/apply", content=WORKLOAD.format(
-            name="w0", mark=mark, model=args.model), headers={"Content-Type": "application/yaml"})
-        answer.raise_for_status()
-        seen: list[float] = []
-        pending = list(agents)
-        deadline = applied + 120
-        while pending and time.perf_counter() < deadline:
-            now = time.perf_counter()
-            still = []
-            for agent in pending:
-                desired = agent.sync.applied
-                if desired and any(w.env.get("CHANGE") == mark for w in desired.spec.workloads):
-                    seen.append(now - applied)
-                else:
-                    still.append(agent)
-            pending = still
-            await asyncio.sleep(0.02)
-        reach.append({"p50": quantile(seen, 0.5), "all": max(seen) if not pending
-                      else float("inf"), "missing": len(pending)})
-    await asyncio.sleep(max(0.0, window_start + args.duration - time.perf_counter()))
+    await command("start")
+    ok_before, failed_before = counters()
+    window_start, cpu_before = time.perf_counter(), cpu_seconds(os.getpid())
+    lags.clear()
+    say({"event": "started"})
+    await command("stop")
     window = time.perf_counter() - window_start
-    ok_after, failed_after = heartbeats()
+    ok_after, failed_after = counters()
     cpu = (cpu_seconds(os.getpid()) - cpu_before) / window
+    rss = rss_mib(os.getpid())
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await people.aclose()
-    return {"agents": args.agents, "connected_s": connected, "applied_first": applied_first,
-            "heartbeats_per_s": (ok_after - ok_before) / window,
-            "offered_per_s": args.agents / args.heartbeat_interval,
+    return {"event": "result", "agents": args.agents, "heartbeats": ok_after - ok_before,
             "heartbeat_failures": failed_after - failed_before, "window_s": window,
-            "reach": reach, "agents_cpu_percent": 100 * cpu,
-            "agents_rss_mib": rss_mib(os.getpid()),
+            "cpu_percent": 100 * cpu, "rss_mib": rss, "marks": seen,
             "loop_lag_p50_ms": 1000 * quantile(lags, 0.5),
             "loop_lag_p99_ms": 1000 * quantile(lags, 0.99)}
+
+
+class LoadGenerator:
+    """One ``--role simulated`` process and its stdin/stdout protocol."""
+
+    def __init__(self, argv: list[str], first: int, count: int) -> None:
+        self.count = count
+        self.process = subprocess.Popen(
+            [*argv, "--first", str(first), "--agents", str(count)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def receive(self, event: str) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load generator {self.process.pid} exited "
+                               f"({self.process.wait()}) before {event!r}")
+        answer: dict[str, Any] = json.loads(line)
+        if answer.get("event") != event:
+            raise RuntimeError(f"load generator said {answer.get('event')!r}, not {event!r}")
+        return answer
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def slices(total: int, parts: int) -> list[tuple[int, int]]:
+    """(first index, count) for each of ``parts`` near-equal slices of ``total`` agents."""
+    bounds = [total * part // parts for part in range(parts + 1)]
+    return [(bounds[p], bounds[p + 1] - bounds[p]) for p in range(parts)
+            if bounds[p + 1] > bounds[p]]
+
+
+def reach_of(applied_at: float, times: list[float], agents: int) -> dict[str, float]:
+    delays = [t - applied_at for t in times]
+    return {"p50": quantile(delays, 0.5), "p99": quantile(delays, 0.99),
+            "all": max(delays) if len(delays) >= agents else float("inf"),
+            "missing": agents - len(delays)}
 
 
 def simulated(server: Server, workdir: Path, model_path: Path, args: argparse.Namespace
@@ -516,29 +579,65 @@ def simulated(server: Server, workdir: Path, model_path: Path, args: argparse.Na
     root = workdir / "sim"
     issue_identities(server.ca_dir, root, sites)
     setup = time.perf_counter() - started
-    server_cpu = cpu_seconds(server.process.pid)
-    window_start = time.perf_counter()
-    load = subprocess.Popen(
-        [sys.executable, __file__, "--role", "simulated", "--agents", str(args.agents),
-         "--agent-url", server.agent_url, "--server", server.url, "--token", server.token,
-         "--ca-file", str(server.ca_dir / "ca.crt"), "--data-root", str(root),
-         "--model", str(model_path),
-         "--duration", str(args.duration), "--sim-changes", str(args.sim_changes),
-         "--connect-timeout", str(args.connect_timeout),
-         "--heartbeat-interval", str(args.heartbeat_interval),
-         "--telemetry-interval", str(args.telemetry_interval)],
-        stdout=subprocess.PIPE)
+    parts = slices(args.agents, args.processes)
+    argv = [sys.executable, __file__, "--role", "simulated",
+            "--agent-url", server.agent_url, "--ca-file", str(server.ca_dir / "ca.crt"),
+            "--data-root", str(root), "--connect-timeout", str(args.connect_timeout),
+            "--start-rate", str(args.start_rate / len(parts)),
+            "--heartbeat-interval", str(args.heartbeat_interval),
+            "--telemetry-interval", str(args.telemetry_interval)]
+    loads = [LoadGenerator(argv, first, count) for first, count in parts]
+    try:
+        return drive(server, loads, model_path, args) | {"setup_s": setup}
+    finally:
+        for load in loads:
+            load.kill()
+
+
+def drive(server: Server, loads: list[LoadGenerator], model_path: Path,
+          args: argparse.Namespace) -> dict[str, Any]:
+    """Connect phase, then the measured window with ``--sim-changes`` changes in it."""
+    connected = [load.receive("connected") for load in loads]
+    for load in loads:
+        load.send("start")
+    for load in loads:
+        load.receive("started")
+    server_cpu, window_start = cpu_seconds(server.process.pid), time.perf_counter()
     peak = rss_mib(server.process.pid)
-    while load.poll() is None:
-        peak = max(peak, rss_mib(server.process.pid))
-        time.sleep(0.5)  # sampling RSS
-    output = load.stdout.read() if load.stdout else b""
-    if load.returncode != 0:
-        raise RuntimeError(f"simulated agents failed ({load.returncode})")
-    result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
-    result.update(setup_s=setup, server_rss_peak_mib=peak, server_cpu_percent=100 * (
-        cpu_seconds(server.process.pid) - server_cpu) / (time.perf_counter() - window_start))
-    return result
+    marks: dict[str, float] = {}
+    gap = args.duration / (args.sim_changes + 1)
+    for number in range(args.sim_changes + 1):
+        end = window_start + gap * (number + 1)
+        while time.perf_counter() < end:
+            peak = max(peak, rss_mib(server.process.pid))
+            time.sleep(min(0.5, max(0.0, end - time.perf_counter())))  # sampling RSS
+        if number < args.sim_changes:
+            mark = f"sim-{number}-{secrets.token_hex(3)}"
+            marks[mark] = time.time()
+            server.apply(WORKLOAD.format(name="w0", mark=mark, model=model_path))
+    server_cpu = (cpu_seconds(server.process.pid) - server_cpu) / (
+        time.perf_counter() - window_start)
+    load_average = os.getloadavg()
+    for load in loads:
+        load.send("stop")
+    results = [load.receive("result") for load in loads]
+    window = max(r["window_s"] for r in results)
+    return {
+        "agents": args.agents, "processes": len(loads),
+        "connected_s": max(c["connected_s"] for c in connected),
+        "applied_first": sum(c["applied_first"] for c in connected),
+        "heartbeats_per_s": sum(r["heartbeats"] / r["window_s"] for r in results),
+        "offered_per_s": args.agents / args.heartbeat_interval,
+        "heartbeat_failures": sum(r["heartbeat_failures"] for r in results), "window_s": window,
+        "reach": [reach_of(at, [t for r in results for t in r["marks"].get(mark, [])],
+                           args.agents) for mark, at in marks.items()],
+        "agents_cpu_percent": [r["cpu_percent"] for r in results],
+        "agents_rss_mib": [r["rss_mib"] for r in results],
+        "loop_lag_p50_ms": max(r["loop_lag_p50_ms"] for r in results),
+        "loop_lag_p99_ms": max(r["loop_lag_p99_ms"] for r in results),
+        "server_cpu_percent": 100 * server_cpu, "server_rss_peak_mib": peak,
+        "load_average": load_average,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -566,22 +665,26 @@ def report(one: dict[str, Any] | None, many: dict[str, Any] | None,
                   f"  p50 {quantile(changes, 0.5):.3f} s  p99 {quantile(changes, 0.99):.3f} s  "
                   f"max {max(changes):.3f} s"]
     if many is not None:
-        lines += [f"{many['agents']} simulated agents (real Agent objects, one process) against "
-                  "one server",
+        cpus = " + ".join(f"{c:.0f}" for c in many["agents_cpu_percent"])
+        rsses = " + ".join(f"{r:.0f}" for r in many["agents_rss_mib"])
+        lines += [f"{many['agents']} simulated agents (real Agent objects, "
+                  f"{many['processes']} load-generator processes) against one server",
                   f"  {many['applied_first']} of {many['agents']} applied the first revision "
-                  f"after {many['connected_s']:.1f} s (setup {many['setup_s']:.1f} s)",
+                  f"after {many['connected_s']:.1f} s (starts staggered at {args.start_rate:g}/s; "
+                  f"setup {many['setup_s']:.1f} s)",
                   f"  heartbeats {many['heartbeats_per_s']:.0f}/s sustained of "
                   f"{many['offered_per_s']:.0f}/s offered over {many['window_s']:.0f} s, "
                   f"{many['heartbeat_failures']:.0f} failed",
                   f"  server CPU {many['server_cpu_percent']:.0f} % of a core, RSS peak "
-                  f"{many['server_rss_peak_mib']:.0f} MiB; agents' process CPU "
-                  f"{many['agents_cpu_percent']:.0f} %, RSS {many['agents_rss_mib']:.0f} MiB, "
-                  f"event-loop lag p50 {many['loop_lag_p50_ms']:.0f} ms p99 "
-                  f"{many['loop_lag_p99_ms']:.0f} ms"]
+                  f"{many['server_rss_peak_mib']:.0f} MiB; load generators' CPU {cpus} % of a "
+                  f"core, RSS {rsses} MiB, event-loop lag p50 {many['loop_lag_p50_ms']:.0f} ms "
+                  f"p99 {many['loop_lag_p99_ms']:.0f} ms (worst process)",
+                  "  load average during the window "
+                  + " / ".join(f"{x:.1f}" for x in many["load_average"])]
         for number, item in enumerate(many["reach"]):
-            lines.append(f"  change {number}: half the agents applied it after "
-                         f"{item['p50']:.2f} s, all after {item['all']:.2f} s"
-                         + (f" ({item['missing']} never)" if item["missing"] else ""))
+            lines.append(f"  change {number}: agents applied it after p50 {item['p50']:.2f} s, "
+                         f"p99 {item['p99']:.2f} s, all after {item['all']:.2f} s"
+                         + (f" ({item['missing']:.0f} never)" if item["missing"] else ""))
     if one is not None:
         lean, full = one["lean"], one["full_cli"]
         lines.append(
@@ -610,18 +713,23 @@ def main() -> None:
     parser.add_argument("--heartbeat-interval", type=float, default=10.0,
                         help="simulated agents' seconds between status writes")
     parser.add_argument("--telemetry-interval", type=float, default=30.0)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="load-generator processes the simulated agents are spread over")
+    parser.add_argument("--start-rate", type=float, default=50.0,
+                        help="simulated agents started per second (all processes together)")
     parser.add_argument("--debounce", type=float, default=0.05)
     parser.add_argument("--skip", choices=["single", "simulated"], action="append", default=[])
     # Internal: the server and simulated-agent processes.
     for name in ("--database", "--listen", "--agent-listen", "--ca-dir", "--token-file",
-                 "--agent-url", "--server", "--token", "--ca-file", "--data-root", "--model"):
+                 "--agent-url", "--ca-file", "--data-root"):
         parser.add_argument(name, help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "server":
         run_server(args)
         return
     if args.role == "simulated":
-        print(json.dumps(asyncio.run(simulated_main(args))))
+        say(asyncio.run(simulated_main(args)))
         return
     workdir = Path(tempfile.mkdtemp(prefix="fp-agent-bench-"))
     server = Server(workdir, args.debounce)
