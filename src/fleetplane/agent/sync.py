@@ -47,8 +47,12 @@ class DesiredStateSync:
     def revision(self) -> int:
         return self.applied.spec.revision if self.applied is not None else 0
 
-    def apply(self, document: dict[str, Any]) -> bool:
-        """Persist and hand over one revision; False when it is not newer than the applied one."""
+    def apply(self, document: dict[str, Any], notify: bool = True) -> bool:
+        """Persist and hand over one revision; False when it is not newer than the applied one.
+
+        ``notify=False`` records the revision without waking the runtime: a backlog is
+        applied in order and the runtime is woken once, for the newest.
+        """
         desired = SiteDesiredState.model_validate(document)
         if desired.spec.site != self.site:
             raise SyncError(f"the server sent site {desired.spec.site!r}'s desired state")
@@ -58,8 +62,31 @@ class DesiredStateSync:
         self.applied = desired
         self.applied_history.append(desired.spec.revision)
         log.info("applied revision %d of site %s", desired.spec.revision, self.site)
-        self.on_applied(desired)
+        if notify:
+            self.on_applied(desired)
         return True
+
+    async def catch_up(self, client: httpx.AsyncClient, base: str) -> None:
+        """Every revision missed since the applied one, fetched in one answer.
+
+        Each is stored and recorded in order, then the runtime is woken once: on the
+        watch they arrived one line at a time, and a reconcile pass between two lines
+        started replicas of a revision that was already superseded.
+        """
+        answer = await client.get(f"{base}{V1}/sitedesiredstates/{self.site}",
+                                  params={"sinceRevision": str(self.revision)})
+        if answer.status_code == 410:
+            log.warning("the revisions after %d are no longer kept by the server; "
+                        "taking the latest", self.revision)
+            await self.catch_up_latest(client, base)
+            return
+        if answer.status_code != 200:
+            raise SyncError(f"GET revisions since {self.revision} answered "
+                            f"{answer.status_code}: {answer.text}")
+        backlog = [document for document in answer.json()["items"]
+                   if self.apply(document, notify=False)]
+        if backlog and self.applied is not None:
+            self.on_applied(self.applied)
 
     async def catch_up_latest(self, client: httpx.AsyncClient, base: str) -> None:
         answer = await client.get(f"{base}{V1}/sitedesiredstates/{self.site}")
@@ -74,6 +101,8 @@ class DesiredStateSync:
         """One watch connection; returns when the server ends it, raises on transport errors."""
         if self.applied is None:
             await self.catch_up_latest(client, base)
+        else:
+            await self.catch_up(client, base)
         url = f"{base}{V1}/sitedesiredstates/{self.site}"
         params = {"watch": "true", "sinceRevision": str(self.revision)}
         async with client.stream("GET", url, params=params,

@@ -170,15 +170,17 @@ class AgentProcess:
     """`fleetplane agent` as a real process."""
 
     def __init__(self, port: AgentPort, site: str, data_dir: Path, token: str | None,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, server: str | None = None) -> None:
         self.port, self.site, self.data_dir, self.token = port, site, data_dir, token
         self.extra = extra or []
+        # Another address of the same agent port (e.g. through a relay).
+        self.server = server or port.url
         self.health = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [sys.executable, "-m", "fleetplane.agent",
-                   "--server", self.port.url, "--site", self.site,
+                   "--server", self.server, "--site", self.site,
                    "--data-dir", str(self.data_dir), "--ca-cert", str(self.port.ca_file),
                    "--agent-id", "a1", "--health-listen", f"127.0.0.1:{self.health}",
                    "--heartbeat-interval", "0.5", "--telemetry-interval", "1"]

@@ -1,8 +1,9 @@
-"""A minimal replica for agent tests: /livez, /readyz, /stats; optionally hogs memory.
+"""A minimal replica for agent tests: /livez, /readyz, /stats, /tag; optionally hogs memory.
 
 Run by the agent's process runtime as ``python -m tiny_service --port P`` (the
 test puts this directory on the replica's PYTHONPATH through the desired
-state's env). ``TINY_HOG_MB`` allocates and touches that many MiB before it
+state's env). ``TINY_STARTS=PATH`` appends "pid TINY_TAG" to PATH at every start;
+``TINY_HOG_MB`` allocates and touches that many MiB before it
 serves, to exceed a memory limit for real. Starts in milliseconds, unlike the
 inference workload, so scenarios with many restarts stay short.
 """
@@ -21,6 +22,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path in ("/livez", "/readyz"):
             body = b"ok"
+        elif self.path == "/tag":
+            body = os.environ.get("TINY_TAG", "").encode()
         elif self.path == "/stats":
             body = json.dumps({"pid": os.getpid(), "requests": 0, "errors": 0,
                                "latencySum": 0.0, "buckets": [0], "bucketBounds": []}).encode()
@@ -40,6 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     arguments = parser.parse_args()
+    starts = os.environ.get("TINY_STARTS")
+    if starts:
+        # One line per process start, so a test can see every replica that ever ran.
+        with open(starts, "a") as journal:
+            journal.write(f"{os.getpid()} {os.environ.get('TINY_TAG', '')}\n")
     hog = int(os.environ.get("TINY_HOG_MB", "0"))
     held = bytearray(hog * 1024 * 1024)
     for offset in range(0, len(held), 4096):
