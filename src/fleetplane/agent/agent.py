@@ -234,7 +234,8 @@ class Agent:
                     log.exception("reconcile failed; retrying next tick")
             # A replica that is starting is checked more often, so it is reported (and
             # counted as serving) soon after it is ready.
-            starting = any(view.state == "Starting" for view in self.runtime.replicas())
+            starting = any(view.state in ("Starting", "Surging")
+                           for view in self.runtime.replicas())
             interval = self.config.reconcile_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_reconcile.wait(),
@@ -358,7 +359,8 @@ class Agent:
         for name, value in self.counters.items():
             rows.append((f"fleetplane_agent_{name}_total", "counter", name.replace("_", " "), {},
                          value))
-        for view in self.runtime.replicas():
+        # A surge replica shares its slot's labels; the slot's serving replica speaks for it.
+        for view in (v for v in self.runtime.replicas() if v.state != "Surging"):
             rows.append(("fleetplane_agent_replica_restarts_total", "counter",
                          "restarts of a replica", {"workload": view.workload,
                                                    "replica": str(view.index)},

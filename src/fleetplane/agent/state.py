@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS replicas (
     workload TEXT NOT NULL, idx INTEGER NOT NULL, pid INTEGER NOT NULL,
     start_time INTEGER NOT NULL, port INTEGER NOT NULL, pool TEXT NOT NULL,
     spec_hash TEXT NOT NULL, PRIMARY KEY (workload, idx));
+CREATE TABLE IF NOT EXISTS surge_replicas (
+    workload TEXT NOT NULL, idx INTEGER NOT NULL, pid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL, port INTEGER NOT NULL, pool TEXT NOT NULL,
+    spec_hash TEXT NOT NULL, PRIMARY KEY (workload, idx));
 CREATE TABLE IF NOT EXISTS telemetry (
     seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS failed_pools (pool TEXT PRIMARY KEY);
@@ -103,21 +107,26 @@ class LocalState:
 
     # --- replicas ----------------------------------------------------------------
 
-    def replicas(self) -> list[ReplicaRecord]:
+    # A replacement being brought up beside the replica it replaces (surge) is kept in
+    # its own table: both run at once under the same (workload, index).
+
+    def replicas(self, surge: bool = False) -> list[ReplicaRecord]:
         rows = self._db.execute(
-            "SELECT workload, idx, pid, start_time, port, pool, spec_hash FROM replicas"
+            "SELECT workload, idx, pid, start_time, port, pool, spec_hash FROM "
+            + _replica_table(surge)
         ).fetchall()
         return [ReplicaRecord(*row) for row in rows]
 
-    def save_replica(self, record: ReplicaRecord) -> None:
+    def save_replica(self, record: ReplicaRecord, surge: bool = False) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO replicas VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {_replica_table(surge)} VALUES (?, ?, ?, ?, ?, ?, ?)",
             (record.workload, record.index, record.pid, record.start_time, record.port,
              record.pool, record.spec_hash),
         )
 
-    def forget_replica(self, workload: str, index: int) -> None:
-        self._db.execute("DELETE FROM replicas WHERE workload = ? AND idx = ?", (workload, index))
+    def forget_replica(self, workload: str, index: int, surge: bool = False) -> None:
+        self._db.execute(f"DELETE FROM {_replica_table(surge)} WHERE workload = ? AND idx = ?",
+                         (workload, index))
 
     # --- failed pools ------------------------------------------------------------
 
@@ -171,3 +180,7 @@ class LocalState:
 
     def telemetry_backlog(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM telemetry").fetchone()[0])
+
+
+def _replica_table(surge: bool) -> str:
+    return "surge_replicas" if surge else "replicas"

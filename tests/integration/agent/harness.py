@@ -230,7 +230,11 @@ def stop_workloads(data_dir: Path) -> None:
     if not path.exists():
         return
     try:
-        rows = sqlite3.connect(path).execute("SELECT pid FROM replicas").fetchall()
+        database = sqlite3.connect(path)
+        rows = database.execute("SELECT pid FROM replicas").fetchall()
+        if database.execute("SELECT 1 FROM sqlite_master WHERE name = 'surge_replicas'"
+                            ).fetchone():
+            rows += database.execute("SELECT pid FROM surge_replicas").fetchall()
     except sqlite3.DatabaseError:
         return
     for (pid,) in rows:

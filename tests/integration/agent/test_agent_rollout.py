@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,78 @@ def test_missed_revisions_are_recorded_in_order_and_only_the_newest_is_started(
 
 def _serving(agent: AgentProcess, workload: str) -> list[dict[str, Any]]:
     return [r for r in agent.replicas() if r["workload"] == workload and r["state"] == "Ready"]
+
+
+class Client:
+    """Looks the workload up in /v1/replicas before every request, as a local router would."""
+
+    def __init__(self, agent: AgentProcess, workload: str) -> None:
+        self.agent, self.workload = agent, workload
+        self.answers: list[str] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Client:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(20)
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=5) as http:
+            while not self._stop.is_set():
+                serving = _serving(self.agent, self.workload)
+                if not serving:
+                    self.failures.append("no ready replica listed")
+                    continue
+                try:
+                    answer = http.get(f"http://127.0.0.1:{serving[0]['port']}/tag")
+                    answer.raise_for_status()
+                    self.answers.append(answer.text)
+                except httpx.HTTPError as error:
+                    self.failures.append(f"{type(error).__name__}: {error}")
+
+
+def test_a_spec_change_starts_the_replacement_before_stopping_the_replica(
+    agent_port: AgentPort, tmp_path: Path
+) -> None:
+    agent = AgentProcess(agent_port, "store-1", tmp_path / "agent",
+                         agent_port.bootstrap_token("store-1"))
+    try:
+        agent.start()
+        agent_port.desire("store-1", [tiny("echo", TINY_TAG="1")])
+        wait_for(lambda: _ready_tag(agent, "echo") == ["1"], 60, "revision 1 serving")
+        with Client(agent, "echo") as client:
+            wait_for(lambda: client.answers, 20, "the client's first answer")
+            agent_port.desire("store-1", [tiny("echo", TINY_TAG="2")])
+            wait_for(lambda: _ready_tag(agent, "echo") == ["2"] and len(agent.replicas()) == 1,
+                     60, "the replacement serving alone")
+            first_seen_two = len(client.answers)
+            wait_for(lambda: len(client.answers) > first_seen_two + 20, 20, "more answers")
+            assert client.failures == [], "a request failed while the replica was replaced"
+            serving = _serving(agent, "echo")[0]
+
+            # A replacement that never gets ready: the running replica keeps serving.
+            agent_port.desire("store-1", [tiny("echo", TINY_TAG="3",
+                                               FLEETPLANE_ENTRYPOINT="tiny_service_missing")])
+            wait_for(lambda: "replacement did not become ready: exited with code 1" in
+                     _reasons(agent, "echo"), 60, "the failed replacement reported")
+            wait_for(lambda: "replacement did not become ready" in " ".join(
+                str(w.get("message")) for w in agent_port.site_status("store-1").get(
+                    "workloads", [])), 30, "the failure in the site status")
+            answered = len(client.answers)
+            wait_for(lambda: len(client.answers) > answered + 20, 20, "answers after it")
+        assert client.failures == []
+        assert set(client.answers) == {"1", "2"}
+        assert _serving(agent, "echo")[0]["pid"] == serving["pid"]
+        assert _ready_tag(agent, "echo") == ["2"]
+    finally:
+        agent.stop()
+        stop_workloads(tmp_path / "agent")
+
+
+def _reasons(agent: AgentProcess, workload: str) -> str:
+    return " ".join(r["reason"] or "" for r in agent.replicas() if r["workload"] == workload)

@@ -45,6 +45,15 @@ LIVENESS_FAILURES = 3
 LIVENESS_WINDOW = 5.0
 # A replica that has never answered /livez gets this long before it counts as hung.
 STARTUP_TIMEOUT = 60.0
+# A replacement (surge) replica not ready this long is given up; the old one keeps serving.
+SURGE_READY_TIMEOUT = 300.0
+# Between taking a replaced replica out of /v1/replicas and SIGTERM: a client that looked
+# it up just before still reaches it.
+DRAIN_PERIOD = 2.0
+
+
+# The state of a replacement starting beside the replica it replaces (not yet serving).
+SURGING = "Surging"
 
 
 @dataclass
@@ -85,8 +94,12 @@ class ProcessRuntime(Runtime):
     log_dir: Path
     grace_period: float = 5.0
     check_timeout: float = 1.0
+    surge_ready_timeout: float = SURGE_READY_TIMEOUT
+    drain_period: float = DRAIN_PERIOD
     name: str = "process"
     _replicas: dict[tuple[str, int], Replica] = field(default_factory=dict)
+    # The replacement being brought up beside a serving replica whose spec changed.
+    _surge: dict[tuple[str, int], Replica] = field(default_factory=dict)
     _backoff: dict[tuple[str, int], Backoff] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
     # Why each replica last ended, by (workload, index), for status and /v1/replicas.
@@ -96,15 +109,17 @@ class ProcessRuntime(Runtime):
     def __post_init__(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.cgroups = MemoryCgroups.find()
-        for record in self.state.replicas():
-            if process_alive(record.pid, record.start_time):
-                self._replicas[(record.workload, record.index)] = Replica(
-                    record.workload, record.index, record.pool, record.spec_hash, record.port,
-                    record.pid, record.start_time,
-                )
-                log.info("re-adopted %s/%d (pid %d)", record.workload, record.index, record.pid)
-            else:
-                self.state.forget_replica(record.workload, record.index)
+        for surge, adopted in ((False, self._replicas), (True, self._surge)):
+            for record in self.state.replicas(surge):
+                if process_alive(record.pid, record.start_time):
+                    adopted[(record.workload, record.index)] = Replica(
+                        record.workload, record.index, record.pool, record.spec_hash,
+                        record.port, record.pid, record.start_time,
+                    )
+                    log.info("re-adopted %s/%d (pid %d)", record.workload, record.index,
+                             record.pid)
+                else:
+                    self.state.forget_replica(record.workload, record.index, surge)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -118,21 +133,81 @@ class ProcessRuntime(Runtime):
         wanted = {(t.workload, t.index): t for t in targets(desired, failed_pools)}
         for key, replica in list(self._replicas.items()):
             target = wanted.get(key)
-            if target is None or target.spec_hash != replica.spec_hash:
+            if target is None or (target.spec_hash != replica.spec_hash
+                                  and not self._surges(replica, target)):
                 await self._stop(replica)
-        await asyncio.gather(*(self._check(r) for r in list(self._replicas.values())))
+        for key, surge in list(self._surge.items()):
+            target = wanted.get(key)
+            if target is None or target.spec_hash != surge.spec_hash:
+                await self._stop(surge)  # superseded before it was ready
+            elif key not in self._replicas:
+                self._promote(surge)  # the replica it was to replace is gone: it is the one
+        await asyncio.gather(*(self._check(r) for r in list(self._replicas.values())),
+                             *(self._check(r) for r in list(self._surge.values())))
+        for surge in [r for r in self._surge.values() if r.ready]:
+            await self._replace(surge)
         now = time.monotonic()
+        # At most one surge replica per workload at a time: +1 process, not +replicas.
+        surging = {workload for workload, _ in self._surge}
         for key, target in wanted.items():
-            if key in self._replicas:
+            current = self._replicas.get(key)
+            if current is None and key in self._surge:
+                self._promote(self._surge[key])  # the replica it was to replace just ended
+                continue
+            if current is not None and (current.spec_hash == target.spec_hash
+                                        or target.workload in surging):
                 continue
             backoff = self._backoff.setdefault(key, Backoff())
-            if now >= backoff.not_before:
-                self._start(target, backoff.restarts)
+            if now < backoff.not_before:
+                continue
+            self._start(target, backoff.restarts, surge=current is not None)
+            if current is not None:
+                surging.add(target.workload)
+
+    @staticmethod
+    def _surges(replica: Replica, target: Target) -> bool:
+        """Replace ``replica`` by starting its successor first (it keeps serving meanwhile)?
+
+        Only a ready replica on the pool it should stay on: a replica that does not serve
+        has nothing to protect, and one on a failed pool is moved off it at once.
+        """
+        return replica.ready and replica.pool == target.pool
+
+    def _promote(self, surge: Replica) -> None:
+        key = (surge.workload, surge.index)
+        del self._surge[key]
+        self.state.forget_replica(surge.workload, surge.index, surge=True)
+        self._replicas[key] = surge
+        self.state.save_replica(ReplicaRecord(surge.workload, surge.index, surge.pid,
+                                              surge.start_time, surge.port, surge.pool,
+                                              surge.spec_hash))
+
+    async def _replace(self, surge: Replica) -> None:
+        """The replacement is ready: it takes the slot, the old replica drains and stops."""
+        old = self._replicas.get((surge.workload, surge.index))
+        self._promote(surge)
+        if old is None:
+            return  # it ended during this pass's checks
+        self._last_exit.pop((surge.workload, surge.index), None)
+        log.info("%s/%d replaced: pid %d is ready, pid %d drains and stops",
+                 surge.workload, surge.index, surge.pid, old.pid)
+        await asyncio.sleep(self.drain_period)  # old is no longer listed; late clients finish
+        await self._stop(old)
 
     async def _check(self, replica: Replica) -> None:
         key = (replica.workload, replica.index)
+        surge = self._surge.get(key) is replica
+        # A failed replacement is reported on the slot whose old replica keeps serving.
+        prefix = "replacement did not become ready: " if surge else ""
+        if surge and time.monotonic() - replica.watched_since >= self.surge_ready_timeout \
+                and not replica.ready:
+            await self._stop(replica, grace=0.0)
+            self._last_exit[key] = (f"{prefix}not ready after {self.surge_ready_timeout:g} s; "
+                                    "the previous replica keeps serving")
+            self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
+            return
         if not self._alive(replica):
-            reason = self._exit_reason(replica)
+            reason = prefix + self._exit_reason(replica)
             self._last_exit[key] = reason
             log.warning("%s/%d (pid %d) ended: %s; restarting with back-off",
                         replica.workload, replica.index, replica.pid, reason)
@@ -148,7 +223,7 @@ class ProcessRuntime(Runtime):
                         replica.workload, replica.index, replica.pid,
                         replica.liveness_failures)
             await self._stop(replica, grace=0.0)
-            self._last_exit[key] = "hung: killed after failing its liveness checks"
+            self._last_exit[key] = prefix + "hung: killed after failing its liveness checks"
             self._backoff.setdefault(key, Backoff()).failed(time.monotonic())
             return
         replica.ready = ready
@@ -177,7 +252,7 @@ class ProcessRuntime(Runtime):
 
     # --- start and stop ----------------------------------------------------------
 
-    def _start(self, target: Target, restarts: int) -> None:
+    def _start(self, target: Target, restarts: int, surge: bool = False) -> None:
         port = free_port()
         item = target.desired
         entrypoint = item.env.get("FLEETPLANE_ENTRYPOINT", DEFAULT_ENTRYPOINT)
@@ -204,12 +279,13 @@ class ProcessRuntime(Runtime):
         self._limit_memory(item.workload, target.index, popen.pid, int(item.resources.memory))
         replica = Replica(item.workload, target.index, target.pool, target.spec_hash, port,
                           popen.pid, process_start_time(popen.pid) or 0, popen, restarts=restarts)
-        self._replicas[(item.workload, target.index)] = replica
+        (self._surge if surge else self._replicas)[(item.workload, target.index)] = replica
         self.state.save_replica(ReplicaRecord(item.workload, target.index, popen.pid,
                                               replica.start_time, port, target.pool,
-                                              target.spec_hash))
-        log.info("started %s/%d on pool %s (pid %d, port %d)",
-                 item.workload, target.index, target.pool, popen.pid, port)
+                                              target.spec_hash), surge=surge)
+        log.info("started %s/%d on pool %s (pid %d, port %d)%s",
+                 item.workload, target.index, target.pool, popen.pid, port,
+                 "; the previous replica serves until it is ready" if surge else "")
 
     async def _stop(self, replica: Replica, grace: float | None = None) -> None:
         wait = self.grace_period if grace is None else grace
@@ -257,8 +333,12 @@ class ProcessRuntime(Runtime):
     def _forget(self, replica: Replica) -> None:
         if self.cgroups is not None:
             self.cgroups.remove(replica.workload, replica.index, replica.pid)
-        self._replicas.pop((replica.workload, replica.index), None)
-        self.state.forget_replica(replica.workload, replica.index)
+        key = (replica.workload, replica.index)
+        # A replaced replica has already given up its slot (and its record) to its successor.
+        for surge, slots in ((False, self._replicas), (True, self._surge)):
+            if slots.get(key) is replica:
+                del slots[key]
+                self.state.forget_replica(replica.workload, replica.index, surge)
 
     # --- views and telemetry -----------------------------------------------------
 
@@ -269,6 +349,8 @@ class ProcessRuntime(Runtime):
                         reason=self._last_exit.get((r.workload, r.index)))
             for r in self._replicas.values()
         ]
+        views.extend(ReplicaView(r.workload, r.index, r.pool, SURGING, r.pid, r.port, r.restarts)
+                     for r in self._surge.values())
         for (workload, index), backoff in self._backoff.items():
             if (workload, index) not in self._replicas:
                 views.append(ReplicaView(workload, index, "", "BackOff", None, None,
