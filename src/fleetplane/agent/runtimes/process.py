@@ -191,8 +191,13 @@ class ProcessRuntime(Runtime):
         self._last_exit.pop((surge.workload, surge.index), None)
         log.info("%s/%d replaced: pid %d is ready, pid %d drains and stops",
                  surge.workload, surge.index, surge.pid, old.pid)
+        # Recorded as the slot's surge replica while it drains: an agent stopped or killed
+        # meanwhile leaves a successor that re-adopts it and, its spec being stale, stops it.
+        self.state.save_replica(ReplicaRecord(old.workload, old.index, old.pid, old.start_time,
+                                              old.port, old.pool, old.spec_hash), surge=True)
         await asyncio.sleep(self.drain_period)  # old is no longer listed; late clients finish
         await self._stop(old)
+        self.state.forget_replica(old.workload, old.index, surge=True)
 
     async def _check(self, replica: Replica) -> None:
         key = (replica.workload, replica.index)
