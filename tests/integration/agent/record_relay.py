@@ -33,9 +33,11 @@ class RecordRelay:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            relaying = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in relaying:
+                task.cancel()
+            # Awaited, so no cancelled task is left to complain when the loop is gone.
+            await asyncio.gather(*relaying, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
