@@ -75,7 +75,8 @@ def _single_alloc(cands: Candidates, scorer: Scorer, c: int, n: int, half: bool)
     frac = 0.5 if half else 1.0
     shares = tuple([frac] * n_src)
     if cands.view.is_job or not n_src:
-        return Allocation(c, n, shares, shares, (), frac)
+        # A spread job runs in full on each side: half the traffic, designed for all of it.
+        return Allocation(c, n, shares, tuple([1.0] * n_src), (), frac)
     weight = float(scorer.source_weight.sum() * frac)
     return Allocation(c, n, shares, tuple([1.0] * n_src), (), weight)
 
