@@ -31,7 +31,7 @@ from fleetplane.agent.inventory import hardware_inventory
 from fleetplane.agent.pools import PoolChecks
 from fleetplane.agent.runtimes.base import Runtime
 from fleetplane.agent.state import LocalState
-from fleetplane.agent.sync import V1, DesiredStateSync, SyncError
+from fleetplane.agent.sync import V1, DesiredStateSync, StuckRequest, SyncError
 from fleetplane.agent.telemetry import TelemetryBuffer, TelemetryUploadError
 from fleetplane.model.desired_state import SiteDesiredState, SiteDesiredStateSpec
 from fleetplane.model.infrastructure import WorkloadState
@@ -206,6 +206,9 @@ class Agent:
                                       self._watch_alive)
                 failures = 0
             except (httpx.HTTPError, OSError, SyncError, ValueError) as error:
+                if isinstance(error, StuckRequest):
+                    log.warning("%s; opening new connections to the control plane", error)
+                    await self._renew_client()
                 if self.connected:
                     # A read timeout's message is empty: name the error instead.
                     log.warning("lost the control plane (%s); carrying on from revision %d",

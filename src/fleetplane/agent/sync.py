@@ -9,6 +9,7 @@ one is ignored: applying is idempotent by revision.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -25,10 +26,19 @@ V1 = "/apis/fleetplane/v1"
 # The server writes a BOOKMARK line every 15 s on an idle watch: two missed ones mean the
 # link is gone, so a silent partition is noticed (and /healthz says so) within ~35 s.
 WATCH_READ_TIMEOUT = 35.0
+# httpx's own timeouts cover each phase of a request but not a connection that
+# httpcore leaves locked after a request was cancelled while it was being set up
+# (seen with 2,000 agents: catch-up requests waited forever on it). A catch-up
+# that takes longer than this is abandoned; the agent then drops its client.
+CATCH_UP_DEADLINE = 60.0
 
 
 class SyncError(Exception):
     """The server answered something the agent cannot use; the watch is retried."""
+
+
+class StuckRequest(SyncError):
+    """A request outlived every timeout it had; the client that made it is suspect."""
 
 
 class DesiredStateSync:
@@ -37,6 +47,7 @@ class DesiredStateSync:
         self.site = site
         self.state = state
         self.on_applied = on_applied
+        self.catch_up_deadline = CATCH_UP_DEADLINE
         self.applied: SiteDesiredState | None = None
         self.applied_history: list[int] = []
         stored = state.applied()
@@ -99,10 +110,15 @@ class DesiredStateSync:
     async def watch(self, client: httpx.AsyncClient, base: str,
                     on_line: Callable[[], None]) -> None:
         """One watch connection; returns when the server ends it, raises on transport errors."""
-        if self.applied is None:
-            await self.catch_up_latest(client, base)
-        else:
-            await self.catch_up(client, base)
+        catching_up = (self.catch_up_latest(client, base) if self.applied is None
+                       else self.catch_up(client, base))
+        try:
+            await asyncio.wait_for(catching_up, self.catch_up_deadline)
+        except TimeoutError as error:
+            raise StuckRequest(
+                f"catching up from revision {self.revision} took over "
+                f"{self.catch_up_deadline:g} s; abandoned"
+            ) from error
         url = f"{base}{V1}/sitedesiredstates/{self.site}"
         params = {"watch": "true", "sinceRevision": str(self.revision)}
         async with client.stream("GET", url, params=params,
