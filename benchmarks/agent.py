@@ -325,7 +325,12 @@ def change_to_serving(server: Server, agent: AgentProcess, model: Path, changes:
                       ) -> list[float]:
     seconds = []
     for number in range(changes):
-        (old,) = [r for r in agent.replicas() if r["workload"] == "w0"]
+        # A surge replacement lists the old replica and its successor until the switch.
+        def only_replica() -> dict[str, Any] | None:
+            found = [r for r in agent.replicas() if r["workload"] == "w0"]
+            return found[0] if len(found) == 1 else None
+
+        old = poll(only_replica, 60, "w0 back to one replica")
         mark = f"change-{number}-{secrets.token_hex(3)}"
         started = time.perf_counter()
         server.apply(WORKLOAD.format(name="w0", mark=mark, model=model))
