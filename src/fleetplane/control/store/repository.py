@@ -564,21 +564,7 @@ class Store:
     def _insert(
         self, connection: Connection, desired: Desired, actor: str, action: str
     ) -> StoredResource:
-        version = _next_version(connection)
-        now = utc_now()
-        created = StoredResource(
-            kind=desired.kind,
-            name=desired.name,
-            uid=str(uuid.uuid4()),
-            resource_version=version,
-            generation=1,
-            labels=desired.labels,
-            annotations=desired.annotations,
-            spec=self._seal(desired.kind, desired.name, desired.spec),
-            status=desired.status,
-            created_at=now,
-            updated_at=now,
-        )
+        created = self._created(desired, _next_version(connection), utc_now())
         connection.execute(_INSERT_RESOURCE, _row_values(created))
         self._event(connection, "ADDED", created, None)
         self.audit.append(
