@@ -46,56 +46,27 @@ def _operate(
     print(f"site {name} {_DONE[operation]}")
 
 
-@site_app.command("cordon")
-@user_errors
-def cordon(
-    name: str = SITE_ARGUMENT,
-    output: OutputFormat = OUTPUT_OPTION,
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
-    ca_cert: Path | None = CA_OPTION,
-) -> None:
-    """Place nothing new on the site; leave what runs there."""
-    _operate("cordon", name, output, server, token, ca_cert)
+def _register(operation: str, summary: str) -> None:
+    """One command per operation: they differ only in the route and the help text."""
+
+    @site_app.command(operation, help=summary)
+    @user_errors
+    def command(
+        name: str = SITE_ARGUMENT,
+        output: OutputFormat = OUTPUT_OPTION,
+        server: str | None = SERVER_OPTION,
+        token: str | None = TOKEN_OPTION,
+        ca_cert: Path | None = CA_OPTION,
+    ) -> None:
+        _operate(operation, name, output, server, token, ca_cert)
 
 
-@site_app.command("uncordon")
-@user_errors
-def uncordon(
-    name: str = SITE_ARGUMENT,
-    output: OutputFormat = OUTPUT_OPTION,
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
-    ca_cert: Path | None = CA_OPTION,
-) -> None:
-    """Undo cordon and drain: the site takes new workloads again."""
-    _operate("uncordon", name, output, server, token, ca_cert)
-
-
-@site_app.command("drain")
-@user_errors
-def drain(
-    name: str = SITE_ARGUMENT,
-    output: OutputFormat = OUTPUT_OPTION,
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
-    ca_cert: Path | None = CA_OPTION,
-) -> None:
-    """Cordon the site and move its workloads elsewhere."""
-    _operate("drain", name, output, server, token, ca_cert)
-
-
-@site_app.command("lost")
-@user_errors
-def lost(
-    name: str = SITE_ARGUMENT,
-    output: OutputFormat = OUTPUT_OPTION,
-    server: str | None = SERVER_OPTION,
-    token: str | None = TOKEN_OPTION,
-    ca_cert: Path | None = CA_OPTION,
-) -> None:
-    """Declare the site lost: its workloads are re-placed (an Unreachable site keeps them)."""
-    _operate("lost", name, output, server, token, ca_cert)
+_register("cordon", "Place nothing new on the site; leave what runs there.")
+_register("uncordon", "Undo cordon and drain: the site takes new workloads again.")
+_register("drain", "Cordon the site and move its workloads elsewhere.")
+_register(
+    "lost", "Declare the site lost: its workloads are re-placed (an Unreachable site keeps them)."
+)
 
 
 @site_app.command("bootstrap-token")
