@@ -330,50 +330,66 @@ def _sized_rows(
     return np.asarray(keep)
 
 
+def _source_sites(
+    ctx: PlanContext, view: WorkloadView
+) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(sources × sites) for one workload: may serve, round-trip mu and sigma, loss, price.
+
+    *May serve*: a path exists, the site is in the source's residency zone and,
+    with latency targets, the round-trip median fits the tightest one (latency
+    is at least the round trip, and every target is at or above the median).
+    """
+    networks = [ctx.network.source(s.site) for s in view.sources]
+    zones = np.array([s.zone for s in view.sources], dtype=np.int64)
+    mu = np.vstack([net.rtt_mu for net in networks])
+    ok = np.vstack([net.reachable for net in networks])
+    ok &= ctx.index.site_zone[None, :] == zones[:, None]
+    if view.targets:
+        ok &= mu <= np.log(min(t for _, t in view.targets))
+    sigma = np.vstack([net.rtt_sigma for net in networks])
+    loss = np.vstack([net.loss for net in networks])
+    price = np.vstack([net.price for net in networks])
+    return ok, mu, sigma, loss, price
+
+
 def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
     """Static filters and latency bounds for every profile of one workload."""
     out = []
     n_src = len(view.sources)
-    networks = [ctx.network.source(s.site) for s in view.sources]
-    zones = np.array([s.zone for s in view.sources], dtype=np.int64)
+    per_site = _source_sites(ctx, view) if n_src else None
     for profile in view.profiles:
         hw = ctx.static_rows(view, profile, functools.partial(_signature_rows, ctx, view, profile))
         if not hw.rows.size:
             continue
-        hw = hw.take(_sized_rows(ctx, view, profile, hw))
-        if hw.rows.size and ctx.policy.requires:
+        sel = np.flatnonzero(_sized_rows(ctx, view, profile, hw))
+        if sel.size and ctx.policy.requires:
             # Policy before latency: the rules are cached lookups per (workload,
             # site/pool) signature, while every row they remove (a regional
             # service's edge pools, typically most of a zone) would otherwise
             # carry path arrays and latency bounds for each data source.
-            hw = hw.take(ctx.rules.require(view, profile, hw.rows)[0])
-        if not hw.rows.size:
+            sel = sel[ctx.rules.require(view, profile, hw.rows[sel])[0]]
+        if not sel.size:
             continue
-        sites = ctx.index.row_site[hw.rows]
-        if n_src:
-            source_ok = np.vstack([net.reachable[sites] for net in networks])
-            source_ok &= ctx.row_zone[hw.rows][None, :] == zones[:, None]
-            if view.targets:
-                # Latency is at least the round trip, and every target is at or above
-                # the median: a row whose round-trip median misses the tightest target
-                # cannot serve that source. One comparison, before any path arrays.
-                medians = np.vstack([net.rtt_mu[sites] for net in networks])
-                source_ok &= medians <= np.log(min(t for _, t in view.targets))
+        sites = ctx.index.row_site[hw.rows[sel]]
+        if per_site is not None:
+            ok_sites, mu_sites, sigma_sites, loss_sites, price_sites = per_site
+            source_ok = ok_sites[:, sites]
             alive = np.asarray(
                 source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0), dtype=bool
             )
             if not alive.all():
-                hw, sites, source_ok = hw.take(alive), sites[alive], source_ok[:, alive]
-            if not hw.rows.size:
+                sel, sites, source_ok = sel[alive], sites[alive], source_ok[:, alive]
+            if not sel.size:
                 continue
-            mu = np.vstack([net.rtt_mu[sites] for net in networks])
-            sigma = np.vstack([net.rtt_sigma[sites] for net in networks])
-            loss = np.vstack([net.loss[sites] for net in networks])
-            price = np.vstack([net.price[sites] for net in networks])
+            mu = mu_sites[:, sites]
+            sigma = sigma_sites[:, sites]
+            loss = loss_sites[:, sites]
+            price = price_sites[:, sites]
         else:
-            shape = (0, hw.rows.size)
+            shape = (0, sel.size)
             source_ok = np.zeros(shape, dtype=bool)
             mu = sigma = loss = price = np.zeros(shape)
+        hw = hw.take(sel)
         entry_rows = ProfileRows(
             profile,
             hw,

@@ -218,6 +218,13 @@ class RuleEvaluator:
         # that reads it (freezing labels is the costly part of a cache key).
         self._field_values: dict[tuple[str, str, int, str], Any] = {}
         self._skip: dict[tuple[int, str, int], bool] = {}
+        # Whole-policy results per row, under the frozen workload and profile fields
+        # every require (prefer) rule reads: workloads of one signature share them.
+        # require: -2 not known yet, -1 every applicable rule holds, else the first
+        # failing rule; penalty: NaN not known yet.
+        self._require_rows: dict[Any, IntArray] = {}
+        self._penalty_rows: dict[Any, FloatArray] = {}
+        self._clause_fields: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     # -- signatures ---------------------------------------------------------------------
 
@@ -390,10 +397,51 @@ class RuleEvaluator:
             skip = self._skip[memo] = not bool(self.evaluate(when, view, profile, rows)[0])
         return skip
 
+    def _policy_key(
+        self, kind: Literal["require", "prefer"], view: WorkloadView, profile: ProfileView
+    ) -> Any:
+        """Frozen values of every workload and profile field the rules of ``kind`` read.
+
+        Each expression's cache key is a function of these, so every rule of
+        that kind has the same value at a row for two workloads with equal keys.
+        """
+        fields = self._clause_fields.get(kind)
+        if fields is None:
+            rules = self.policy.requires if kind == "require" else self.policy.prefers
+            exprs = [e for rule in rules for e in (rule.when, rule.test)]
+            fields = self._clause_fields[kind] = (
+                tuple(sorted({f for e in exprs for f in e.fields.get("workload", ())})),
+                tuple(sorted({f for e in exprs for f in e.fields.get("profile", ())})),
+            )
+        return (
+            self._frozen("workload", view, view.name, -1, fields[0]),
+            self._frozen("profile", profile, view.name, profile.index, fields[1]),
+        )
+
     def require(
         self, view: WorkloadView, profile: ProfileView, rows: IntArray
     ) -> tuple[BoolArray, IntArray]:
         """Rows where every applicable require rule holds; per row the first failing rule (-1)."""
+        if not self.cache_enabled or not len(rows):
+            return self._require(view, profile, rows)
+        key = self._policy_key("require", view, profile)
+        table = self._require_rows.get(key)
+        if table is None:
+            table = self._require_rows[key] = np.full(self.index.n_rows, -2, dtype=np.int64)
+        values = table[rows]
+        unknown = values == -2
+        if unknown.any():
+            todo = rows[unknown]
+            ok, failed = self._require(view, profile, todo)
+            values[unknown] = np.where(ok, -1, failed)
+            table[todo] = values[unknown]
+        self.stats.lookups += int((~unknown).sum())
+        ok = values == -1
+        return ok, np.where(ok, -1, values)
+
+    def _require(
+        self, view: WorkloadView, profile: ProfileView, rows: IntArray
+    ) -> tuple[BoolArray, IntArray]:
         ok = np.ones(len(rows), dtype=bool)
         failed = np.full(len(rows), -1, dtype=np.int64)
         for rule in self.policy.requires:
@@ -414,6 +462,22 @@ class RuleEvaluator:
 
     def penalty(self, view: WorkloadView, profile: ProfileView, rows: IntArray) -> FloatArray:
         """Money per month added at each row by prefer rules that apply but do not hold."""
+        if not self.cache_enabled or not len(rows):
+            return self._penalty(view, profile, rows)
+        key = self._policy_key("prefer", view, profile)
+        table = self._penalty_rows.get(key)
+        if table is None:
+            table = self._penalty_rows[key] = np.full(self.index.n_rows, np.nan)
+        values = table[rows]
+        unknown = np.isnan(values)
+        if unknown.any():
+            todo = rows[unknown]
+            values[unknown] = self._penalty(view, profile, todo)
+            table[todo] = values[unknown]
+        self.stats.lookups += int((~unknown).sum())
+        return values
+
+    def _penalty(self, view: WorkloadView, profile: ProfileView, rows: IntArray) -> FloatArray:
         total = np.zeros(len(rows), dtype=np.float64)
         for rule in self.policy.prefers:
             if not len(rows) or self._skips(rule, view, profile, int(rows[0])):
