@@ -12,6 +12,7 @@ the final verification and every solver share one definition of "fits".
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,11 @@ import numpy as np
 from fleetplane.placement._internal.fleet_index import FleetIndex, FloatArray, IntArray
 
 _EPS = 1e-9
+
+# Versions of pool rows come from one counter shared by every state, so a version number is
+# never reused: a copy that changed a row and the state it was copied from never agree on the
+# row's version after they diverge (``exact.adopt`` copies a copy's versions back).
+_VERSIONS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,12 @@ class CapacityState:
         self.power_used = np.zeros(index.n_sites, dtype=np.float64)
         self.version = np.zeros(index.n_rows, dtype=np.int64)
         self.touched = np.zeros(index.n_rows, dtype=bool)
+        # How many times replicas were given back (``release``): while it stands still, every
+        # pool's room only ever shrinks, which lets a solver keep an evaluation that still fits.
+        self.releases = 0
+        # (row, demand) -> (row version, replicas its nodes take): node-level fits of a pool
+        # only change when something is placed on or released from it, which bumps its version.
+        self._fits: dict[tuple[int, Demand], tuple[int, int]] = {}
 
     def copy(self) -> CapacityState:
         clone = object.__new__(CapacityState)
@@ -55,6 +67,8 @@ class CapacityState:
         clone.power_used = self.power_used.copy()
         clone.version = self.version.copy()
         clone.touched = self.touched.copy()
+        clone.releases = self.releases
+        clone._fits = {}
         return clone
 
     def power_left(self, sites: IntArray) -> FloatArray:
@@ -73,13 +87,20 @@ class CapacityState:
 
     def fit_count(self, row: int, demand: Demand) -> int:
         """How many more replicas fit on the pool, counting nodes and the site's power."""
-        if not self.touched[row] and self.version[row] == 0:
-            # Nothing placed on this pool yet: all its nodes are alike and full. (A state
-            # whose arrays were copied from another carries that one's versions too.)
-            count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
+        version = int(self.version[row])
+        key = (row, demand)
+        known = self._fits.get(key)
+        if known is not None and known[0] == version:
+            count = known[1]
         else:
-            nodes = np.arange(self.start[row], self.start[row + 1])
-            count = int(self._node_fits(nodes, demand).sum())
+            if not self.touched[row] and version == 0:
+                # Nothing placed on this pool yet: all its nodes are alike and full. (A state
+                # whose arrays were copied from another carries that one's versions too.)
+                count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
+            else:
+                nodes = np.arange(self.start[row], self.start[row + 1])
+                count = int(self._node_fits(nodes, demand).sum())
+            self._fits[key] = (version, count)
         if demand.power > 0:
             site = int(self.index.row_site[row])
             left = self.index.site_power_budget[site] - self.power_used[site]
@@ -123,8 +144,9 @@ class CapacityState:
                 remaining -= take
         site = int(self.index.row_site[row])
         self.power_used[site] += replicas * demand.power
-        self.version[row] += 1
-        self.version[self.index.rows_of_site(site)] += 1 if demand.power > 0 else 0
+        self.version[row] = next(_VERSIONS)
+        if demand.power > 0:
+            self.version[self.index.rows_of_site(site)] = next(_VERSIONS)
         return placed
 
     def release(
@@ -138,7 +160,8 @@ class CapacityState:
             total += count
         site = int(self.index.row_site[row])
         self.power_used[site] -= total * demand.power
-        self.version[row] += 1
+        self.version[row] = next(_VERSIONS)
+        self.releases += 1
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
         self.touched[int(np.searchsorted(self.start, node, side="right") - 1)] = True

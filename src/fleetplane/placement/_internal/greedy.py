@@ -33,7 +33,7 @@ cheaper and is a possible refinement.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -76,6 +76,8 @@ class Evaluation:
     best: Option
     second: Option | None
     stamp: tuple[tuple[int, int], ...]  # (row, capacity version) of the rows it relied on
+    releases: int = -1  # CapacityState.releases when evaluated (-1: not reusable, see stale())
+    counted: tuple[int, int] = (0, 0)  # what it added to _Failure.capacity and .unsizeable
 
     @property
     def regret(self) -> float:
@@ -134,6 +136,8 @@ class _Planner:
         self.evaluation: Evaluation | None = None
         self.failure = _Failure()
         self._sizes: dict[tuple[int, bytes], int] = {}
+        # Jobs: per number of tasks remaining, candidates by bound on cost per task, and the bounds.
+        self._task_bounds: dict[int, tuple[list[int], list[float]]] = {}
 
     # -- sizing and capacity --------------------------------------------------------------
 
@@ -352,20 +356,26 @@ class _Planner:
             return self._paired(
                 capacity, order, replicas, groups, cost_of, work_of, np.ones(cands.size, dtype=bool)
             )
-        idx = np.arange(cands.size)
-        fraction = remaining / self.tasks
-        shares = np.full((self.n_src, cands.size), fraction)
-        # Priced as if all remaining tasks fit: a lower bound on the cost per task,
-        # since the per-site term is then spread over the most tasks.
-        bound = (
-            self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction) / remaining
-        )
+        known = self._task_bounds.get(remaining)
+        if known is None:
+            idx = np.arange(cands.size)
+            fraction = remaining / self.tasks
+            shares = np.full((self.n_src, cands.size), fraction)
+            # Priced as if all remaining tasks fit: a lower bound on the cost per task,
+            # since the per-site term is then spread over the most tasks.
+            bound_of = (
+                self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction)
+                / remaining
+            )
+            known = (idx[np.lexsort((idx, bound_of))].tolist(), bound_of.tolist())
+            self._task_bounds[remaining] = known
+        ranked, bound = known
         found: list[Option] = []
         # The best option per site: the best overall is the best of these, and the
         # runner-up on another site (the stopping test) the best of the rest.
         per_site: dict[int, Option] = {}
         runner_up = np.inf
-        for c in idx[np.lexsort((idx, bound))].tolist():
+        for c in ranked:
             if len(per_site) > 1 and bound[c] >= runner_up:
                 break
             k = min(self._room(capacity, c), remaining)
@@ -401,10 +411,27 @@ class _Planner:
         return self._star_options(capacity, unserved, first)
 
     def evaluate(self, capacity: CapacityState) -> Evaluation | None:
+        before = (self.failure.capacity, self.failure.unsizeable)
         best, second = self._options(capacity, np.ones(self.n_src, dtype=bool), self.tasks, True)
         if best is None:
             self.evaluation = None
             return None
+        # A single star (one candidate per step, no partner) is chosen by walking the
+        # candidates in a fixed cost order and taking the first two that fit on different
+        # sites; see stale() for why that lets it be kept.
+        reusable = not self.is_job and not self.spread
+        self.evaluation = Evaluation(
+            best,
+            second,
+            self._stamp(capacity, best, second),
+            capacity.releases if reusable else -1,
+            (self.failure.capacity - before[0], self.failure.unsizeable - before[1]),
+        )
+        return self.evaluation
+
+    def _stamp(
+        self, capacity: CapacityState, best: Option, second: Option | None
+    ) -> tuple[tuple[int, int], ...]:
         rows = {
             int(self.cands.row[c])
             for option in (best, second)
@@ -412,13 +439,32 @@ class _Planner:
             for c in (option.primary, option.partner)
             if c >= 0
         }
-        stamp = tuple((r, int(capacity.version[r])) for r in sorted(rows))
-        self.evaluation = Evaluation(best, second, stamp)
-        return self.evaluation
+        return tuple((r, int(capacity.version[r])) for r in sorted(rows))
 
     def stale(self, capacity: CapacityState) -> bool:
+        """Whether the evaluation must be made again before committing on it.
+
+        Not when the rows it relied on are unchanged. Nor, for a single star,
+        when nothing was released anywhere since (so every pool's room only
+        shrank) and its best and second options still fit: the candidates
+        before them in the cost order did not fit then and fit even less now,
+        so evaluating again would find the same two options (and count the
+        same failures, which are added as if it had).
+        """
         ev = self.evaluation
-        return ev is None or any(int(capacity.version[r]) != v for r, v in ev.stamp)
+        if ev is None:
+            return True
+        if all(int(capacity.version[r]) == v for r, v in ev.stamp):
+            return False
+        if ev.releases < 0 or ev.releases != capacity.releases:
+            return True
+        for option in (ev.best, ev.second):
+            if option is not None and not self._fits(capacity, option.primary, option.replicas):
+                return True
+        self.failure.capacity += ev.counted[0]
+        self.failure.unsizeable += ev.counted[1]
+        self.evaluation = replace(ev, stamp=self._stamp(capacity, ev.best, ev.second))
+        return False
 
     def _allocation(
         self, c: int, n: int, option: Option, nodes: list[tuple[int, int]]
