@@ -56,6 +56,12 @@ class Candidates:
     # cap (feasibility.CANDIDATES_PER_*): a workload unplaced for capacity with
     # some left out is solved again on its whole table before it is reported.
     beyond_cap: int = 0
+    # The tables feasibility built in one batch with this one (shared list), so
+    # that scoring can compute per-candidate quantities for all of them in one
+    # vectorised pass on first use (scoring.latency_estimate); None: alone.
+    batch: list[Candidates] | None = field(default=None, repr=False, compare=False)
+    # (sources × candidates) p99 ranking proxy, filled by scoring on first use.
+    p99_estimate: FloatArray | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:

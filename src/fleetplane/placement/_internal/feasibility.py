@@ -283,6 +283,9 @@ class ProfileRows:
 class Screened:
     view: WorkloadView
     profiles: list[ProfileRows]
+    # Tables finished from one resolve_latency batch (shared list): scoring
+    # computes per-candidate quantities for all of them at once.
+    batch: list[Candidates] | None = None
 
 
 def _signature_rows(
@@ -416,6 +419,9 @@ def resolve_latency(batch: list[Screened]) -> None:
     those barely inside the target, which would need many replicas — are
     dropped. Either way no infeasible row survives.
     """
+    tables: list[Candidates] = []
+    for s in batch:
+        s.batch = tables
     entries = [e for s in batch for e in s.profiles if e.timed]
     targets_of = {id(e): s.view.targets for s in batch for e in s.profiles}
     owner: list[IntArray] = []
@@ -544,6 +550,9 @@ def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Cand
             pieces.append(_price(ctx, view, entry, chosen))
     table = _assemble(ctx, view, pieces)
     table.beyond_cap = dropped
+    if screened.batch is not None:
+        table.batch = screened.batch
+        screened.batch.append(table)
     return table
 
 

@@ -77,23 +77,49 @@ def _requests(cands: Candidates) -> FloatArray:
 
 
 def latency_estimate(cands: Candidates) -> FloatArray:
-    """(sources × candidates) ranking proxy for p99: round-trip p99 + storage + service p99."""
-    if cands.view.is_job or not cands.view.sources:
-        return np.zeros((len(cands.view.sources), cands.size))
-    parts = prediction.Parts(
-        rtt_mu=cands.rtt_mu.ravel(),
-        rtt_sigma=cands.rtt_sigma.ravel(),
-        loss=cands.loss.ravel(),
-        storage=np.broadcast_to(cands.storage, cands.rtt_mu.shape).ravel(),
-        svc_mean=np.broadcast_to(cands.svc_mean, cands.rtt_mu.shape).ravel(),
-        svc_cv=np.broadcast_to(cands.svc_cv, cands.rtt_mu.shape).ravel(),
-    )
-    est = (
-        parts.storage
-        + prediction.rtt_quantile(0.99, parts)
-        + prediction.service_quantile(0.99, parts.svc_mean, parts.svc_cv)
-    )
-    return np.asarray(est.reshape(cands.rtt_mu.shape), dtype=np.float64)
+    """(sources × candidates) ranking proxy for p99: round-trip p99 + storage + service p99.
+
+    Computed once per table, for every table of its feasibility batch at once
+    (one vectorised pass instead of a few dozen numpy calls per workload).
+    """
+    if cands.p99_estimate is None:
+        tables = [c for c in (cands.batch or [cands]) if c.p99_estimate is None]
+        if not any(c is cands for c in tables):
+            tables.append(cands)
+        for table, estimate in zip(tables, _latency_estimates(tables), strict=True):
+            table.p99_estimate = estimate
+    assert cands.p99_estimate is not None
+    return cands.p99_estimate
+
+
+def _latency_estimates(tables: list[Candidates]) -> list[FloatArray]:
+    timed = [c for c in tables if not c.view.is_job and c.view.sources and c.size]
+    out = {id(c): np.zeros((len(c.view.sources), c.size)) for c in tables}
+    if timed:
+        shapes = [c.rtt_mu.shape for c in timed]
+        parts = prediction.Parts(
+            rtt_mu=np.concatenate([c.rtt_mu.ravel() for c in timed]),
+            rtt_sigma=np.concatenate([c.rtt_sigma.ravel() for c in timed]),
+            loss=np.concatenate([c.loss.ravel() for c in timed]),
+            storage=np.concatenate(
+                [np.broadcast_to(c.storage, c.rtt_mu.shape).ravel() for c in timed]
+            ),
+            svc_mean=np.concatenate(
+                [np.broadcast_to(c.svc_mean, c.rtt_mu.shape).ravel() for c in timed]
+            ),
+            svc_cv=np.concatenate(
+                [np.broadcast_to(c.svc_cv, c.rtt_mu.shape).ravel() for c in timed]
+            ),
+        )
+        est = (
+            parts.storage
+            + prediction.rtt_quantile(0.99, parts)
+            + prediction.service_quantile(0.99, parts.svc_mean, parts.svc_cv)
+        )
+        ends = np.cumsum([a * b for a, b in shapes]).tolist()
+        for c, piece, shape in zip(timed, np.split(est, ends[:-1]), shapes, strict=True):
+            out[id(c)] = np.asarray(piece.reshape(shape), dtype=np.float64)
+    return [out[id(c)] for c in tables]
 
 
 def build_scorer(cands: Candidates, objective: Objective) -> Scorer:
