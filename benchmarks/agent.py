@@ -335,14 +335,22 @@ def change_to_serving(server: Server, agent: AgentProcess, model: Path, changes:
         started = time.perf_counter()
         server.apply(WORKLOAD.format(name="w0", mark=mark, model=model))
 
+        # Serving means what a client of the site sees: the agent lists the new replica as
+        # w0's Ready one (a surge replica is listed as Surging until it takes over) and it
+        # answers /predict.
         def new_replica(old_pid: int = old["pid"]) -> dict[str, Any] | None:
             found = [r for r in agent.replicas()
-                     if r["workload"] == "w0" and r["pid"] not in (None, old_pid)]
+                     if r["workload"] == "w0" and r["state"] == "Ready"
+                     and r["pid"] not in (None, old_pid)]
             return found[0] if found else None
 
         replica = poll(new_replica, 60, f"w0 replaced after {mark}")
         poll(lambda port=replica["port"]: predict(port), 60, f"w0 serving after {mark}")
         seconds.append(time.perf_counter() - started)
+        # ... and it is the new version: the change's mark is in the replica's environment.
+        environ = Path(f"/proc/{replica['pid']}/environ").read_bytes().split(b"\0")
+        if f"CHANGE={mark}".encode() not in environ:
+            raise RuntimeError(f"w0's serving replica (pid {replica['pid']}) is not {mark}")
         poll(lambda: ready_replicas(agent), 60, "all replicas ready again")
     return seconds
 
@@ -353,7 +361,12 @@ def stop_workloads(data_dir: Path) -> None:
     path = data_dir / "state.db"
     if not path.exists():
         return
-    for (pid,) in sqlite3.connect(path).execute("SELECT pid FROM replicas").fetchall():
+    database = sqlite3.connect(path)
+    rows = []
+    for table in ("replicas", "surge_replicas", "draining_replicas"):
+        with contextlib.suppress(sqlite3.OperationalError):  # a table an older agent lacks
+            rows += database.execute(f"SELECT pid FROM {table}").fetchall()
+    for (pid,) in rows:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -115,7 +115,8 @@ class Agent:
             return SimulatedRuntime()
         from fleetplane.agent.runtimes.process import ProcessRuntime
 
-        processes = ProcessRuntime(self.state, self.config.data_dir / "logs")
+        processes = ProcessRuntime(self.state, self.config.data_dir / "logs",
+                                   wake=self._wake_reconcile_soon)
         if name == "slurm":
             from fleetplane.agent.runtimes.slurm import SlurmRuntime
 

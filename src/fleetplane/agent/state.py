@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS surge_replicas (
     workload TEXT NOT NULL, idx INTEGER NOT NULL, pid INTEGER NOT NULL,
     start_time INTEGER NOT NULL, port INTEGER NOT NULL, pool TEXT NOT NULL,
     spec_hash TEXT NOT NULL, PRIMARY KEY (workload, idx));
+CREATE TABLE IF NOT EXISTS draining_replicas (
+    workload TEXT NOT NULL, idx INTEGER NOT NULL, pid INTEGER NOT NULL,
+    start_time INTEGER NOT NULL, port INTEGER NOT NULL, pool TEXT NOT NULL,
+    spec_hash TEXT NOT NULL, PRIMARY KEY (pid, start_time));
 CREATE TABLE IF NOT EXISTS telemetry (
     seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS failed_pools (pool TEXT PRIMARY KEY);
@@ -127,6 +131,26 @@ class LocalState:
     def forget_replica(self, workload: str, index: int, surge: bool = False) -> None:
         self._db.execute(f"DELETE FROM {_replica_table(surge)} WHERE workload = ? AND idx = ?",
                          (workload, index))
+
+    # A replaced replica draining before it is stopped, in the background: several may
+    # drain at once for one slot (changes in quick succession), so they are keyed by process.
+
+    def draining(self) -> list[ReplicaRecord]:
+        rows = self._db.execute(
+            "SELECT workload, idx, pid, start_time, port, pool, spec_hash FROM draining_replicas"
+        ).fetchall()
+        return [ReplicaRecord(*row) for row in rows]
+
+    def save_draining(self, record: ReplicaRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO draining_replicas VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.workload, record.index, record.pid, record.start_time, record.port,
+             record.pool, record.spec_hash),
+        )
+
+    def forget_draining(self, pid: int, start_time: int) -> None:
+        self._db.execute("DELETE FROM draining_replicas WHERE pid = ? AND start_time = ?",
+                         (pid, start_time))
 
     # --- failed pools ------------------------------------------------------------
 

@@ -232,9 +232,10 @@ def stop_workloads(data_dir: Path) -> None:
     try:
         database = sqlite3.connect(path)
         rows = database.execute("SELECT pid FROM replicas").fetchall()
-        if database.execute("SELECT 1 FROM sqlite_master WHERE name = 'surge_replicas'"
-                            ).fetchone():
-            rows += database.execute("SELECT pid FROM surge_replicas").fetchall()
+        for table in ("surge_replicas", "draining_replicas"):
+            if database.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)
+                                ).fetchone():
+                rows += database.execute(f"SELECT pid FROM {table}").fetchall()
     except sqlite3.DatabaseError:
         return
     for (pid,) in rows:

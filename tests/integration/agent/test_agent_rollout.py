@@ -1,7 +1,9 @@
-"""Spec changes without waste or gaps: a missed backlog reconciled once, surge replacement."""
+"""Spec changes without waste or gaps: a missed backlog reconciled once, surge replacement,
+a replaced replica's drain beside the reconcile loop."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +151,64 @@ def test_a_spec_change_starts_the_replacement_before_stopping_the_replica(
 
 def _reasons(agent: AgentProcess, workload: str) -> str:
     return " ".join(r["reason"] or "" for r in agent.replicas() if r["workload"] == workload)
+
+
+def _running(pid: int) -> bool:
+    """Not ended (a zombie the agent has not reaped yet counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _draining_pids(data_dir: Path) -> set[int]:
+    with sqlite3.connect(data_dir / "state.db") as database:
+        return {pid for (pid,) in database.execute("SELECT pid FROM draining_replicas")}
+
+
+def test_a_replaced_replica_drains_beside_the_next_change_and_a_restarted_agent_stops_it(
+    agent_port: AgentPort, tmp_path: Path
+) -> None:
+    journal = tmp_path / "starts.txt"
+    data_dir = tmp_path / "agent"
+    agent = AgentProcess(agent_port, "store-1", data_dir, agent_port.bootstrap_token("store-1"))
+
+    def echo(tag: str) -> dict[str, Any]:
+        # Ignoring SIGTERM, a replaced replica lives through the drain and the whole grace
+        # period (2 s + 5 s) before the agent's SIGKILL.
+        return tiny("echo", TINY_STARTS=str(journal), TINY_TAG=tag, TINY_IGNORE_TERM="1")
+
+    def pid_of(tag: str) -> int:
+        return next(int(pid) for pid, started in (line.split(" ", 1) for line in
+                                                  journal.read_text().splitlines())
+                    if started == tag)
+
+    try:
+        agent.start()
+        agent_port.desire("store-1", [echo("1")])
+        wait_for(lambda: _ready_tag(agent, "echo") == ["1"], 60, "revision 1 serving")
+        agent_port.desire("store-1", [echo("2")])
+        wait_for(lambda: _ready_tag(agent, "echo") == ["2"] and len(agent.replicas()) == 1,
+                 60, "the replacement serving alone")
+        # The reconcile loop does not wait for the replaced replica to drain and stop: the
+        # next change is started while it still runs (before, that waited 2 s + the grace).
+        agent_port.desire("store-1", [echo("3")])
+        wait_for(lambda: "3" in _started_tags(journal), 60, "revision 3's replica started")
+        assert _running(pid_of("1")), "the next change waited for the drain to end"
+        wait_for(lambda: _ready_tag(agent, "echo") == ["3"] and len(agent.replicas()) == 1,
+                 60, "revision 3 serving alone")
+
+        # Stopped while revision 2's replica drains: it is left running and recorded ...
+        assert pid_of("2") in _draining_pids(data_dir)
+        agent.stop()
+        assert _running(pid_of("2"))
+        # ... and the next agent stops it (it is listed nowhere).
+        agent.start()
+        wait_for(lambda: not _running(pid_of("2")) and not _running(pid_of("1")), 60,
+                 "the replaced replicas stopped")
+        wait_for(lambda: not _draining_pids(data_dir), 10, "their records removed")
+        assert _ready_tag(agent, "echo") == ["3"]
+    finally:
+        agent.stop()
+        stop_workloads(data_dir)

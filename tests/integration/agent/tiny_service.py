@@ -4,7 +4,8 @@ Run by the agent's process runtime as ``python -m tiny_service --port P`` (the
 test puts this directory on the replica's PYTHONPATH through the desired
 state's env). ``TINY_STARTS=PATH`` appends "pid TINY_TAG" to PATH at every start;
 ``TINY_HOG_MB`` allocates and touches that many MiB before it
-serves, to exceed a memory limit for real. Starts in milliseconds, unlike the
+serves, to exceed a memory limit for real; ``TINY_IGNORE_TERM=1`` ignores SIGTERM (it
+ends only at the agent's SIGKILL after the grace period). Starts in milliseconds, unlike the
 inference workload, so scenarios with many restarts stay short.
 """
 
@@ -54,7 +55,11 @@ def main() -> None:
         held[offset] = 1  # touch every page: resident, not just reserved
     server = ThreadingHTTPServer(("127.0.0.1", arguments.port), Handler)
     server.daemon_threads = True
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    if os.environ.get("TINY_IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM,
+                      lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever()
 
 
