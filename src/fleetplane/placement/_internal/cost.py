@@ -124,6 +124,59 @@ def replica_rates(
     )
 
 
+def replica_rates_flat(
+    index: FleetIndex,
+    rows: IntArray,
+    acc: AcceleratorDetail,
+    cpu: FloatArray,
+    memory: FloatArray,
+    accelerators: IntArray,
+    hours: FloatArray,
+    power: FloatArray,
+    energy_per_request: FloatArray,
+) -> ReplicaRates:
+    """:func:`replica_rates` for candidates of many workloads and profiles at once.
+
+    The workload and profile quantities come per candidate; every formula is
+    the one of replica_rates, element by element in the same order, so the
+    values are identical.
+    """
+    sites = index.row_site[rows]
+    opex = (
+        cpu * index.site_cpu_hour[sites]
+        + memory / GIB * index.site_memory_gib_hour[sites]
+        + accelerators * acc.price
+    )
+    units = cpu + memory / GIB * MEMORY_UNITS_PER_GIB + accelerators * acc.units
+    compute = (opex + units * index.site_capex_unit_hour[sites]) * hours
+
+    share = np.maximum(cpu / index.row_cpu[rows], memory / index.row_memory[rows])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        by_acc = np.maximum(share, np.where(acc.count > 0, accelerators / acc.count, 1.0))
+    share = np.minimum(np.where(accelerators > 0, by_acc, share), 1.0)
+    price_kwh = index.site_energy_price[sites]
+    per_watt_month = hours / 1000.0 * price_kwh
+    idle_watts = share * index.row_node_watts[rows]
+    busy_watts = accelerators * acc.watts + power
+    energy_request = energy_per_request / JOULES_PER_KWH * price_kwh
+    return ReplicaRates(
+        compute=np.asarray(compute, dtype=np.float64),
+        energy_idle=np.asarray(idle_watts * per_watt_month, dtype=np.float64),
+        energy_busy=np.asarray(busy_watts * per_watt_month, dtype=np.float64),
+        energy_request=np.asarray(energy_request, dtype=np.float64),
+        node_share=np.asarray(share, dtype=np.float64),
+        peak_power=np.asarray(idle_watts + busy_watts, dtype=np.float64),
+    )
+
+
+def model_gb_per_month(view: WorkloadView) -> float | None:
+    """GB per month of model updates shipped to a site; None without model updates."""
+    model = view.workload.spec.model
+    if model is None or model.updates_per_day == 0:
+        return None
+    return float(model.size / 1e9 * model.updates_per_day * DAYS_PER_MONTH)
+
+
 def model_distribution(view: WorkloadView, hub_price: FloatArray, sites: IntArray) -> FloatArray:
     """Money per month to ship every model update to each site."""
     model = view.workload.spec.model

@@ -36,8 +36,8 @@ which sources it may serve is kept per (source, row) for the solver. Jobs
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,7 +46,14 @@ from fleetplane.model.workload import PERCENTILES
 from fleetplane.placement._internal import prediction
 from fleetplane.placement._internal.candidates import Candidates, concat_rates
 from fleetplane.placement._internal.context import PlanContext, StaticRows
-from fleetplane.placement._internal.cost import ReplicaRates, model_distribution, replica_rates
+from fleetplane.placement._internal.cost import (
+    AcceleratorDetail,
+    ReplicaRates,
+    model_distribution,
+    model_gb_per_month,
+    replica_rates,
+    replica_rates_flat,
+)
 from fleetplane.placement._internal.fleet_index import (
     GIB,
     MEMORY_UNITS_PER_GIB,
@@ -283,9 +290,17 @@ class ProfileRows:
 class Screened:
     view: WorkloadView
     profiles: list[ProfileRows]
-    # Tables finished from one resolve_latency batch (shared list): scoring
-    # computes per-candidate quantities for all of them at once.
-    batch: list[Candidates] | None = None
+    # The resolve_latency batch it was resolved in: finish prices the whole
+    # batch at once on its first call, and scoring computes per-candidate
+    # quantities for all of the batch's tables at once.
+    batch: Batch | None = None
+
+
+@dataclass(eq=False)
+class Batch:
+    screened: list[Screened]
+    tables: list[Candidates] = field(default_factory=list)  # finished, shared with each table
+    priced: dict[int, Candidates] | None = None  # id(screened) → capped table, until taken
 
 
 def _signature_rows(
@@ -419,9 +434,9 @@ def resolve_latency(batch: list[Screened]) -> None:
     those barely inside the target, which would need many replicas — are
     dropped. Either way no infeasible row survives.
     """
-    tables: list[Candidates] = []
+    shared = Batch(list(batch))
     for s in batch:
-        s.batch = tables
+        s.batch = shared
     entries = [e for s in batch for e in s.profiles if e.timed]
     targets_of = {id(e): s.view.targets for s in batch for e in s.profiles}
     owner: list[IntArray] = []
@@ -536,6 +551,15 @@ def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Cand
     ``capped`` keeps only the cheapest rows per source or job (see
     CANDIDATES_PER_SOURCE); the table counts the feasible rows it left out.
     """
+    batch = screened.batch
+    if capped and batch is not None:
+        if batch.priced is None:
+            batch.priced = _finish_many(ctx, batch.screened)
+        found = batch.priced.pop(id(screened), None)
+        if found is not None:
+            found.batch = batch.tables
+            batch.tables.append(found)
+            return found
     view = screened.view
     pieces: list[_Piece] = []
     dropped = 0
@@ -550,10 +574,179 @@ def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Cand
             pieces.append(_price(ctx, view, entry, chosen))
     table = _assemble(ctx, view, pieces)
     table.beyond_cap = dropped
-    if screened.batch is not None:
-        table.batch = screened.batch
-        screened.batch.append(table)
+    if batch is not None:
+        table.batch = batch.tables
+        batch.tables.append(table)
     return table
+
+
+def _finish_many(ctx: PlanContext, batch: list[Screened]) -> dict[int, Candidates]:
+    """:func:`finish` (capped) for every workload of a batch, priced in flat arrays at once.
+
+    Per (workload, profile) only the kept rows are chosen (and the cap
+    applied); everything else — replica rates, model distribution, egress,
+    the candidate columns of the per-source arrays — is computed over the
+    whole batch in a few vectorised operations, and each table's arrays are
+    slices of the batch's. The values are those :func:`finish` computes one
+    workload at a time.
+    """
+    index = ctx.index
+    entries: list[ProfileRows] = []
+    chosen: list[IntArray] = []
+    owner: list[int] = []  # per entry: workload number in the batch
+    dropped = [0] * len(batch)
+    for w, screened in enumerate(batch):
+        view = screened.view
+        for entry in screened.profiles:
+            if view.sources:
+                reach = entry.source_ok.all(axis=0) if view.is_job else entry.source_ok.any(axis=0)
+                keep = np.asarray(reach, dtype=bool)
+            else:
+                keep = np.ones(entry.rows.size, dtype=bool)
+            if not keep.any():
+                continue
+            picked = _cheapest(ctx, view, entry, keep)
+            dropped[w] += int(keep.sum()) - picked.size
+            entries.append(entry)
+            chosen.append(picked)
+            owner.append(w)
+    out: dict[int, Candidates] = {}
+    n_entries = len(entries)
+    if not n_entries:
+        for screened in batch:
+            out[id(screened)] = _assemble(ctx, screened.view, [])
+        return out
+    widths = np.array([e.rows.size for e in entries], dtype=np.int64)
+    counts = np.array([c.size for c in chosen], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    # Flat position (into the entries' concatenated rows) of every candidate, batch order.
+    pos = np.concatenate(chosen) + np.repeat(starts, counts)
+    which = np.repeat(np.arange(n_entries), counts)  # entry of each candidate
+
+    def flat(name: str) -> np.ndarray:
+        return np.asarray(np.concatenate([getattr(e, name) for e in entries])[pos])
+
+    rows = np.concatenate([e.hw.rows for e in entries])[pos]
+    hw_entry = np.concatenate([e.hw.entry for e in entries])[pos].astype(np.int64)
+    acc = AcceleratorDetail(
+        *(
+            np.concatenate([getattr(e.hw.acc, f) for e in entries])[pos]
+            for f in AcceleratorDetail.__dataclass_fields__
+        )
+    )
+    storage = flat("storage")
+    sites = index.row_site[rows]
+
+    def per_entry(values: Sequence[float | int | bool], dtype: type) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
+    views = [batch[w].view for w in owner]
+    profiles = [e.profile for e in entries]
+    rates = replica_rates_flat(
+        index,
+        rows,
+        acc,
+        per_entry([v.cpu for v in views], np.float64),
+        per_entry([v.memory for v in views], np.float64),
+        per_entry(
+            [v.accelerators_per_replica(p) for v, p in zip(views, profiles, strict=True)],
+            np.int64,
+        ),
+        per_entry(
+            [HOURS_PER_MONTH * v.duty(p) for v, p in zip(views, profiles, strict=True)],
+            np.float64,
+        ),
+        per_entry([p.spec.power for p in profiles], np.float64),
+        per_entry([p.spec.energy_per_request for p in profiles], np.float64),
+    )
+    gb = [model_gb_per_month(v) for v in views]
+    has_model = per_entry([g is not None for g in gb], np.bool_)
+    hub = ctx.network.hub_price()[sites]
+    with np.errstate(invalid="ignore"):
+        model_cost = np.where(has_model, per_entry([g or 0.0 for g in gb], np.float64) * hub, 0.0)
+    if ctx.policy.prefers:
+        penalty = np.concatenate(
+            [
+                ctx.rules.penalty(v, e.profile, e.rows[c])
+                for v, e, c in zip(views, entries, chosen, strict=True)
+            ]
+        )
+    else:
+        penalty = np.zeros(rows.size)
+    svc_mean = per_entry([p.service.mean if p.service else 0.0 for p in profiles], np.float64)
+    svc_cv = per_entry([p.service.cv if p.service else 0.0 for p in profiles], np.float64)
+    concurrency = per_entry([p.spec.concurrency for p in profiles], np.int64)
+    profile_no = per_entry([p.index for p in profiles], np.int64)
+    domain = ctx.site_domain[sites]
+
+    # Per-source columns: each workload's (sources × candidates) block, row-major,
+    # one after another in flat buffers; element (s, j) of a workload reads
+    # entry e(j)'s element (s, local column of j).
+    n_src = np.array([len(s.view.sources) for s in batch], dtype=np.int64)
+    cand_owner = np.repeat(np.array(owner, dtype=np.int64), counts)  # workload per candidate
+    per_workload = np.bincount(cand_owner, minlength=len(batch))  # candidates per workload
+    col_start = np.concatenate([[0], np.cumsum(per_workload)[:-1]])
+    block = n_src * per_workload
+    block_start = np.concatenate([[0], np.cumsum(block)[:-1]])
+    total = int(block.sum())
+    element_w = np.repeat(np.arange(len(batch)), block)
+    k = np.arange(total) - block_start[element_w]
+    src, j = np.divmod(k, np.maximum(per_workload[element_w], 1))
+    cand = col_start[element_w] + j
+    e_of = which[cand]
+    local = pos[cand] - starts[e_of]
+    src_starts = np.concatenate(
+        [[0], np.cumsum(np.array([e.source_ok.size for e in entries], dtype=np.int64))[:-1]]
+    )
+    src_pos = src_starts[e_of] + src * widths[e_of] + local
+
+    def flat2(name: str) -> np.ndarray:
+        return np.asarray(np.concatenate([getattr(e, name).ravel() for e in entries])[src_pos])
+
+    source_ok = flat2("source_ok").astype(bool)
+    rtt_mu = flat2("rtt_mu")
+    rtt_sigma = flat2("rtt_sigma")
+    loss = flat2("loss")
+    gb_src = np.concatenate(
+        [np.array([s.monthly_bytes / 1e9 for s in sc.view.sources]) for sc in batch]
+    )
+    src_global = np.concatenate([[0], np.cumsum(n_src)[:-1]])[element_w] + src
+    egress = np.where(source_ok, gb_src[src_global] * flat2("price"), np.inf)
+
+    ends = np.cumsum(per_workload)
+    for w, screened in enumerate(batch):
+        view = screened.view
+        a, b = int(col_start[w]), int(ends[w])
+        if a == b:
+            table = _assemble(ctx, view, [])
+        else:
+            shape = (int(n_src[w]), b - a)
+            p, q = int(block_start[w]), int(block_start[w] + block[w])
+            table = Candidates(
+                view=view,
+                row=rows[a:b],
+                profile=profile_no[a:b],
+                entry=hw_entry[a:b],
+                site=sites[a:b],
+                domain=domain[a:b],
+                storage=storage[a:b],
+                svc_mean=svc_mean[a:b],
+                svc_cv=svc_cv[a:b],
+                concurrency=concurrency[a:b],
+                rates=ReplicaRates(
+                    *(getattr(rates, f)[a:b] for f in ReplicaRates.__dataclass_fields__)
+                ),
+                model_cost=model_cost[a:b],
+                penalty=penalty[a:b],
+                source_ok=source_ok[p:q].reshape(shape),
+                rtt_mu=rtt_mu[p:q].reshape(shape),
+                rtt_sigma=rtt_sigma[p:q].reshape(shape),
+                loss=loss[p:q].reshape(shape),
+                egress=egress[p:q].reshape(shape),
+            )
+        table.beyond_cap = dropped[w]
+        out[id(screened)] = table
+    return out
 
 
 # At most this many candidates per data source (request workloads) or per
