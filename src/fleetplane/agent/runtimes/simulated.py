@@ -13,8 +13,16 @@ class SimulatedRuntime(Runtime):
 
     def __init__(self) -> None:
         self._replicas: dict[tuple[str, int], ReplicaView] = {}
+        # What the last pass reconciled: with nothing running there is nothing to check
+        # again, and hashing every workload's spec each tick was most of a simulated
+        # agent's reconcile cost (thousands of agents per load generator).
+        self._reconciled: tuple[SiteDesiredStateSpec, set[str]] | None = None
 
     async def reconcile(self, desired: SiteDesiredStateSpec, failed_pools: set[str]) -> None:
+        if (self._reconciled is not None and self._reconciled[0] is desired
+                and self._reconciled[1] == failed_pools):
+            return
+        self._reconciled = (desired, set(failed_pools))
         wanted = {(t.workload, t.index): t for t in targets(desired, failed_pools)}
         for key in list(self._replicas):
             if key not in wanted:
@@ -34,3 +42,4 @@ class SimulatedRuntime(Runtime):
 
     async def close(self) -> None:
         self._replicas.clear()
+        self._reconciled = None
