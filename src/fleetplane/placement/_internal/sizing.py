@@ -60,7 +60,14 @@ class _Elements:
     parts: prediction.Parts
 
 
+# From this many requests on, their elements are gathered in flat arrays
+# (a fixed number of numpy calls) instead of request by request.
+_FLAT_FROM = 64
+
+
 def _elements(requests: list[Request]) -> _Elements:
+    if len(requests) >= _FLAT_FROM:
+        return _elements_flat(requests)
     owners, cols, lams, qs, targets, ks, cmax = [], [], [], [], [], [], []
     parts: list[prediction.Parts] = []
     for r, req in enumerate(requests):
@@ -108,6 +115,85 @@ def _elements(requests: list[Request]) -> _Elements:
     )
     return _Elements(
         cat(owners), cat(cols), cat(lams), cat(qs), cat(targets), cat(ks), cat(cmax), merged
+    )
+
+
+def _elements_flat(requests: list[Request]) -> _Elements:
+    """:func:`_elements` for many requests at once: the same elements in the same order."""
+    chosen = [
+        r
+        for r, req in enumerate(requests)
+        if not req.cands.view.is_job and req.cands.view.targets and req.groups.size
+    ]
+    empty_i = np.zeros(0, dtype=np.int64)
+    empty_f = np.zeros(0)
+    empty = _Elements(
+        empty_i,
+        empty_i,
+        empty_f,
+        empty_f,
+        empty_f,
+        empty_i,
+        empty_i,
+        prediction.Parts(empty_f, empty_f, empty_f, empty_f, empty_f, empty_f),
+    )
+    if not chosen:
+        return empty
+    reqs = [requests[r] for r in chosen]
+    cat = np.concatenate
+
+    def starts(sizes: list[int]) -> IntArray:
+        return np.asarray(np.cumsum([0, *sizes[:-1]]), dtype=np.int64)
+
+    width = np.array([req.idx.size for req in reqs], dtype=np.int64)
+    size = np.array([req.cands.size for req in reqs], dtype=np.int64)
+    flags = cat([req.groups.ravel() for req in reqs])
+    group_start = starts([req.groups.size for req in reqs])
+    nz = np.flatnonzero(flags)
+    if not nz.size:
+        return empty
+    which = np.searchsorted(group_start, nz, side="right") - 1  # position in reqs
+    src, col = np.divmod(nz - group_start[which], width[which])
+    idx_start = starts([req.idx.size for req in reqs])
+    cand = cat([req.idx for req in reqs])[idx_start[which] + col]
+    cand_start = starts([req.cands.size for req in reqs])
+    one = cand_start[which] + cand
+    two = starts([req.cands.rtt_mu.size for req in reqs])[which] + src * size[which] + cand
+    k = cat([req.cands.concurrency for req in reqs])[one]
+    base = prediction.Parts(
+        rtt_mu=cat([req.cands.rtt_mu.ravel() for req in reqs])[two],
+        rtt_sigma=cat([req.cands.rtt_sigma.ravel() for req in reqs])[two],
+        loss=cat([req.cands.loss.ravel() for req in reqs])[two],
+        storage=cat([req.cands.storage for req in reqs])[one],
+        svc_mean=cat([req.cands.svc_mean for req in reqs])[one],
+        svc_cv=cat([req.cands.svc_cv for req in reqs])[one],
+    )
+    lam = cat([req.load for req in reqs])[idx_start[which] + col]
+    # Every request's elements once per target, targets in order: block (request, target).
+    n_targets = np.array([len(req.cands.view.targets) for req in reqs], dtype=np.int64)
+    count = np.bincount(which, minlength=len(reqs))
+    nz_start = starts(count.tolist())
+    pair_req = np.repeat(np.arange(len(reqs)), n_targets)
+    pair_target = cat([np.arange(t) for t in n_targets.tolist()]) + np.repeat(
+        starts(n_targets.tolist()), n_targets
+    )
+    pair_len = count[pair_req]
+    pair_start = starts(pair_len.tolist())
+    pair = np.repeat(np.arange(pair_req.size), pair_len)
+    element = nz_start[pair_req[pair]] + np.arange(pair.size) - pair_start[pair]
+    levels = np.array([q for req in reqs for q, _ in req.cands.view.targets], dtype=np.float64)
+    limits = np.array([t for req in reqs for _, t in req.cands.view.targets], dtype=np.float64)
+    max_replicas = np.array([req.cands.view.max_replicas for req in reqs], dtype=np.int64)
+    owner = np.array(chosen, dtype=np.int64)[which[element]]
+    return _Elements(
+        owner,
+        col[element],
+        lam[element],
+        levels[pair_target[pair]],
+        limits[pair_target[pair]],
+        k[element],
+        k[element] * max_replicas[which[element]],
+        base.take(element),
     )
 
 
