@@ -34,6 +34,9 @@ class StaticRows:
     rows: IntArray
     entry: IntArray
     acc: AcceleratorDetail
+    # Per-row arrays derived from ``rows`` by the stages that read them (cached
+    # once per signature; a take() starts empty).
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def take(self, keep: IntArray | BoolArray) -> StaticRows:
         return StaticRows(self.rows[keep], self.entry[keep], self.acc.take(keep))

@@ -315,24 +315,24 @@ def _signature_rows(
     return rows, ctx.hardware.match(view, profile).entry[rows]
 
 
+@dataclass(frozen=True)
+class _SizedRows:
+    """Per static row, what the size-dependent stages read (once per requirement signature)."""
+
+    cpu: FloatArray
+    cpu_limit: FloatArray
+    memory: FloatArray
+    budgeted: bool
+    budget_limit: FloatArray
+    node_watts: FloatArray
+
+
 def _sized_rows(
     ctx: PlanContext, view: WorkloadView, profile: ProfileView, hw: StaticRows
 ) -> BoolArray:
     """Capacity, power, deadline, model reachability: the stages that read the workload size."""
     index = ctx.index
     rows = hw.rows
-    keep = (view.cpu <= index.row_cpu[rows] * (1.0 + 1e-9)) & (
-        view.memory <= index.row_memory[rows]
-    )
-    budget = ctx.row_budget[rows]
-    if np.isfinite(budget).any():
-        accelerators = view.accelerators_per_replica(profile)
-        share = np.maximum(view.cpu / index.row_cpu[rows], view.memory / index.row_memory[rows])
-        if accelerators:
-            share = np.maximum(share, accelerators / np.maximum(hw.acc.count, 1.0))
-        watts = np.minimum(share, 1.0) * index.row_node_watts[rows] + profile.spec.power
-        watts = watts + accelerators * hw.acc.watts
-        keep &= watts <= budget * (1.0 + 1e-9)
     deadline = view.workload.spec.slo.deadline
     runtime = profile.spec.runtime
     if (
@@ -341,40 +341,45 @@ def _sized_rows(
         and runtime is not None
         and runtime > deadline * (1.0 + 1e-9)
     ):
-        keep[:] = False
+        return np.zeros(rows.size, dtype=bool)
+    found = hw.memo.get("sized")
+    if found is None:
+        budget = ctx.row_budget[rows]
+        found = hw.memo["sized"] = _SizedRows(
+            cpu=index.row_cpu[rows],
+            cpu_limit=index.row_cpu[rows] * (1.0 + 1e-9),
+            memory=index.row_memory[rows],
+            budgeted=bool(np.isfinite(budget).any()),
+            budget_limit=budget * (1.0 + 1e-9),
+            node_watts=index.row_node_watts[rows],
+        )
+    assert isinstance(found, _SizedRows)
+    keep = (view.cpu <= found.cpu_limit) & (view.memory <= found.memory)
+    if found.budgeted:
+        accelerators = view.accelerators_per_replica(profile)
+        share = np.maximum(view.cpu / found.cpu, view.memory / found.memory)
+        if accelerators:
+            share = np.maximum(share, accelerators / np.maximum(hw.acc.count, 1.0))
+        watts = np.minimum(share, 1.0) * found.node_watts + profile.spec.power
+        watts = watts + accelerators * hw.acc.watts
+        keep &= watts <= found.budget_limit
     model = view.workload.spec.model
     if model is not None and model.updates_per_day > 0:
         keep &= ctx.model_rows()[rows]
     return np.asarray(keep)
 
 
-def _source_sites(
-    ctx: PlanContext, view: WorkloadView
-) -> tuple[BoolArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(sources × sites) for one workload: may serve, round-trip mu and sigma, loss, price.
-
-    *May serve*: a path exists, the site is in the source's residency zone and,
-    with latency targets, the round-trip median fits the tightest one (latency
-    is at least the round trip, and every target is at or above the median).
-    """
-    networks = [ctx.network.source(s.site) for s in view.sources]
-    zones = np.array([s.zone for s in view.sources], dtype=np.int64)
-    mu = np.vstack([net.rtt_mu for net in networks])
-    ok = np.vstack([net.reachable for net in networks])
-    ok &= ctx.index.site_zone[None, :] == zones[:, None]
-    if view.targets:
-        ok &= mu <= np.log(min(t for _, t in view.targets))
-    sigma = np.vstack([net.rtt_sigma for net in networks])
-    loss = np.vstack([net.loss for net in networks])
-    price = np.vstack([net.price for net in networks])
-    return ok, mu, sigma, loss, price
-
-
 def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
     """Static filters and latency bounds for every profile of one workload."""
     out = []
     n_src = len(view.sources)
-    per_site = _source_sites(ctx, view) if n_src else None
+    if n_src:
+        for s in view.sources:
+            ctx.network.source(s.site)  # fills the source's row of the matrices
+        m_mu, m_sigma, m_loss, m_reach, m_price = ctx.network.matrices()
+        src_sites = np.array([s.site for s in view.sources], dtype=np.int64)[:, None]
+        zones = np.array([s.zone for s in view.sources], dtype=np.int64)[:, None]
+        tightest = np.log(min(t for _, t in view.targets)) if view.targets else None
     for profile in view.profiles:
         hw = ctx.static_rows(view, profile, functools.partial(_signature_rows, ctx, view, profile))
         if not hw.rows.size:
@@ -389,9 +394,14 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
         if not sel.size:
             continue
         sites = ctx.index.row_site[hw.rows[sel]]
-        if per_site is not None:
-            ok_sites, mu_sites, sigma_sites, loss_sites, price_sites = per_site
-            source_ok = ok_sites[:, sites]
+        if n_src:
+            # May serve: a path, the source's residency zone and, with targets,
+            # a round-trip median within the tightest one (latency is at least
+            # the round trip, and every target is at or above the median).
+            source_ok = m_reach[src_sites, sites]
+            source_ok &= ctx.index.site_zone[sites][None, :] == zones
+            if tightest is not None:
+                source_ok &= m_mu[src_sites, sites] <= tightest
             alive = np.asarray(
                 source_ok.all(axis=0) if view.is_job else source_ok.any(axis=0), dtype=bool
             )
@@ -399,10 +409,10 @@ def screen(ctx: PlanContext, view: WorkloadView) -> Screened:
                 sel, sites, source_ok = sel[alive], sites[alive], source_ok[:, alive]
             if not sel.size:
                 continue
-            mu = mu_sites[:, sites]
-            sigma = sigma_sites[:, sites]
-            loss = loss_sites[:, sites]
-            price = price_sites[:, sites]
+            mu = m_mu[src_sites, sites]
+            sigma = m_sigma[src_sites, sites]
+            loss = m_loss[src_sites, sites]
+            price = m_price[src_sites, sites]
         else:
             shape = (0, sel.size)
             source_ok = np.zeros(shape, dtype=bool)

@@ -70,6 +70,10 @@ class Network:
         self._edge_keep = np.array([1.0 - chosen[k][2] for k in keys], dtype=np.float64)
         self._rows: dict[int, SourceRow] = {}
         self._hub_price: FloatArray | None = None
+        # (source site × site) matrices; row s is filled when source(s) is first
+        # asked for and SourceRow s views it. Allocated lazily and untouched rows
+        # cost no memory, so gathering any (sources × sites) block is one take.
+        self._matrix: tuple[FloatArray, FloatArray, FloatArray, BoolArray, FloatArray] | None = None
 
     def _path_sums(self, src: int) -> tuple[FloatArray, FloatArray]:
         """Egress price and log-survival (no loss) summed over each path from ``src``."""
@@ -113,9 +117,28 @@ class Network:
             # A request is lost if it or its response is dropped on any link.
             loss = np.where(reachable, -np.expm1(2.0 * log_keep), 0.0)
             loss[site] = 0.0
-            row = SourceRow(mu, sigma, loss, reachable, price)
+            m_mu, m_sigma, m_loss, m_reach, m_price = self.matrices()
+            m_mu[site], m_sigma[site], m_loss[site] = mu, sigma, loss
+            m_reach[site], m_price[site] = reachable, price
+            row = SourceRow(m_mu[site], m_sigma[site], m_loss[site], m_reach[site], m_price[site])
             self._rows[site] = row
         return row
+
+    def matrices(self) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, FloatArray]:
+        """(source site × site) rtt mu, rtt sigma, loss, reachable, price.
+
+        Only rows of sites passed to :meth:`source` are filled; read no others.
+        """
+        if self._matrix is None:
+            n = self.index.n_sites
+            self._matrix = (
+                np.empty((n, n)),
+                np.empty((n, n)),
+                np.empty((n, n)),
+                np.empty((n, n), dtype=bool),
+                np.empty((n, n)),
+            )
+        return self._matrix
 
     def hub_price(self) -> FloatArray:
         """Per site: money per GB to pull a model artifact from the cheapest registry mirror."""
