@@ -48,6 +48,8 @@ from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unpl
 # before taking the best pair found: pairing is costly, and a primary far down
 # the order rarely makes the cheapest pair.
 MAX_PRIMARIES = 12
+# Candidates sized at once when a step after the first sizes lazily (doubling each time).
+LAZY_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,10 @@ class _Planner:
         groups = self._groups(unserved)
         valid = groups.any(axis=0)
         idx = np.flatnonzero(valid)
+        if not first and not self.spread and self.n_src and idx.size > LAZY_BATCH:
+            lazy = self._lazy_single(capacity, groups, idx)
+            if lazy is not None:
+                return lazy
         reuse = np.ones(idx.size, dtype=bool) if first else None
         replicas = np.zeros(cands.size, dtype=np.int64)
         replicas[idx] = self._size(idx, groups[:, idx], reuse)
@@ -220,6 +226,72 @@ class _Planner:
         if not self.spread:
             return self._single(capacity, order, replicas, groups, cost_of, work_of)
         return self._paired(capacity, order, replicas, groups, cost_of, work_of, np.asarray(valid))
+
+    def _lazy_single(
+        self, capacity: CapacityState, groups: BoolArray, idx: IntArray
+    ) -> tuple[Option | None, Option | None] | None:
+        """:meth:`_single` over candidates sized only as far as the walk needs them.
+
+        Sizing every candidate for a step after the first (the sources left
+        unserved) is most of a step's time, while the walk stops at the
+        second candidate that fits. The objective grows with replicas, and no
+        count is below ``sizing.floor`` (the minimum and a stable queue), so
+        the objective at the floor bounds each candidate's ratio from below:
+        candidates are sized in batches, cheapest bound first, and a sized
+        candidate is walked once its exact (ratio, index) is below every
+        unsized candidate's bound — the order the full sort gives. None when
+        the bound does not hold (then everything is sized, as before).
+        """
+        cands, scorer = self.cands, self.scorer
+        sub = groups[:, idx]
+        if bool((scorer.per_replica[idx] < 0).any()):
+            return None
+        # sizing's own floor: conservative() starts from it and tighten() never goes below it.
+        floor = sizing._floor(sizing.Request(cands, idx, sub, self.rates @ sub))
+        work = self._work(sub)
+        cost_of = np.full(idx.size, np.inf)
+        shares = np.asarray(sub, dtype=np.float64)
+        low = scorer.objective(idx, floor, shares, 1.0) / work
+        pending = np.lexsort((idx, low))  # positions into idx, by (bound, candidate)
+        at = 0
+        ready: list[tuple[float, int, int, int]] = []  # (ratio, candidate, replicas, position)
+        best: Option | None = None
+        batch = LAZY_BATCH
+        while True:
+            while ready and (
+                at >= pending.size
+                or (ready[0][0], ready[0][1]) < (float(low[pending[at]]), int(idx[pending[at]]))
+            ):
+                _, c, n, j = heapq.heappop(ready)
+                if best is not None and int(cands.site[c]) == int(cands.site[best.primary]):
+                    continue
+                if not self._fits(capacity, c, n):
+                    self.failure.capacity += 1
+                    continue
+                option = Option(c, n, sub[:, j].copy(), float(cost_of[j]), float(work[j]))
+                if best is None:
+                    best = option
+                else:
+                    return best, option
+            if at >= pending.size:
+                return best, None
+            take = pending[at : at + batch]
+            at += take.size
+            batch *= 2
+            cols = idx[take]
+            n_take = self._size(cols, sub[:, take])
+            if bool(((n_take > 0) & (n_take < floor[take])).any()):
+                return None
+            ok = n_take > 0
+            self.failure.unsizeable += int((~ok).sum())
+            good = take[ok]
+            cost = scorer.objective(idx[good], n_take[ok], shares[:, good], 1.0)
+            cost_of[good] = cost
+            ratio = cost / work[good]
+            for j, c, n, r in zip(
+                good.tolist(), idx[good].tolist(), n_take[ok].tolist(), ratio.tolist(), strict=True
+            ):
+                heapq.heappush(ready, (r, c, n, j))
 
     def _single(
         self,
