@@ -497,26 +497,24 @@ def _clear(entries: list[ProfileRows], who: IntArray, where: IntArray) -> None:
 def _gather(entries: list[ProfileRows], who: IntArray, where: IntArray) -> prediction.Parts:
     """The path parts of (entry, flat index) pairs, read straight from the entries' arrays.
 
-    ``who`` is sorted by entry (resolve_latency builds it entry by entry), so
-    each entry contributes one contiguous slice and nothing is copied twice.
+    One take per field from the entries' arrays laid end to end.
     """
-    fields: dict[str, list[FloatArray]] = {f: [] for f in prediction.Parts.__dataclass_fields__}
-    starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]]) if who.size else who
-    ends = np.r_[starts[1:], who.size] if who.size else who
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        entry = entries[int(who[start])]
-        flat = where[start:end]
-        source, row = np.divmod(flat, entry.rows.size)
-        service = entry.profile.service
-        assert service is not None  # request workloads have service times (model validation)
-        fields["rtt_mu"].append(entry.rtt_mu[source, row])
-        fields["rtt_sigma"].append(entry.rtt_sigma[source, row])
-        fields["loss"].append(entry.loss[source, row])
-        fields["storage"].append(entry.storage[row])
-        fields["svc_mean"].append(np.full(flat.size, service.mean))
-        fields["svc_cv"].append(np.full(flat.size, service.cv))
+    if not who.size:
+        empty = np.zeros(0)
+        return prediction.Parts(empty, empty, empty, empty, empty, empty)
+    sizes = np.array([e.source_ok.size for e in entries], dtype=np.int64)
+    widths = np.array([e.rows.size for e in entries], dtype=np.int64)
+    flat = np.concatenate([[0], np.cumsum(sizes)[:-1]])[who] + where
+    row = np.concatenate([[0], np.cumsum(widths)[:-1]])[who] + where % widths[who]
+    services = [e.profile.service for e in entries]
+    assert all(s is not None for s in services)  # request workloads have service times
     return prediction.Parts(
-        **{f: np.concatenate(v) if v else np.zeros(0) for f, v in fields.items()}
+        rtt_mu=np.concatenate([e.rtt_mu.ravel() for e in entries])[flat],
+        rtt_sigma=np.concatenate([e.rtt_sigma.ravel() for e in entries])[flat],
+        loss=np.concatenate([e.loss.ravel() for e in entries])[flat],
+        storage=np.concatenate([e.storage for e in entries])[row],
+        svc_mean=np.array([s.mean if s else 0.0 for s in services], dtype=np.float64)[who],
+        svc_cv=np.array([s.cv if s else 0.0 for s in services], dtype=np.float64)[who],
     )
 
 
