@@ -301,3 +301,28 @@ def test_verification_refuses_a_plan_that_breaks_a_hard_constraint() -> None:
     )
     with pytest.raises(PlacementError, match="node 0 is over its cpu"):
         verify(ctx, result.candidates, {"w": [overpacked]})
+
+
+def test_verification_reports_each_allocation_of_a_workload_on_its_own_pool() -> None:
+    f = three_sites("99.9%")
+    result = plan(f)
+    ctx = PlanContext.build(f, compile_policy(choose_policy(f, None)))
+    first, second = result.allocations["w"]
+    cands = result.candidates["w"]
+    too_many = 10**6
+    broken = Allocation(
+        second.candidate,
+        too_many,
+        second.shares,
+        second.design_shares,
+        ((0, too_many),),
+        second.weight,
+    )
+    verify(ctx, result.candidates, {"w": [first, second]})
+    with pytest.raises(PlacementError) as raised:
+        verify(ctx, result.candidates, {"w": [first, broken]})
+    lines = [line for line in str(raised.value).splitlines() if "replicas outside" in line]
+    label = ctx.index.row_label(int(cands.row[second.candidate]))
+    other = ctx.index.row_label(int(cands.row[first.candidate]))
+    assert len(lines) == 1
+    assert label in lines[0] and other not in lines[0]

@@ -280,6 +280,45 @@ def _predicted(levels: tuple[float, ...], measured: list[SourceLatency]) -> Late
     return LatencyPrediction(**fields)
 
 
+def _breakdowns(cands: Candidates, allocs: list[Allocation]) -> list[CostBreakdown]:
+    """``scoring.breakdown`` of each allocation, per-source terms taken for its column only.
+
+    ``breakdown`` builds the (sources × candidates) busy-replica array for one
+    column; here the same values come from that column's own elementwise
+    products (identical floats), once per workload rather than per candidate.
+    """
+    view = cands.view
+    if not view.sources:
+        return [breakdown(cands, a) for a in allocs]
+    rates = cands.rates
+    requests = np.array([s.monthly_requests for s in view.sources], dtype=np.float64)
+    avg = np.array([s.rate * s.mean_factor for s in view.sources], dtype=np.float64)
+    out = []
+    for alloc in allocs:
+        c, n = alloc.candidate, alloc.replicas
+        shares = np.array(alloc.shares, dtype=np.float64)
+        egress = float(np.sum(shares * np.where(shares > 0, cands.egress[:, c], 0.0)))
+        energy = n * rates.energy_idle[c]
+        if view.is_job:
+            energy += n * rates.energy_busy[c]
+            busy = np.zeros(avg.size)
+        else:
+            busy = avg * cands.svc_mean[c] / cands.concurrency[c]
+        energy += float(
+            np.sum(shares * (requests * rates.energy_request[c] + busy * rates.energy_busy[c]))
+        )
+        out.append(
+            CostBreakdown(
+                compute=float(n * rates.compute[c]),
+                egress=egress,
+                model_distribution=float(cands.model_cost[c]),
+                energy=float(energy),
+                preference_penalty=float(alloc.weight * cands.penalty[c]),
+            )
+        )
+    return out
+
+
 def _name(fleet: Fleet) -> str:
     base = re.sub(r"[^a-z0-9.-]+", "-", fleet.name.lower()).strip("-.") or "fleet"
     return f"{base}-plan"[:253]
@@ -432,7 +471,7 @@ def _document(
             lines += text
             continue
         allocs = allocations[name]
-        costs = [breakdown(cands, a) for a in allocs]
+        costs = _breakdowns(cands, allocs)
         details = [
             explain.explain_allocation(
                 ctx, cands, a, cost, latencies.get(name, []), i, levels.get(name, ())

@@ -33,46 +33,76 @@ class SourceLatency:
     values: tuple[float, ...]  # one per target of the workload, same order
 
 
-def _check_row(
-    ctx: PlanContext, view: WorkloadView, alloc: Allocation, cands: Candidates
+_ROW_STAGES = (
+    ("site", feasibility._site),
+    ("hardware", feasibility._hardware),
+    ("image", feasibility._image),
+    ("storage", feasibility._storage),
+    ("capacity", feasibility._capacity),
+    ("power", feasibility._power),
+    ("deadline", feasibility._deadline),
+)
+
+
+def _check_rows(
+    ctx: PlanContext, view: WorkloadView, allocs: list[Allocation], cands: Candidates
 ) -> list[str]:
-    row = int(cands.row[alloc.candidate])
-    profile = view.profiles[int(cands.profile[alloc.candidate])]
-    rows = np.array([row], dtype=np.int64)
-    where = f"workload {view.name} at {ctx.index.row_label(row)} ({profile.hardware})"
-    problems = []
-    for key, stage in (
-        ("site", feasibility._site),
-        ("hardware", feasibility._hardware),
-        ("image", feasibility._image),
-        ("storage", feasibility._storage),
-        ("capacity", feasibility._capacity),
-        ("power", feasibility._power),
-        ("deadline", feasibility._deadline),
-    ):
-        ok, _ = stage(ctx, view, profile, rows)
-        if not ok[0]:
-            problems.append(f"{where}: fails the {key} filter")
-    allowed = view.workload.spec.residency
-    zone = ctx.index.site_of_row(row).spec.residency_zone
-    if allowed and zone not in allowed:
-        problems.append(f"{where}: zone {zone} is outside the workload's residency {allowed}")
-    served = [s for s, d in enumerate(alloc.design_shares) if d > 0]
+    """Every filter on each allocation's (pool, profile), for all of a workload's at once.
+
+    The filters run once per profile over the rows of the allocations using
+    it; the problems are reported per allocation, in allocation order.
+    """
+    rows = [int(cands.row[a.candidate]) for a in allocs]
+    profiles = [int(cands.profile[a.candidate]) for a in allocs]
+    failed: list[list[str]] = [[] for _ in allocs]
+    required = [True] * len(allocs)
+    members: dict[int, list[int]] = {}
+    for i, p in enumerate(profiles):
+        members.setdefault(p, []).append(i)
+    for p, mine in members.items():
+        profile = view.profiles[p]
+        some = np.array([rows[i] for i in mine], dtype=np.int64)
+        for key, stage in _ROW_STAGES:
+            ok, _ = stage(ctx, view, profile, some)
+            if not bool(np.all(ok)):
+                bad = np.broadcast_to(np.asarray(ok, dtype=bool), some.shape)
+                failed_here = [i for j, i in enumerate(mine) if not bad[j]]
+                for i in failed_here:
+                    failed[i].append(key)
+        ok, _ = ctx.rules.require(view, profile, some)
+        ok = np.broadcast_to(np.asarray(ok, dtype=bool), some.shape)
+        for j, i in enumerate(mine):
+            required[i] = bool(ok[j])
+    every = np.array(rows, dtype=np.int64)
     if view.sources:
-        zone_ok = feasibility.source_zone_ok(ctx, view, rows)[:, 0]
-        reach = feasibility.source_reachable(ctx, view, rows)[:, 0]
-        for s in served:
-            if not zone_ok[s]:
-                problems.append(f"{where}: data of {view.sources[s].name} would leave its zone")
-            if not reach[s]:
-                problems.append(f"{where}: no network path from {view.sources[s].name}")
-    ok, _ = ctx.rules.require(view, profile, rows)
-    if not ok[0]:
-        problems.append(f"{where}: a require rule of the policy does not hold")
+        zone_ok = feasibility.source_zone_ok(ctx, view, every)
+        reach = feasibility.source_reachable(ctx, view, every)
+    allowed = view.workload.spec.residency
     splits = view.is_job and not needs_spread(cands)
     low = 1 if splits else view.min_replicas
-    if not low <= alloc.replicas <= view.max_replicas:
-        problems.append(f"{where}: {alloc.replicas} replicas outside [{low}, {view.max_replicas}]")
+    problems = []
+    for i, alloc in enumerate(allocs):
+        row = rows[i]
+        profile = view.profiles[profiles[i]]
+        where = f"workload {view.name} at {ctx.index.row_label(row)} ({profile.hardware})"
+        problems += [f"{where}: fails the {key} filter" for key in failed[i]]
+        zone = ctx.index.site_of_row(row).spec.residency_zone
+        if allowed and zone not in allowed:
+            problems.append(f"{where}: zone {zone} is outside the workload's residency {allowed}")
+        if view.sources:
+            for s, d in enumerate(alloc.design_shares):
+                if d <= 0:
+                    continue
+                if not zone_ok[s, i]:
+                    problems.append(f"{where}: data of {view.sources[s].name} would leave its zone")
+                if not reach[s, i]:
+                    problems.append(f"{where}: no network path from {view.sources[s].name}")
+        if not required[i]:
+            problems.append(f"{where}: a require rule of the policy does not hold")
+        if not low <= alloc.replicas <= view.max_replicas:
+            problems.append(
+                f"{where}: {alloc.replicas} replicas outside [{low}, {view.max_replicas}]"
+            )
     return problems
 
 
@@ -324,8 +354,7 @@ def verify(
         cands = table[name]
         view = cands.view
         allocs = allocations[name]
-        for alloc in allocs:
-            problems += _check_row(ctx, view, alloc, cands)
+        problems += _check_rows(ctx, view, allocs, cands)
         problems += _check_coverage(ctx, view, cands, allocs)
     problems += _check_latency(paths, table)
     problems += _check_capacity(ctx, table, allocations)
