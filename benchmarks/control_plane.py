@@ -385,16 +385,31 @@ async def agents_main(args: argparse.Namespace) -> dict[str, Any]:
         agent.interval = args.status_interval
         tasks.append(asyncio.create_task(agent.report(stop_at)))
     changes: dict[str, float] = {}
+    # Server CPU per change: from the apply until every agent saw it, less what the
+    # status writes cost meanwhile (the server's CPU rate in the second before).
+    change_cpu: dict[str, float] = {}
     gap = args.duration / (args.changes + 1)
     for number in range(args.changes):
-        await asyncio.sleep(gap)
+        due = connected_at + gap * (number + 1)
+        await asyncio.sleep(max(0.0, due - 1.0 - time.time()))
+        before, since = cpu_seconds(args.server_pid), time.monotonic()
+        await asyncio.sleep(1.0)
+        background = (cpu_seconds(args.server_pid) - before) / (time.monotonic() - since)
         mark = f"change-{number}-{secrets.token_hex(3)}"
+        applied_cpu, applied_at = cpu_seconds(args.server_pid), time.monotonic()
         changes[mark] = time.time()
         answer = await people.post(
             f"{V1}/apply", content=WORKLOAD.format(mark=mark),
             headers={"Content-Type": "application/yaml"},
         )
         answer.raise_for_status()
+        until = due + gap - 1.5
+        while time.time() < until and sum(mark in s.seen for s in stats) < len(stats):
+            await asyncio.sleep(0.05)
+        if sum(mark in s.seen for s in stats) == len(stats):
+            elapsed = time.monotonic() - applied_at
+            used = cpu_seconds(args.server_pid) - applied_cpu
+            change_cpu[mark] = max(0.0, used - background * elapsed)
     await asyncio.sleep(max(0.0, stop_at - time.time()))
     # Let the last change arrive everywhere (bounded).
     last = list(changes)[-1] if changes else None
@@ -418,6 +433,7 @@ async def agents_main(args: argparse.Namespace) -> dict[str, Any]:
                 "p50": quantile(delays, 0.5),
                 "p99": quantile(delays, 0.99),
                 "all": max(delays) if len(delays) == len(stats) else float("inf"),
+                "server_cpu": change_cpu.get(mark, float("nan")),
             }
         )
     probe = await _probe(agents, stats, args) if args.probe else []
@@ -621,6 +637,8 @@ def summarise(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"{result['apply_seconds']:.1f} s, watch errors {result['watch_errors']}",
         f"  change visible (debounce {args.debounce} s incl.): p50 {p50:.2f} s  "
         f"p99 {p99:.2f} s  all agents {every:.2f} s  over {len(visible)} changes",
+        "  server CPU per change (apply → all agents, status writes' share taken out): "
+        + ", ".join(f"{v['server_cpu']:.2f}" for v in visible) + " s",
         f"  status writes at {args.agents}/{args.status_interval:g}s: {natural['rate']:.0f}/s  "
         f"p50 {natural['p50_ms']:.1f} ms  p99 {natural['p99_ms']:.1f} ms  "
         f"errors {natural['errors']}",

@@ -44,7 +44,7 @@ class Batch:
     locate: Locate | None = None
 
     def check(self, cache: ModelCache) -> Check:
-        return ReferenceCheck(self, cache).__call__
+        return ReferenceCheck(self, cache)
 
 
 def unknown_kind(kind: object) -> ApiError:
@@ -115,19 +115,28 @@ def check_status(kind: str, document: dict[str, Any], status: Any) -> dict[str, 
 
 
 class ModelCache:
-    """Validated models of stored resources by (kind, name), valid for one resource version.
+    """Validated models of stored resources by (kind, name), valid while their user part is.
 
     Re-validating thousands of sites on every write would dominate its cost.
+    A model is reused while the resource's uid, generation (it moves with
+    every spec change), labels and annotations are the same: a status write
+    (an agent's heartbeat, every few seconds per site) changes none of them,
+    so it does not cost a re-validation. The models are validated without
+    status, and the server-written metadata they carry (resourceVersion,
+    timestamps) is that of the version they were validated from.
     One per store: versions of different stores say nothing about each other.
     """
 
     def __init__(self) -> None:
-        self._models: dict[tuple[str, str], tuple[int, AnyResource]] = {}
+        self._models: dict[tuple[str, str], tuple[tuple[Any, ...], AnyResource]] = {}
 
     def model(self, resource: StoredResource) -> AnyResource | None:
         key = (resource.kind, resource.name)
+        valid_while = (
+            resource.uid, resource.generation, resource.labels, resource.annotations
+        )
         cached = self._models.get(key)
-        if cached is not None and cached[0] == resource.resource_version:
+        if cached is not None and cached[0] == valid_while:
             return cached[1]
         try:
             model = KINDS[resource.kind].model_validate(
@@ -136,7 +145,7 @@ class ModelCache:
         except pydantic.ValidationError:
             # Stored before a model change made it invalid: it is no valid target.
             return None
-        self._models[key] = (resource.resource_version, model)
+        self._models[key] = (valid_while, model)
         return model
 
 
@@ -146,6 +155,9 @@ class ReferenceCheck:
     Problems of resources already in the store are not the batch's fault
     and do not block it; only those of the batch's own resources do.
     """
+
+    # The store hands the check only resources of these kinds (and the batch's own).
+    kinds = _REFERENCED_KINDS
 
     def __init__(self, batch: Batch, cache: ModelCache) -> None:
         self.batch = batch

@@ -73,7 +73,11 @@ class ChangeFeed:
         relevant = False
         while True:
             try:
-                batch = self.plane.store.events_since(self._seen, limit=self.batch_size)
+                # Other kinds are filtered in the query: a fan-out's thousands of
+                # SiteDesiredState events are never decoded here.
+                batch = self.plane.store.events_since(
+                    self._seen, kinds=self.kinds, limit=self.batch_size
+                )
             except Expired:
                 self._seen = self.plane.store.current_version()
                 self._relist()

@@ -24,7 +24,8 @@ class FleetView:
 
 
 def load_view(plane: ControlPlane, placement_name: str) -> FleetView:
-    resources, version = plane.store.list_resources()
+    # Not the derived SiteDesiredStates: thousands of documents the plan does not need.
+    resources, version = plane.store.list_resources(kinds=(*PLANNED_KINDS, "Placement"))
     fleet = Fleet(name=plane.settings.fleet_name)
     view = FleetView(fleet, version)
     for resource in resources:

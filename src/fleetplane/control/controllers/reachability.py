@@ -62,11 +62,13 @@ class ReachabilityController:
 
     def check(self, plane: ControlPlane, now: datetime) -> list[str]:
         """Mark what is due; the names of the sites changed."""
-        sites, _ = plane.store.list_resources("Site")
+        # Statuses only: decoding every site's spec and metadata each round would cost
+        # more than the check (the write below re-reads each due site in its transaction).
+        statuses = plane.store.statuses("Site")
         due = [
-            (site.name, state)
-            for site in sites
-            if (state := next_reachability(site.status, now, self.settings)) is not None
+            (name, state)
+            for name, status in sorted(statuses.items())
+            if (state := next_reachability(status, now, self.settings)) is not None
         ]
 
         def mark(state: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select
@@ -42,57 +43,82 @@ def load_resource(
     return _load(connection, kind, name)
 
 
+# Sites per fan-out transaction: each site's revision is independent of the
+# others', so thousands of sites are written a chunk at a time and agents'
+# status writes (and applies) take the write lock between chunks instead of
+# waiting for the whole fan-out.
+FAN_OUT_CHUNK = 200
+
+
 def write_site_states(
     store: Store,
     specs: dict[str, dict[str, Any]],
     *,
     actor: str,
     keep: int,
+    chunk: int = FAN_OUT_CHUNK,
 ) -> list[SiteRevision]:
-    """Write each site's new desired spec as its next revision, with history, in one transaction.
+    """Write each site's new desired spec as its next revision, with history.
 
     ``specs`` maps site → spec without ``revision``; sites whose workloads did
-    not change are skipped. Returns the revisions written.
+    not change are skipped. Returns the revisions written. Sites are written
+    in transactions of ``chunk`` sites (in name order), each a background
+    write (see ``WriteGate``): one site's spec, revision row, event and audit
+    entry always commit together, and a site's revisions stay in order.
     """
+    names = sorted(specs)
+    written: list[SiteRevision] = []
+    for start in range(0, len(names), max(chunk, 1)):
+        part = {name: specs[name] for name in names[start:start + max(chunk, 1)]}
+        write = partial(_write_site_chunk, store, specs=part, actor=actor, keep=keep)
+        written.extend(store.run_write(write, background=True))
+    return written
 
-    def write(connection: Connection) -> list[SiteRevision]:
-        # One query per table for every site, not one per site: a fan-out to
-        # thousands of sites holds the write lock for as short as possible.
-        latest = _latest_revisions(connection)
-        currents = load_many(connection, SDS_KIND, sorted(specs))
-        changes: list[tuple[StoredResource | None, Desired]] = []
-        revisions: list[int] = []
-        for site, spec in sorted(specs.items()):
-            current = currents.get(site)
-            previous = int(current.spec.get("revision", 0)) if current is not None else 0
-            if current is not None and _same_content(current.spec, spec):
-                continue
-            revision = max(previous, latest.get(site, 0)) + 1
-            changes.append((current, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
-                                             {**spec, "site": site, "revision": revision})))
-            revisions.append(revision)
-        stored = store.write_many(connection, changes, actor=actor, action="derive")
-        written = [
-            SiteRevision(item.name, revision, item.resource_version, item.to_document())
-            for item, revision in zip(stored, revisions, strict=True)
-        ]
-        if not written:
-            return written
-        connection.execute(
-            insert(REVISIONS),
-            [
-                {"site": w.site, "revision": w.revision,
-                 "resource_version": w.resource_version, "document": w.document}
-                for w in written
-            ],
-        )
-        expired = [{"site": w.site, "through": w.revision - keep} for w in written
-                   if w.revision > keep]
-        if expired:
-            connection.execute(_DELETE_EXPIRED, expired)
+
+def _write_site_chunk(
+    store: Store,
+    connection: Connection,
+    *,
+    specs: dict[str, dict[str, Any]],
+    actor: str,
+    keep: int,
+) -> list[SiteRevision]:
+    # One query per table for every site of the chunk, not one per site.
+    names = sorted(specs)
+    latest = _latest_revisions(connection, names)
+    currents = load_many(connection, SDS_KIND, names)
+    changes: list[tuple[StoredResource | None, Desired]] = []
+    revisions: list[int] = []
+    for site in names:
+        spec = specs[site]
+        current = currents.get(site)
+        previous = int(current.spec.get("revision", 0)) if current is not None else 0
+        if current is not None and _same_content(current.spec, spec):
+            continue
+        revision = max(previous, latest.get(site, 0)) + 1
+        changes.append((current, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
+                                         {**spec, "site": site, "revision": revision})))
+        revisions.append(revision)
+    stored = store.write_many(connection, changes, actor=actor, action="derive")
+    written = [
+        SiteRevision(item.name, revision, item.resource_version, item.to_document())
+        for item, revision in zip(stored, revisions, strict=True)
+    ]
+    if not written:
         return written
-
-    return store.run_write(write)
+    connection.execute(
+        insert(REVISIONS),
+        [
+            {"site": w.site, "revision": w.revision,
+             "resource_version": w.resource_version, "document": w.document}
+            for w in written
+        ],
+    )
+    expired = [{"site": w.site, "through": w.revision - keep} for w in written
+               if w.revision > keep]
+    if expired:
+        connection.execute(_DELETE_EXPIRED, expired)
+    return written
 
 
 def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -100,12 +126,18 @@ def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
     return bool(current.get("workloads", []) == new.get("workloads", []))
 
 
-def _latest_revisions(connection: Connection) -> dict[str, int]:
-    rows = connection.execute(
-        select(SiteRevisionRow.site, func.max(SiteRevisionRow.revision)).group_by(
-            SiteRevisionRow.site
-        )
-    ).all()
+_LATEST_REVISIONS = (
+    select(REVISIONS.c.site, func.max(REVISIONS.c.revision))
+    .where(REVISIONS.c.site.in_(bindparam("names", expanding=True)))
+    .group_by(REVISIONS.c.site)
+)
+
+
+def _latest_revisions(connection: Connection, names: Sequence[str]) -> dict[str, int]:
+    """The highest revision row of each of ``names`` (the primary key's index, not a scan)."""
+    if not names:
+        return {}
+    rows = connection.execute(_LATEST_REVISIONS, {"names": list(names)}).all()
     return {site: int(revision) for site, revision in rows}
 
 

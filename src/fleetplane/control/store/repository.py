@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -39,7 +40,9 @@ from fleetplane.control.store.schema import (
 from fleetplane.security.keyring import Keyring
 
 # Called inside the write transaction with the state the write would leave
-# behind (every resource, after the change); raises to refuse the write.
+# behind (every resource, after the change); raises to refuse the write. A
+# check with a ``kinds`` attribute (a sequence of kinds) is given only the
+# stored resources of those kinds, plus every resource the write changes.
 Check = Callable[[Sequence[StoredResource]], None]
 Listener = Callable[[int], None]
 T = TypeVar("T")
@@ -100,6 +103,44 @@ class Desired:
         return {"labels": self.labels, "annotations": self.annotations, "spec": self.spec}
 
 
+class WriteGate:
+    """This process's writers take turns here before taking the database's write lock.
+
+    The database lock alone would serialise them too, but SQLite's busy
+    handler polls with sleeps of up to 100 ms, so a writer that queued behind
+    a long transaction starts late; here a waiter is woken the moment the
+    gate opens. *Background* writers (a controller writing thousands of
+    sites in chunks) also let every waiting foreground writer (agents'
+    status batches, people's applies) go first, so those wait for at most
+    one chunk, never for a whole fan-out. Other processes or replicas are
+    still serialised by the database lock, which is taken inside the gate.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._busy = False
+        self._foreground_waiting = 0
+
+    @contextmanager
+    def turn(self, *, background: bool = False) -> Iterator[None]:
+        with self._condition:
+            if not background:
+                self._foreground_waiting += 1
+            try:
+                while self._busy or (background and self._foreground_waiting):
+                    self._condition.wait()
+            finally:
+                if not background:
+                    self._foreground_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._busy = False
+                self._condition.notify_all()
+
+
 class Store:
     """Thread-safe; one per process, shared by the API and the controllers."""
 
@@ -117,6 +158,7 @@ class Store:
         self.audit = AuditLog(audit_keyring)
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self.gate = WriteGate()
 
     # ------------------------------------------------------------ listeners
 
@@ -152,14 +194,20 @@ class Store:
         return found
 
     def list_resources(
-        self, kind: str | None = None, *, where: Callable[[dict[str, str]], bool] | None = None
+        self,
+        kind: str | None = None,
+        *,
+        where: Callable[[dict[str, str]], bool] | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> tuple[list[StoredResource], int]:
-        """Resources (of one kind, or all) and the version this consistent view is at."""
+        """Resources (of one kind, of ``kinds``, or all) and the version this view is at."""
         with read_transaction(self.engine, snapshot=True) as connection:
             version = _counter(connection, RESOURCE_VERSION)
             query = select(RESOURCES).order_by(RESOURCES.c.kind, RESOURCES.c.name)
             if kind is not None:
                 query = query.where(RESOURCES.c.kind == kind)
+            if kinds is not None:
+                query = query.where(RESOURCES.c.kind.in_(list(kinds)))
             rows = connection.execute(query).all()
         items = [_record(row) for row in rows]
         if where is not None:
@@ -167,12 +215,19 @@ class Store:
         return items, version
 
     def events_since(
-        self, after: int, *, kind: str | None = None, limit: int = 500
+        self,
+        after: int,
+        *,
+        kind: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 500,
     ) -> EventBatch:
         """Events with versions above ``after``, in order; 410-style :class:`Expired` if gone.
 
-        ``through`` is the version the caller may resume from next: every
-        event up to it (of any kind) has been committed and considered.
+        ``kind`` or ``kinds`` keep only events of those kinds (filtered in
+        the query: the others are never decoded). ``through`` is the version
+        the caller may resume from next: every event up to it (of any kind)
+        has been committed and considered.
         """
         with read_transaction(self.engine, snapshot=True) as connection:
             compacted = _counter(connection, COMPACTED_THROUGH)
@@ -187,6 +242,8 @@ class Store:
             )
             if kind is not None:
                 query = query.where(EVENTS.c.kind == kind)
+            if kinds is not None:
+                query = query.where(EVENTS.c.kind.in_(list(kinds)))
             rows = connection.execute(query).all()
         events = [
             WatchEvent(
@@ -201,6 +258,14 @@ class Store:
         ]
         through = events[-1].resource_version if len(events) == limit else max(latest, after)
         return EventBatch(events, through)
+
+    def statuses(self, kind: str) -> dict[str, dict[str, Any] | None]:
+        """Every resource of ``kind``: its status by name (no spec or metadata decoded)."""
+        with read_transaction(self.engine) as connection:
+            rows = connection.execute(
+                select(RESOURCES.c.name, RESOURCES.c.status).where(RESOURCES.c.kind == kind)
+            ).all()
+        return {row.name: row.status for row in rows}
 
     def reveal(self, resource: StoredResource) -> StoredResource:
         """The resource with its spec unsealed (Secrets); callers authorise first."""
@@ -427,7 +492,7 @@ class Store:
             updated = replace(current, resource_version=version, status=status, updated_at=now)
             saved.append((current, updated))
             results[index] = updated
-        self._save_many(connection, saved)
+        self._save_many(connection, saved, status_only=True)
         return results
 
     def _created(self, desired: Desired, version: int, now: str) -> StoredResource:
@@ -478,12 +543,28 @@ class Store:
         saved: Sequence[tuple[StoredResource, StoredResource]],
         *,
         added: Sequence[StoredResource] = (),
+        status_only: bool = False,
     ) -> None:
-        """UPDATE ``saved`` (current → updated) and write the events of those and of ``added``."""
+        """UPDATE ``saved`` (current → updated) and write the events of those and of ``added``.
+
+        ``status_only``: only the status changed, so only it, the version and
+        the update time are written (labels and spec are not encoded again).
+        """
         if saved:
-            result = connection.execute(
-                _UPDATE_RESOURCE,
-                [
+            if status_only:
+                statement, rows = _UPDATE_STATUS, [
+                    {
+                        "new_resource_version": new.resource_version,
+                        "new_status": new.status,
+                        "new_updated_at": new.updated_at,
+                        "old_kind": old.kind,
+                        "old_name": old.name,
+                        "old_version": old.resource_version,
+                    }
+                    for old, new in saved
+                ]
+            else:
+                statement, rows = _UPDATE_RESOURCE, [
                     {
                         **{f"new_{key}": value for key, value in _row_values(new).items()},
                         "old_kind": old.kind,
@@ -491,8 +572,8 @@ class Store:
                         "old_version": old.resource_version,
                     }
                     for old, new in saved
-                ],
-            )
+                ]
+            result = connection.execute(statement, rows)
             if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(saved):
                 old, new = saved[0]
                 raise Conflict(old.kind, old.name, old.resource_version, new.resource_version)
@@ -510,13 +591,15 @@ class Store:
 
     # ------------------------------------------------------------- internals
 
-    def run_write(self, body: Callable[[Connection], T]) -> T:
+    def run_write(self, body: Callable[[Connection], T], *, background: bool = False) -> T:
         """Run ``body`` in a write transaction; listeners hear the new version after commit.
 
         For writes that must share the transaction (token records with their
         audit entry, controllers writing several tables at once).
+        ``background``: let this process's other waiting writers go first
+        (see :class:`WriteGate`).
         """
-        with write_transaction(self.engine) as connection:
+        with self.gate.turn(background=background), write_transaction(self.engine) as connection:
             result = body(connection)
             version = _counter(connection, RESOURCE_VERSION)
         self._committed(version)
@@ -713,6 +796,16 @@ _UPDATE_RESOURCE = (
     )
     .values({name: bindparam(f"new_{name}") for name in _COLUMNS})
 )
+_UPDATE_STATUS = (
+    update(RESOURCES)
+    .where(
+        RESOURCES.c.kind == bindparam("old_kind"),
+        RESOURCES.c.name == bindparam("old_name"),
+        RESOURCES.c.resource_version == bindparam("old_version"),
+    )
+    .values({name: bindparam(f"new_{name}") for name in
+             ("resource_version", "status", "updated_at")})
+)
 _SELECT_RESOURCE = select(RESOURCES).where(
     RESOURCES.c.kind == bindparam("kind"), RESOURCES.c.name == bindparam("name")
 )
@@ -839,12 +932,15 @@ def _run_check(
 ) -> None:
     if check is None:
         return
+    query = select(RESOURCES)
+    # A check that names the kinds it looks at (``kinds``) is given only those
+    # from the store: the thousands of derived SiteDesiredStates are not decoded.
+    kinds: Sequence[str] | None = getattr(check, "kinds", None)
+    if kinds is not None:
+        query = query.where(RESOURCES.c.kind.in_(list(kinds)))
     merged = {
         (resource.kind, resource.name): resource
-        for resource in (
-            _record(row)
-            for row in connection.execute(select(RESOURCES)).all()
-        )
+        for resource in (_record(row) for row in connection.execute(query).all())
     }
     for kind, name, preview in changes:
         merged[(kind, name)] = preview
