@@ -48,8 +48,15 @@ from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unpl
 # before taking the best pair found: pairing is costly, and a primary far down
 # the order rarely makes the cheapest pair.
 MAX_PRIMARIES = 12
+# _partner's context for a star's first step (a job's is its tasks remaining, >= 1).
+_FIRST_STEP = -1
 # Candidates sized at once when a step after the first sizes lazily (doubling each time).
 LAZY_BATCH = 8
+
+
+# A primary's partners: candidates, their replicas, the primary's, sources shared, pair cost,
+# work, and positions by (pair ratio, candidate).
+_PartnerPlan = tuple[IntArray, IntArray, IntArray, BoolArray, FloatArray, FloatArray, list[int]]
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,10 @@ class _Planner:
         self._sizes: dict[tuple[int, bytes], int] = {}
         # Jobs: per number of tasks remaining, candidates by bound on cost per task, and the bounds.
         self._task_bounds: dict[int, tuple[list[int], list[float]]] = {}
+        # A star's first step (every source unserved): order, replicas, cost, work, unsizeable.
+        self._first_step: tuple[IntArray, IntArray, FloatArray, FloatArray, int] | None = None
+        # Spread: partners per (primary, context), see _partner.
+        self._partners: dict[tuple[int, int], _PartnerPlan | str] = {}
 
     # -- sizing and capacity --------------------------------------------------------------
 
@@ -209,23 +220,40 @@ class _Planner:
             lazy = self._lazy_single(capacity, groups, idx)
             if lazy is not None:
                 return lazy
-        reuse = np.ones(idx.size, dtype=bool) if first else None
-        replicas = np.zeros(cands.size, dtype=np.int64)
-        replicas[idx] = self._size(idx, groups[:, idx], reuse)
-        sized = idx[replicas[idx] > 0]
-        self.failure.unsizeable += int(idx.size - sized.size)
-        alpha = 0.5 if self.spread else 1.0
-        shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
-        cost = self.scorer.objective(sized, replicas[sized], shares, alpha)
-        work = self._work(groups[:, sized])
-        order = sized[np.lexsort((sized, cost / work))]
-        cost_of = np.full(cands.size, np.inf)
-        work_of = np.ones(cands.size)
-        cost_of[sized] = cost
-        work_of[sized] = work
+        if first and self._first_step is not None:
+            # Every source unserved: the same arrays as the last evaluation (only room differs).
+            order, replicas, cost_of, work_of, unsizeable = self._first_step
+            self.failure.unsizeable += unsizeable
+        else:
+            reuse = np.ones(idx.size, dtype=bool) if first else None
+            replicas = np.zeros(cands.size, dtype=np.int64)
+            replicas[idx] = self._size(idx, groups[:, idx], reuse)
+            sized = idx[replicas[idx] > 0]
+            unsizeable = int(idx.size - sized.size)
+            self.failure.unsizeable += unsizeable
+            alpha = 0.5 if self.spread else 1.0
+            shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
+            cost = self.scorer.objective(sized, replicas[sized], shares, alpha)
+            work = self._work(groups[:, sized])
+            order = sized[np.lexsort((sized, cost / work))]
+            cost_of = np.full(cands.size, np.inf)
+            work_of = np.ones(cands.size)
+            cost_of[sized] = cost
+            work_of[sized] = work
+            if first:
+                self._first_step = (order, replicas, cost_of, work_of, unsizeable)
         if not self.spread:
             return self._single(capacity, order, replicas, groups, cost_of, work_of)
-        return self._paired(capacity, order, replicas, groups, cost_of, work_of, np.asarray(valid))
+        return self._paired(
+            capacity,
+            order,
+            replicas,
+            groups,
+            cost_of,
+            work_of,
+            np.asarray(valid),
+            _FIRST_STEP if first else None,
+        )
 
     def _lazy_single(
         self, capacity: CapacityState, groups: BoolArray, idx: IntArray
@@ -326,6 +354,7 @@ class _Planner:
         cost_of: FloatArray,
         work_of: FloatArray,
         valid: BoolArray,
+        context: int | None = None,
     ) -> tuple[Option | None, Option | None]:
         site = self.cands.site
         found: list[Option] = []
@@ -345,7 +374,7 @@ class _Planner:
                 self.failure.capacity += 1
                 continue
             tried += 1
-            option = self._partner(capacity, c, groups[:, c], valid, replicas, groups)
+            option = self._partner(capacity, c, groups[:, c], valid, replicas, groups, context)
             if option is not None:
                 found.append(option)
         return _best_two(found, site)
@@ -358,13 +387,49 @@ class _Planner:
         valid: BoolArray,
         replicas: IntArray,
         groups: BoolArray,
+        context: int | None = None,
     ) -> Option | None:
         """The cheapest pair of ``c`` and a candidate in another failure domain.
 
         The pair serves the sources both can serve (each alone), so a partner
         that can take only some of the primary's sources still forms a pair
-        for those; the rest are offered again in the next step.
+        for those; the rest are offered again in the next step. With a
+        ``context`` (the arrays given are the same whenever it is: a star's
+        first step, or a job's tasks remaining) the pairs are worked out once.
         """
+        key = (c, context) if context is not None else None
+        plan = self._partners.get(key) if key is not None else None
+        if plan is None:
+            plan = self._partner_plan(c, group, valid, replicas, groups)
+            if key is not None:
+                self._partners[key] = plan
+        if isinstance(plan, str):
+            # Replay what working it out counted.
+            if plan == "no_partner":
+                self.failure.no_partner += 1
+            else:
+                self.failure.unsizeable += 1
+            return None
+        idx, n_p, n_c, shared, cost, work, ranked = plan
+        for j in ranked:
+            p = int(idx[j])
+            if self._fits(capacity, p, int(n_p[j])):
+                return Option(
+                    c,
+                    int(n_c[j]),
+                    shared[:, j].copy(),
+                    float(cost[j]),
+                    float(work[j]),
+                    p,
+                    int(n_p[j]),
+                )
+            self.failure.capacity += 1
+        return None
+
+    def _partner_plan(
+        self, c: int, group: BoolArray, valid: BoolArray, replicas: IntArray, groups: BoolArray
+    ) -> _PartnerPlan | str:
+        """Partners of ``c`` by pair ratio, before room is checked (or why there are none)."""
         cands = self.cands
         requests = bool(self.n_src) and not self.is_job
         ok = valid & (cands.domain != cands.domain[c])
@@ -372,8 +437,7 @@ class _Planner:
             ok &= (cands.source_ok & group[:, None]).any(axis=0)
         idx = np.flatnonzero(ok)
         if not idx.size:
-            self.failure.no_partner += 1
-            return None
+            return "no_partner"
         if requests:
             shared = cands.source_ok[:, idx] & group[:, None]
         else:
@@ -389,27 +453,13 @@ class _Planner:
         keep = (n_p > 0) & (n_c > 0)
         idx, n_p, n_c, shared = idx[keep], n_p[keep], n_c[keep], shared[:, keep]
         if not idx.size:
-            self.failure.unsizeable += 1
-            return None
+            return "unsizeable"
         half = np.asarray(shared * 0.5, dtype=np.float64)
         cost_p = self.scorer.objective(idx, n_p, half, 0.5)
         cost = cost_p + self.scorer.objective(np.full(idx.size, c), n_c, half, 0.5)
         work = np.full(idx.size, float(self.tasks)) if not requests else self._work(shared)
         ratio = cost / work
-        for j in np.lexsort((idx, ratio)).tolist():
-            p = int(idx[j])
-            if self._fits(capacity, p, int(n_p[j])):
-                return Option(
-                    c,
-                    int(n_c[j]),
-                    shared[:, j].copy(),
-                    float(cost[j]),
-                    float(work[j]),
-                    p,
-                    int(n_p[j]),
-                )
-            self.failure.capacity += 1
-        return None
+        return idx, n_p, n_c, shared, cost, work, np.lexsort((idx, ratio)).tolist()
 
     # -- jobs: tasks --------------------------------------------------------------------------
 
@@ -426,7 +476,14 @@ class _Planner:
             order = idx[np.lexsort((idx, cost_of))]
             work_of = np.full(cands.size, float(remaining))
             return self._paired(
-                capacity, order, replicas, groups, cost_of, work_of, np.ones(cands.size, dtype=bool)
+                capacity,
+                order,
+                replicas,
+                groups,
+                cost_of,
+                work_of,
+                np.ones(cands.size, dtype=bool),
+                remaining,
             )
         known = self._task_bounds.get(remaining)
         if known is None:
