@@ -564,6 +564,10 @@ def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Cand
         if batch.priced is None:
             batch.priced = _finish_many(ctx, batch.screened)
         found = batch.priced.pop(id(screened), None)
+        if not batch.priced:
+            # Every table is out: let the screened rows go (they and the batch
+            # refer to each other, and would otherwise wait for the cycle collector).
+            batch.screened.clear()
         if found is not None:
             found.batch = batch.tables
             batch.tables.append(found)

@@ -18,7 +18,7 @@ Two ways to get it, both over many elements at once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -118,8 +118,38 @@ def _elements(requests: list[Request]) -> _Elements:
     )
 
 
+# Requests gathered together by _elements_flat (bounds its temporary copies of
+# the candidate tables' per-source arrays).
+_FLAT_BLOCK = 2048
+
+
 def _elements_flat(requests: list[Request]) -> _Elements:
     """:func:`_elements` for many requests at once: the same elements in the same order."""
+    if len(requests) <= _FLAT_BLOCK:
+        return _elements_block(requests)
+    blocks = []
+    for start in range(0, len(requests), _FLAT_BLOCK):
+        block = _elements_block(requests[start : start + _FLAT_BLOCK])
+        blocks.append(replace(block, owner=block.owner + start))
+    cat = np.concatenate
+    return _Elements(
+        cat([b.owner for b in blocks]),
+        cat([b.col for b in blocks]),
+        cat([b.lam for b in blocks]),
+        cat([b.q for b in blocks]),
+        cat([b.target for b in blocks]),
+        cat([b.concurrency for b in blocks]),
+        cat([b.c_max for b in blocks]),
+        prediction.Parts(
+            *(
+                cat([getattr(b.parts, f) for b in blocks])
+                for f in prediction.Parts.__dataclass_fields__
+            )
+        ),
+    )
+
+
+def _elements_block(requests: list[Request]) -> _Elements:
     chosen = [
         r
         for r, req in enumerate(requests)
