@@ -22,12 +22,16 @@ from fleetplane.control.controllers.planner import (
     planning_input,
 )
 from fleetplane.control.controllers.settings import ControllerSettings
-from fleetplane.control.controllers.transactions import write_placement, write_site_states
+from fleetplane.control.controllers.transactions import (
+    PlacementHead,
+    placement_head,
+    write_placement,
+    write_site_states,
+)
 from fleetplane.control.plane import SYSTEM, ControlPlane
 from fleetplane.control.store.artifacts import ARTIFACT_EVENT_KIND
 from fleetplane.control.store.artifacts import resolutions as artifact_resolutions
 from fleetplane.control.store.errors import Conflict, NotFound
-from fleetplane.control.store.records import StoredResource
 from fleetplane.model.placement import Placement
 
 log = logging.getLogger(__name__)
@@ -103,7 +107,8 @@ class PlacementController:
     ) -> None:
         if placement is None:
             return
-        stored = plane.store.get("Placement", self.settings.placement_name)
+        # Not ``store.get``: the spec (every assignment of the fleet) is not needed here.
+        stored = placement_head(plane.store, self.settings.placement_name)
         specs = {
             site: {"site": site, "placementGeneration": stored.generation, "workloads": workloads}
             for site, workloads in site_workloads(placement, view.fleet, artifacts).items()
@@ -114,7 +119,7 @@ class PlacementController:
         self._report_artifacts(plane, stored, missing)
 
     def _report_artifacts(
-        self, plane: ControlPlane, stored: StoredResource, missing: list[dict[str, str]]
+        self, plane: ControlPlane, stored: PlacementHead, missing: list[dict[str, str]]
     ) -> None:
         """Keep the Placement's status naming the artifacts workloads wait for (no plan change)."""
         status = stored.status or {}

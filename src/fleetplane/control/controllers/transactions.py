@@ -221,6 +221,31 @@ def write_placement(
 
 
 @dataclass(frozen=True)
+class PlacementHead:
+    """What the controller needs of the stored Placement after planning: not its spec."""
+
+    name: str
+    generation: int
+    resource_version: int
+    status: dict[str, Any] | None
+
+
+def placement_head(store: Store, name: str) -> PlacementHead:
+    """The Placement's generation, version and status (its spec, the whole plan, not decoded)."""
+    from fleetplane.control.store.database import read_transaction
+    from fleetplane.control.store.schema import RESOURCES
+
+    with read_transaction(store.engine) as connection:
+        row = connection.execute(
+            select(RESOURCES.c.generation, RESOURCES.c.resource_version, RESOURCES.c.status)
+            .where(RESOURCES.c.kind == "Placement", RESOURCES.c.name == name)
+        ).first()
+    if row is None:
+        raise NotFound("Placement", name)
+    return PlacementHead(name, int(row.generation), int(row.resource_version), row.status)
+
+
+@dataclass(frozen=True)
 class KeptRevisions:
     """What the store holds of one site's history, read in one snapshot."""
 
