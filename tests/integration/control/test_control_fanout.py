@@ -102,6 +102,47 @@ def test_a_waiting_foreground_writer_goes_before_a_waiting_background_one() -> N
     assert order == ["foreground", "background"]
 
 
+def test_a_background_writer_goes_after_one_foreground_turn_however_many_queue() -> None:
+    gate = WriteGate()
+    order: list[str] = []
+    entered = {name: threading.Event() for name in ("holder", "first")}
+    leave = {name: threading.Event() for name in ("holder", "first")}
+
+    def holder(name: str) -> None:
+        with gate.turn():
+            order.append(name)
+            entered[name].set()
+            leave[name].wait(30)
+
+    def writer(name: str, background: bool) -> None:
+        with gate.turn(background=background):
+            order.append(name)
+
+    def waiting(count: int) -> None:
+        with gate._condition:
+            assert gate._condition.wait_for(
+                lambda: gate._foreground_waiting == count, timeout=30)
+
+    threads = [threading.Thread(target=holder, args=("holder",))]
+    threads[0].start()
+    assert entered["holder"].wait(30)
+    threads.append(threading.Thread(target=writer, args=("background", True)))
+    threads[-1].start()
+    threads.append(threading.Thread(target=holder, args=("first",)))
+    threads[-1].start()
+    waiting(1)
+    leave["holder"].set()
+    assert entered["first"].wait(30)
+    # Another status writer arrives while the first one writes: the background one is due.
+    threads.append(threading.Thread(target=writer, args=("second", False)))
+    threads[-1].start()
+    waiting(1)
+    leave["first"].set()
+    for thread in threads:
+        thread.join(30)
+    assert order == ["holder", "first", "background", "second"]
+
+
 def test_status_writes_commit_between_the_chunks_of_a_fan_out(plane: ControlPlane) -> None:
     """A status write made while a fan-out runs commits before the fan-out's next chunk."""
     store = plane.store

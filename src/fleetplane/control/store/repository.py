@@ -109,36 +109,57 @@ class WriteGate:
     The database lock alone would serialise them too, but SQLite's busy
     handler polls with sleeps of up to 100 ms, so a writer that queued behind
     a long transaction starts late; here a waiter is woken the moment the
-    gate opens. *Background* writers (a controller writing thousands of
-    sites in chunks) also let every waiting foreground writer (agents'
-    status batches, people's applies) go first, so those wait for at most
-    one chunk, never for a whole fan-out. Other processes or replicas are
-    still serialised by the database lock, which is taken inside the gate.
+    gate opens. A *background* writer (a controller writing thousands of
+    sites in chunks) lets the foreground writers (agents' status batches,
+    people's applies) waiting when it arrives go first, so those wait for at
+    most one chunk, never for a whole fan-out; once one turn has passed it
+    is next, so a steady stream of status writes cannot starve the fan-out
+    either (chunks and foreground turns alternate). Other processes or
+    replicas are still serialised by the database lock, taken inside the gate.
     """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._busy = False
         self._foreground_waiting = 0
+        # Background writers that have let a turn pass and now go next.
+        self._background_due = 0
+        self._turns = 0
 
     @contextmanager
     def turn(self, *, background: bool = False) -> Iterator[None]:
         with self._condition:
-            if not background:
+            if background:
+                self._wait_background()
+            else:
                 self._foreground_waiting += 1
-            try:
-                while self._busy or (background and self._foreground_waiting):
-                    self._condition.wait()
-            finally:
-                if not background:
+                try:
+                    while self._busy or self._background_due:
+                        self._condition.wait()
+                finally:
                     self._foreground_waiting -= 1
             self._busy = True
+            self._turns += 1
         try:
             yield
         finally:
             with self._condition:
                 self._busy = False
                 self._condition.notify_all()
+
+    def _wait_background(self) -> None:
+        arrived, due = self._turns, False
+        try:
+            while True:
+                if not due and self._turns != arrived:
+                    due = True
+                    self._background_due += 1
+                if not self._busy and (due or not self._foreground_waiting):
+                    return
+                self._condition.wait()
+        finally:
+            if due:
+                self._background_due -= 1
 
 
 class Store:
