@@ -56,6 +56,10 @@ class RevisionHub:
     async def _run(self) -> None:
         from fleetplane.control.controllers.transactions import revisions_after_version
 
+        # The agent port can take a watch before the human API's start-up has
+        # bound the notifier (agents reconnect the moment a restarted server
+        # listens); without this the hub died and no watch was woken again.
+        self.plane.notifier.bind(asyncio.get_running_loop())
         seen = self.plane.notifier.version
         # A closed notifier returns at once without suspending: looping on would starve the
         # event loop and keep the server from ever shutting down.

@@ -50,7 +50,13 @@ class ChangeNotifier:
             changed.set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Attach to the event loop waiters run on (call from that loop)."""
+        """Attach to the event loop waiters run on (call from that loop; again is a no-op).
+
+        Binding twice to the same loop must not replace the Event: a waiter
+        already holding it would miss the next wake-up.
+        """
+        if self._loop is loop and self._changed is not None:
+            return
         self._loop = loop
         self._changed = asyncio.Event()
 
