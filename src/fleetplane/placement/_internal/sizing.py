@@ -97,18 +97,7 @@ def _elements(requests: list[Request]) -> _Elements:
             cmax.append(k * view.max_replicas)
             parts.append(base)
     if not owners:
-        empty_i = np.zeros(0, dtype=np.int64)
-        empty_f = np.zeros(0)
-        return _Elements(
-            empty_i,
-            empty_i,
-            empty_f,
-            empty_f,
-            empty_f,
-            empty_i,
-            empty_i,
-            prediction.Parts(empty_f, empty_f, empty_f, empty_f, empty_f, empty_f),
-        )
+        return _no_elements()
     cat = np.concatenate
     merged = prediction.Parts(
         *(cat([getattr(p, f) for p in parts]) for f in prediction.Parts.__dataclass_fields__)
@@ -149,15 +138,10 @@ def _elements_flat(requests: list[Request]) -> _Elements:
     )
 
 
-def _elements_block(requests: list[Request]) -> _Elements:
-    chosen = [
-        r
-        for r, req in enumerate(requests)
-        if not req.cands.view.is_job and req.cands.view.targets and req.groups.size
-    ]
+def _no_elements() -> _Elements:
     empty_i = np.zeros(0, dtype=np.int64)
     empty_f = np.zeros(0)
-    empty = _Elements(
+    return _Elements(
         empty_i,
         empty_i,
         empty_f,
@@ -167,8 +151,16 @@ def _elements_block(requests: list[Request]) -> _Elements:
         empty_i,
         prediction.Parts(empty_f, empty_f, empty_f, empty_f, empty_f, empty_f),
     )
+
+
+def _elements_block(requests: list[Request]) -> _Elements:
+    chosen = [
+        r
+        for r, req in enumerate(requests)
+        if not req.cands.view.is_job and req.cands.view.targets and req.groups.size
+    ]
     if not chosen:
-        return empty
+        return _no_elements()
     reqs = [requests[r] for r in chosen]
     cat = np.concatenate
 
@@ -181,7 +173,7 @@ def _elements_block(requests: list[Request]) -> _Elements:
     group_start = starts([req.groups.size for req in reqs])
     nz = np.flatnonzero(flags)
     if not nz.size:
-        return empty
+        return _no_elements()
     which = np.searchsorted(group_start, nz, side="right") - 1  # position in reqs
     src, col = np.divmod(nz - group_start[which], width[which])
     idx_start = starts([req.idx.size for req in reqs])
