@@ -291,10 +291,7 @@ class _Planner:
                 or (ready[0][0], ready[0][1]) < (float(low[pending[at]]), int(idx[pending[at]]))
             ):
                 _, c, n, j = heapq.heappop(ready)
-                if best is not None and int(cands.site[c]) == int(cands.site[best.primary]):
-                    continue
-                if not self._fits(capacity, c, n):
-                    self.failure.capacity += 1
+                if not self._eligible(capacity, best, c, n):
                     continue
                 option = Option(c, n, sub[:, j].copy(), float(cost_of[j]), float(work[j]))
                 if best is None:
@@ -321,6 +318,21 @@ class _Planner:
             ):
                 heapq.heappush(ready, (r, c, n, j))
 
+    def _eligible(
+        self, capacity: CapacityState, best: Option | None, c: int, n: int
+    ) -> bool:
+        """Candidate ``c`` with ``n`` replicas may be the best or the runner-up option.
+
+        The runner-up must be on another site than the best: regret measures
+        what losing the best site would cost.
+        """
+        if best is not None and int(self.cands.site[c]) == int(self.cands.site[best.primary]):
+            return False
+        if not self._fits(capacity, c, n):
+            self.failure.capacity += 1
+            return False
+        return True
+
     def _single(
         self,
         capacity: CapacityState,
@@ -333,10 +345,7 @@ class _Planner:
         best: Option | None = None
         for c in order.tolist():
             n = int(replicas[c])
-            if best is not None and int(self.cands.site[c]) == int(self.cands.site[best.primary]):
-                continue
-            if not self._fits(capacity, c, n):
-                self.failure.capacity += 1
+            if not self._eligible(capacity, best, c, n):
                 continue
             option = Option(c, n, groups[:, c].copy(), float(cost_of[c]), float(work_of[c]))
             if best is None:
