@@ -133,22 +133,31 @@ def summarize_unplaceable(
         )
     ]
     stages = diagnosis.stage[best]
+    # The closest miss is best[0], which is also the example of its own (the
+    # furthest) stage: each miss is put in words once.
+    worded: dict[int, str] = {}
+
+    def words(k: int) -> str:
+        text = worded.get(k)
+        if text is None:
+            text = worded[k] = feasibility.reason(ctx, view, diagnosis.miss(k))
+        return text
+
     rejections = []
     for stage, (_, label) in enumerate(feasibility.STAGES):
         mine = np.flatnonzero(stages == stage)
         if not mine.size:
             continue
-        example = diagnosis.miss(int(best[mine[0]]))
         rejections.append(
             RejectionSummary(
                 constraint=label,
                 sites=int(mine.size),
-                example=feasibility.reason(ctx, view, example),
+                example=words(int(best[mine[0]])),
             )
         )
     closest = None
     if best.size:
-        closest = feasibility.reason(ctx, view, diagnosis.miss(int(best[0])))
+        closest = words(int(best[0]))
     feasible = [ctx.index.sites[s].name for s in diagnosis.feasible_sites(ctx)]
     if verdict is None or cands.size == 0:
         reason = f"no site passes every hard constraint ({ctx.index.n_sites} sites checked)"

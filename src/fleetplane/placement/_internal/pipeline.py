@@ -268,6 +268,10 @@ def _report_levels(table: dict[str, Candidates]) -> dict[str, tuple[float, ...]]
     }
 
 
+# Read once: ``model_fields`` is a slow descriptor in pydantic 2.11+ (per access).
+_PREDICTION_FIELDS = frozenset(LatencyPrediction.model_fields)
+
+
 def _predicted(levels: tuple[float, ...], measured: list[SourceLatency]) -> LatencyPrediction:
     """The slowest reported path's value at each level (the numbers the SLO hinges on)."""
     worst = [max(m.values[i] for m in measured) for i in range(len(levels))]
@@ -275,7 +279,7 @@ def _predicted(levels: tuple[float, ...], measured: list[SourceLatency]) -> Late
         key: value
         for key, q in PERCENTILES.items()
         for lv, value in zip(levels, worst, strict=True)
-        if lv == q and key in LatencyPrediction.model_fields
+        if lv == q and key in _PREDICTION_FIELDS
     }
     return LatencyPrediction(**fields)
 

@@ -225,6 +225,11 @@ class RuleEvaluator:
         self._require_rows: dict[Any, IntArray] = {}
         self._penalty_rows: dict[Any, FloatArray] = {}
         self._clause_fields: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # fired(): (frozen fields every rule reads, row group over every rule's
+        # expressions) → (lines, lookups it made); the key per (workload, profile).
+        self._fired_rows: dict[Any, tuple[tuple[str, ...], int]] = {}
+        self._fired_wkeys: dict[tuple[str, int], Any] = {}
+        self._fired_codes: IntArray | None = None
 
     # -- signatures ---------------------------------------------------------------------
 
@@ -398,7 +403,7 @@ class RuleEvaluator:
         return skip
 
     def _policy_key(
-        self, kind: Literal["require", "prefer"], view: WorkloadView, profile: ProfileView
+        self, kind: Literal["require", "prefer", "all"], view: WorkloadView, profile: ProfileView
     ) -> Any:
         """Frozen values of every workload and profile field the rules of ``kind`` read.
 
@@ -407,7 +412,13 @@ class RuleEvaluator:
         """
         fields = self._clause_fields.get(kind)
         if fields is None:
-            rules = self.policy.requires if kind == "require" else self.policy.prefers
+            rules = (
+                self.policy.rules
+                if kind == "all"
+                else self.policy.requires
+                if kind == "require"
+                else self.policy.prefers
+            )
             exprs = [e for rule in rules for e in (rule.when, rule.test)]
             fields = self._clause_fields[kind] = (
                 tuple(sorted({f for e in exprs for f in e.fields.get("workload", ())})),
@@ -491,7 +502,44 @@ class RuleEvaluator:
         return total
 
     def fired(self, view: WorkloadView, profile: ProfileView, row: int) -> list[str]:
-        """Human lines for the rules that applied at one row (for the explanation)."""
+        """Human lines for the rules that applied at one row (for the explanation).
+
+        Cached per (frozen workload and profile fields any rule reads, row group):
+        every expression's cache key and row group are functions of those, so two
+        calls with equal keys get the same lines. A cached answer counts the lookups
+        the uncached one would have made (all of them cache hits), so the statistics
+        are unchanged.
+        """
+        if not self.cache_enabled:
+            return self._fired(view, profile, row)
+        memo = (view.name, profile.index)
+        wkey = self._fired_wkeys.get(memo)
+        if wkey is None:
+            wkey = self._fired_wkeys[memo] = self._policy_key("all", view, profile)
+        key = (wkey, int(self._fired_row_codes()[row]))
+        hit = self._fired_rows.get(key)
+        if hit is None:
+            before = self.stats.lookups
+            lines = self._fired(view, profile, row)
+            hit = self._fired_rows[key] = (tuple(lines), self.stats.lookups - before)
+        else:
+            self.stats.lookups += hit[1]
+        return list(hit[0])
+
+    def _fired_row_codes(self) -> IntArray:
+        """Row → code, equal for rows in the same group of every rule expression."""
+        if self._fired_codes is None:
+            exprs = [e for rule in self.policy.rules for e in (rule.when, rule.test)]
+            n = self.index.n_rows
+            if exprs and n:
+                table = np.stack([self._cache_for(e).groups.codes for e in exprs], axis=1)
+                _, codes = np.unique(table, axis=0, return_inverse=True)
+                self._fired_codes = np.asarray(codes, dtype=np.int64).reshape(n)
+            else:
+                self._fired_codes = np.zeros(n, dtype=np.int64)
+        return self._fired_codes
+
+    def _fired(self, view: WorkloadView, profile: ProfileView, row: int) -> list[str]:
         rows = np.array([row], dtype=np.int64)
         lines = []
         for rule in self.policy.rules:
