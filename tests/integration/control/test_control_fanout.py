@@ -93,9 +93,9 @@ def test_a_waiting_foreground_writer_goes_before_a_waiting_background_one() -> N
     threads[1].start()
     threads.append(threading.Thread(target=writer, args=("foreground", False)))
     threads[2].start()
-    # Both are queued behind the holder (the foreground one counted as waiting) before it leaves.
+    # Both are queued behind the holder before it leaves.
     with gate._condition:
-        assert gate._condition.wait_for(lambda: gate._foreground_waiting == 1, timeout=30)
+        assert gate._condition.wait_for(lambda: gate.waiting() == (1, 1), timeout=30)
     release.set()
     for thread in threads:
         thread.join(30)
@@ -118,25 +118,28 @@ def test_a_background_writer_goes_after_one_foreground_turn_however_many_queue()
         with gate.turn(background=background):
             order.append(name)
 
-    def waiting(count: int) -> None:
+    def waiting(foreground: int, background: int) -> None:
         with gate._condition:
             assert gate._condition.wait_for(
-                lambda: gate._foreground_waiting == count, timeout=30)
+                lambda: gate.waiting() == (foreground, background), timeout=30)
 
     threads = [threading.Thread(target=holder, args=("holder",))]
     threads[0].start()
     assert entered["holder"].wait(30)
     threads.append(threading.Thread(target=writer, args=("background", True)))
     threads[-1].start()
+    # The background writer must be queued before the foreground one arrives: a thread
+    # started is not yet a thread waiting at the gate.
+    waiting(0, 1)
     threads.append(threading.Thread(target=holder, args=("first",)))
     threads[-1].start()
-    waiting(1)
+    waiting(1, 1)
     leave["holder"].set()
     assert entered["first"].wait(30)
     # Another status writer arrives while the first one writes: the background one is due.
     threads.append(threading.Thread(target=writer, args=("second", False)))
     threads[-1].start()
-    waiting(1)
+    waiting(1, 1)
     leave["first"].set()
     for thread in threads:
         thread.join(30)

@@ -122,8 +122,11 @@ class WriteGate:
         self._condition = threading.Condition()
         self._busy = False
         self._foreground_waiting = 0
-        # Background writers that have let a turn pass and now go next.
-        self._background_due = 0
+        # The turn count at which each waiting background writer arrived. One is
+        # due once a turn has been taken since; kept here rather than by the
+        # waiter itself, because a foreground writer must see it due even
+        # before that waiter has woken to notice.
+        self._background_arrivals: list[int] = []
         self._turns = 0
 
     @contextmanager
@@ -134,7 +137,7 @@ class WriteGate:
             else:
                 self._foreground_waiting += 1
                 try:
-                    while self._busy or self._background_due:
+                    while self._busy or self._background_due():
                         self._condition.wait()
                 finally:
                     self._foreground_waiting -= 1
@@ -147,19 +150,22 @@ class WriteGate:
                 self._busy = False
                 self._condition.notify_all()
 
+    def waiting(self) -> tuple[int, int]:
+        """How many foreground and background writers wait for a turn now."""
+        with self._condition:
+            return self._foreground_waiting, len(self._background_arrivals)
+
+    def _background_due(self) -> bool:
+        return bool(self._background_arrivals) and min(self._background_arrivals) < self._turns
+
     def _wait_background(self) -> None:
-        arrived, due = self._turns, False
+        arrived = self._turns
+        self._background_arrivals.append(arrived)
         try:
-            while True:
-                if not due and self._turns != arrived:
-                    due = True
-                    self._background_due += 1
-                if not self._busy and (due or not self._foreground_waiting):
-                    return
+            while self._busy or (arrived == self._turns and self._foreground_waiting):
                 self._condition.wait()
         finally:
-            if due:
-                self._background_due -= 1
+            self._background_arrivals.remove(arrived)
 
 
 class Store:
