@@ -19,10 +19,16 @@ from packaging.version import Version
 
 from fleetplane.latency.distributions import LogNormal, ServiceTime
 from fleetplane.latency.endtoend import EndToEnd
-from fleetplane.latency.network import loss_retransmit, round_trip, shortest_median_paths
+from fleetplane.latency.network import (
+    PathTable,
+    loss_retransmit,
+    round_trip,
+    shortest_median_paths,
+)
 from fleetplane.latency.queueing import mgc_wait
 from fleetplane.model.fleet import Fleet
-from fleetplane.model.workload import JOB_CLASSES
+from fleetplane.model.placement import Assignment
+from fleetplane.model.workload import JOB_CLASSES, RuntimeRequirements
 from fleetplane.placement import PlanResult
 
 
@@ -31,15 +37,17 @@ def _zone_of_source(f: Fleet, name: str) -> str:
     return ds.spec.residency_zone or f.sites[ds.spec.site].spec.residency_zone
 
 
-def _image_ok(f: Fleet, image_name: str, arch: str, runtime: object, model: str | None) -> bool:
+def _image_ok(
+    f: Fleet, image_name: str, arch: str, runtime: RuntimeRequirements, model: str | None
+) -> bool:
     image = f.node_images[image_name].spec
     req = runtime
-    if req.arches and arch not in req.arches:  # type: ignore[attr-defined]
+    if req.arches and arch not in req.arches:
         return False
     if arch not in image.arches:
         return False
-    if req.container_runtime:  # type: ignore[attr-defined]
-        name = req.container_runtime  # type: ignore[attr-defined]
+    if req.container_runtime:
+        name = req.container_runtime
         for op in (">=", "<=", "==", "~=", "!=", ">", "<"):
             if op in name:
                 name, spec = name.split(op, 1)[0], op + name.split(op, 1)[1]
@@ -48,7 +56,7 @@ def _image_ok(f: Fleet, image_name: str, arch: str, runtime: object, model: str 
                 break
         if image.container_runtime.name != name.strip():
             return False
-    for driver, spec in req.drivers.items():  # type: ignore[attr-defined]
+    for driver, spec in req.drivers.items():
         if driver not in image.drivers or Version(image.drivers[driver]) not in SpecifierSet(spec):
             return False
     return model is None or model in image.accelerators
@@ -67,9 +75,10 @@ def check(f: Fleet, result: PlanResult) -> list[str]:
     edges = []
     link_loss: dict[tuple[int, int], float] = {}
     for link in f.links.values():
-        a, b = idx[link.spec.a], idx[link.spec.b]
-        edges.append((a, b, LogNormal.from_p50_p99(link.spec.latency.p50, link.spec.latency.p99)))
-        link_loss[(a, b)] = link_loss[(b, a)] = link.spec.loss
+        end_a, end_b = idx[link.spec.a], idx[link.spec.b]
+        median = LogNormal.from_p50_p99(link.spec.latency.p50, link.spec.latency.p99)
+        edges.append((end_a, end_b, median))
+        link_loss[(end_a, end_b)] = link_loss[(end_b, end_a)] = link.spec.loss
     paths = shortest_median_paths(len(names), edges) if edges else None
 
     pool_use: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
@@ -199,17 +208,17 @@ def _nodes(f: Fleet, result: PlanResult) -> list[str]:
 def _latency(
     f: Fleet,
     name: str,
-    a: object,
+    a: Assignment,
     names: list[str],
     idx: dict[str, int],
-    paths: object,
+    paths: PathTable | None,
     link_loss: dict[tuple[int, int], float],
 ) -> list[str]:
     w = f.workloads[name].spec
-    prof = next(p for p in w.profiles if p.hardware == a.profile)  # type: ignore[attr-defined]
+    prof = next(p for p in w.profiles if p.hardware == a.profile)
     assert prof.service_time is not None and w.slo.latency is not None
     service = ServiceTime(prof.service_time.mean, prof.service_time.cv)
-    pool = next(p for p in f.sites[a.site].spec.node_pools if p.name == a.pool)  # type: ignore[attr-defined]
+    pool = next(p for p in f.sites[a.site].spec.node_pools if p.name == a.pool)
     reads = w.storage.reads
     media = [
         m.read_latency for m in pool.storage if not w.storage.media or m.media in w.storage.media
@@ -218,18 +227,20 @@ def _latency(
     rates = {d.source: f.data_sources[d.source].spec.request_rate * d.share for d in w.demand}
     factor = max(1.0, (w.slo.throughput or 0.0) / sum(rates.values())) if rates else 1.0
     # Design load: every source this assignment serves, in full (failover included).
-    load = sum(rates[s] for s in a.sources) * factor  # type: ignore[attr-defined]
-    wait = mgc_wait(load, service, a.replicas * prof.concurrency)  # type: ignore[attr-defined]
+    load = sum(rates[s] for s in a.sources) * factor
+    wait = mgc_wait(load, service, a.replicas * prof.concurrency)
     problems = []
-    dst = idx[a.site]  # type: ignore[attr-defined]
-    for src in a.sources:  # type: ignore[attr-defined]
+    dst = idx[a.site]
+    for src in a.sources:
         s = idx[f.data_sources[src].spec.site]
         rtt = None
         loss = None
         if s != dst:
-            one_way = paths.one_way(s, dst)  # type: ignore[attr-defined]
+            # A plan routes between distinct sites only over links (the fleet has some).
+            assert paths is not None
+            one_way = paths.one_way(s, dst)
             rtt = round_trip(one_way)
-            hops = paths.path(s, dst)  # type: ignore[attr-defined]
+            hops = paths.path(s, dst)
             keep = math.prod(1 - link_loss[(u, v)] for u, v in itertools.pairwise(hops))
             p = 1 - keep**2
             loss = loss_retransmit(rtt, p) if p > 0 else None
@@ -237,7 +248,7 @@ def _latency(
         for q, target in w.slo.latency.targets():
             value = e2e.quantile(q) if not math.isinf(wait.theta) else math.inf
             if value > target * 1.002:
-                problems.append(f"{name} at {a.site}: q{q} from {src} is {value:.4f}s > {target}s")  # type: ignore[attr-defined]
+                problems.append(f"{name} at {a.site}: q{q} from {src} is {value:.4f}s > {target}s")
     return problems
 
 
