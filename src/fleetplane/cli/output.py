@@ -76,6 +76,16 @@ def emit_document(document: Any, fmt: OutputFormat) -> None:
     sys.stdout.flush()
 
 
+def show_secret_once(created: dict[str, Any], fmt: OutputFormat, heading: str) -> None:
+    """A just-created credential: the document in -o yaml/json, else ``heading`` on stderr and
+    the bare secret (``created["token"]``) on stdout, so ``$(fleetplane … create)`` captures it."""
+    if fmt is not OutputFormat.table:
+        emit_document(created, fmt)
+        return
+    stderr.print(heading, highlight=False, markup=False)
+    print(created["token"])
+
+
 def write_document(document: Any, path: Path) -> None:
     """Write YAML, or JSON when the file name ends in .json."""
     path.parent.mkdir(parents=True, exist_ok=True)

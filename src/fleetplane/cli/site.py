@@ -9,7 +9,13 @@ import typer
 
 from fleetplane.cli.client import CA_OPTION, SERVER_OPTION, TOKEN_OPTION, connect
 from fleetplane.cli.main import app
-from fleetplane.cli.output import OUTPUT_OPTION, OutputFormat, emit_document, stderr, user_errors
+from fleetplane.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    emit_document,
+    show_secret_once,
+    user_errors,
+)
 
 site_app = typer.Typer(
     help="Cordon, drain or declare a site lost; enrol its agent (operator, admin).",
@@ -84,13 +90,9 @@ def bootstrap_token(
         created: dict[str, Any] = client.request(
             "POST", f"{SITES}/{name}/bootstrap-tokens", params={"ttl": ttl}
         )
-    if output is not OutputFormat.table:
-        emit_document(created, output)
-        return
-    stderr.print(
+    show_secret_once(
+        created,
+        output,
         f"bootstrap token {created['tokenId']} for site {created['site']}, one use, expires "
         f"{created['expiresAt']}; shown once:",
-        highlight=False,
-        markup=False,
     )
-    print(created["token"])

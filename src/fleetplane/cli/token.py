@@ -16,7 +16,7 @@ from fleetplane.cli.output import (
     OUTPUT_OPTION,
     OutputFormat,
     emit_document,
-    stderr,
+    show_secret_once,
     stdout,
     user_errors,
 )
@@ -51,16 +51,12 @@ def create(
             created = client.request(
                 "POST", "/api/v1/tokens", json={"name": name, "role": role, "ttl": ttl}
             )
-    if output is not OutputFormat.table:
-        emit_document(created, output)
-        return
-    stderr.print(
+    show_secret_once(
+        created,
+        output,
         f"token {created['id']} for {created['name']} ({created['role']}), expires "
         f"{created['expiresAt']}; shown once, store it now:",
-        highlight=False,
-        markup=False,
     )
-    print(created["token"])
 
 
 def _create_in_store(database: str, name: str, role: str, ttl: str) -> dict[str, Any]:
