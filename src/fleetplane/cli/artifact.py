@@ -1,4 +1,4 @@
-"""``fleetplane artifact push|list|get``: workload releases, stored by sha256 on the control plane.
+"""``fleetplane artifact push|list|get|delete|gc``: workload releases, stored by sha256.
 
 ``push DIR`` packs the directory into a deterministic .tar.gz (a temporary
 file, so memory stays flat for big releases), skips the upload when the
@@ -140,3 +140,45 @@ def get(
     print(f"{found['name']}:{found['version']}  {found['digest']}  {found['size']} bytes")
     print_columns(("PATH", "SIZE", "SHA256"),
                   [[f["path"], str(f["size"]), f["sha256"]] for f in found["files"]])
+
+
+@artifact_app.command("delete")
+@user_errors
+def delete(
+    name: str = NAME_ARGUMENT,
+    version: str = VERSION_ARGUMENT,
+    output: OutputFormat = OUTPUT_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_cert: Path | None = CA_OPTION,
+) -> None:
+    """Delete a release no Workload runs; its bytes go once no site's desired state names them."""
+    with connect(server, token, ca_cert) as client:
+        removal = client.request("DELETE", f"{API}/{name}/{version}")
+    _report_removal(removal, output, f"deleted {name}:{version}")
+
+
+@artifact_app.command("gc")
+@user_errors
+def collect_garbage(
+    output: OutputFormat = OUTPUT_OPTION,
+    server: str | None = SERVER_OPTION,
+    token: str | None = TOKEN_OPTION,
+    ca_cert: Path | None = CA_OPTION,
+) -> None:
+    """Remove stored bytes no release and no site names, and uploads never committed."""
+    with connect(server, token, ca_cert) as client:
+        removal = client.request("POST", f"{API}/gc")
+    _report_removal(removal, output, "collected")
+
+
+def _report_removal(removal: dict[str, Any], output: OutputFormat, done: str) -> None:
+    if output is not OutputFormat.table:
+        emit_document(removal, output)
+        return
+    freed = removal["bytesFreed"]
+    print(f"{done}: {len(removal['blobsRemoved'])} blob(s), {freed} bytes freed, "
+          f"{removal['uploadsDropped']} abandoned upload(s) dropped")
+    for digest in removal["blobsKeptForSites"]:
+        print(f"kept {digest}: a site's desired state still names it; "
+              "run `fleetplane artifact gc` once the sites have moved on")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -171,3 +172,14 @@ def test_cli_push_is_deterministic_and_prints_the_digest(tmp_path: Path) -> None
         assert taken.returncode == 1 and "immutable" in taken.stderr
         unknown = _cli(server.url, server.token, "get", "digits", "7")
         assert unknown.returncode == 1 and "never pushed" in unknown.stderr
+        # Versions 1 and 2 share the bytes: deleting 1 keeps them, deleting 2 frees them.
+        kept = _cli(server.url, server.token, "delete", "digits", "1")
+        assert kept.returncode == 0, kept.stderr
+        assert kept.stdout.startswith("deleted digits:1: 0 blob(s), 0 bytes freed")
+        freed = _cli(server.url, server.token, "delete", "digits", "2", "-o", "json")
+        assert freed.returncode == 0, freed.stderr
+        assert json.loads(freed.stdout)["blobsRemoved"] == [_digest(archive)]
+        gone = _cli(server.url, server.token, "delete", "digits", "2")
+        assert gone.returncode == 1 and "does not exist" in gone.stderr
+        collected = _cli(server.url, server.token, "gc")
+        assert collected.returncode == 0 and collected.stdout.startswith("collected: 0 blob(s)")

@@ -121,3 +121,25 @@ def test_only_sites_whose_desired_state_changes_get_a_new_revision(api: Any) -> 
     assert unchanged is not None
     assert unchanged["spec"]["revision"] == before[other]["spec"]["revision"]
     assert unchanged["metadata"]["resourceVersion"] == before[other]["metadata"]["resourceVersion"]
+
+
+def test_a_release_a_workload_runs_cannot_be_deleted_until_it_moves_on(api: Any) -> None:
+    first = _push(api, "digits", "1.0", b"weights-1")
+    _apply(api, documents(site("a"), _with_artifact("web", "digits", "1.0")))
+    wait_for(lambda: (s := _get(api, f"{V1}/sitedesiredstates/a")) and _artifacts_of(s, "web"),
+             what="site a running digits:1.0")
+    refused = api.request("DELETE", f"{ARTIFACTS}/digits/1.0")
+    assert refused.status_code == 409 and "Workload web" in refused.json()["message"]
+    assert api.request("HEAD", f"{ARTIFACTS}/blobs/{first}").status_code == 200
+
+    second = _push(api, "digits", "2.0", b"weights-2")
+    _apply(api, documents(site("a"), _with_artifact("web", "digits", "2.0")))
+    wait_for(
+        lambda: (s := _get(api, f"{V1}/sitedesiredstates/a"))
+        and [r["digest"] for r in _artifacts_of(s, "web")] == [second],
+        what="site a moved to digits:2.0",
+    )
+    deleted = api.request("DELETE", f"{ARTIFACTS}/digits/1.0")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["blobsRemoved"] == [first]
+    assert api.request("HEAD", f"{ARTIFACTS}/blobs/{first}").status_code == 404

@@ -21,6 +21,7 @@ from fleetplane.control.agent_api.identity import identity_of
 from fleetplane.control.api.auth import authenticate, limit, plane_of, require
 from fleetplane.control.api.status import ApiError
 from fleetplane.control.plane import ControlPlane
+from fleetplane.control.store import artifact_removal
 from fleetplane.control.store import artifacts as store
 from fleetplane.security.rbac import Principal, Verb
 
@@ -132,6 +133,28 @@ async def get_artifact(request: Request, caller: Caller, name: str, version: str
     _check(store.check_name, name, version)
     artifact = await _call(store.get, plane_of(request).engine, name, version)
     result: dict[str, Any] = artifact.to_json()
+    return result
+
+
+@router.delete("/{name}/{version}",
+               summary="Delete a release no Workload runs; its blob goes once no site names it")
+async def delete_artifact(request: Request, caller: Caller, name: str, version: str
+                          ) -> dict[str, Any]:
+    await require(request, caller, Verb.DELETE, KIND, name=f"{name}:{version}")
+    limit(request, caller)
+    removal = await _call(artifact_removal.delete_artifact, plane_of(request).store, name,
+                          version, caller.name)
+    result: dict[str, Any] = removal.to_json()
+    return result
+
+
+@router.post("/gc", summary="Remove blobs no release or site names, and abandoned uploads")
+async def collect_garbage(request: Request, caller: Caller) -> dict[str, Any]:
+    await require(request, caller, Verb.DELETE, KIND)
+    limit(request, caller)
+    removal = await _call(artifact_removal.collect_garbage, plane_of(request).store,
+                          caller.name)
+    result: dict[str, Any] = removal.to_json()
     return result
 
 

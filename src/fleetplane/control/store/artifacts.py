@@ -201,17 +201,23 @@ def _now() -> str:
 def begin_upload(engine: Engine, actor: str) -> str:
     """A new upload id; uploads older than :data:`UPLOAD_LIFETIME` are dropped on the way."""
     upload_id = secrets.token_hex(16)
-    cutoff = format_timestamp(datetime.now(UTC) - UPLOAD_LIFETIME)
     with write_transaction(engine) as connection:
-        stale = connection.execute(
-            select(UPLOADS.c.upload_id).where(UPLOADS.c.created_at < cutoff)
-        ).scalars().all()
-        for old in stale:
-            connection.execute(delete(CHUNKS).where(CHUNKS.c.owner == f"upload:{old}"))
-        connection.execute(delete(UPLOADS).where(UPLOADS.c.upload_id.in_(stale)))
+        drop_stale_uploads(connection)
         connection.execute(insert(UPLOADS), {"upload_id": upload_id, "created_at": _now(),
                                              "created_by": actor})
     return upload_id
+
+
+def drop_stale_uploads(connection: Connection) -> int:
+    """Drop uploads begun more than :data:`UPLOAD_LIFETIME` ago and never committed; how many."""
+    cutoff = format_timestamp(datetime.now(UTC) - UPLOAD_LIFETIME)
+    stale = connection.execute(
+        select(UPLOADS.c.upload_id).where(UPLOADS.c.created_at < cutoff)
+    ).scalars().all()
+    for upload_id in stale:
+        connection.execute(delete(CHUNKS).where(CHUNKS.c.owner == f"upload:{upload_id}"))
+    connection.execute(delete(UPLOADS).where(UPLOADS.c.upload_id.in_(stale)))
+    return len(stale)
 
 
 def put_part(engine: Engine, upload_id: str, seq: int, data: bytes) -> int:
@@ -299,7 +305,7 @@ def commit(store: Store, push: Push, actor: str) -> tuple[Artifact, bool]:
             )
 
     def write(connection: Connection) -> tuple[Artifact, bool]:
-        again = _find(connection, push.name, push.version)
+        again = find_record(connection, push.name, push.version)
         if again is not None:
             return _same_or_conflict(again, push), False
         size = _adopt_blob(connection, push, counted)
@@ -360,10 +366,10 @@ def _same_or_conflict(existing: Artifact, push: Push) -> Artifact:
 
 def find(engine: Engine, name: str, version: str) -> Artifact | None:
     with read_transaction(engine) as connection:
-        return _find(connection, name, version)
+        return find_record(connection, name, version)
 
 
-def _find(connection: Connection, name: str, version: str) -> Artifact | None:
+def find_record(connection: Connection, name: str, version: str) -> Artifact | None:
     row = connection.execute(
         select(ARTIFACTS).where(ARTIFACTS.c.name == name, ARTIFACTS.c.version == version)
     ).first()
