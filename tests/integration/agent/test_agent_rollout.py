@@ -212,3 +212,35 @@ def test_a_replaced_replica_drains_beside_the_next_change_and_a_restarted_agent_
     finally:
         agent.stop()
         stop_workloads(data_dir)
+
+
+def test_a_removed_workload_stops_beside_the_next_change(
+    agent_port: AgentPort, tmp_path: Path
+) -> None:
+    journal = tmp_path / "starts.txt"
+    data_dir = tmp_path / "agent"
+    agent = AgentProcess(agent_port, "store-1", data_dir, agent_port.bootstrap_token("store-1"))
+    # Ignoring SIGTERM, the removed replica lives through the whole grace period (5 s).
+    old = tiny("old", TINY_STARTS=str(journal), TINY_TAG="old", TINY_IGNORE_TERM="1")
+    fresh = tiny("fresh", TINY_STARTS=str(journal), TINY_TAG="fresh")
+
+    def pid_of(tag: str) -> int:
+        return next(int(pid) for pid, started in (line.split(" ", 1) for line in
+                                                  journal.read_text().splitlines())
+                    if started == tag)
+
+    try:
+        agent.start()
+        agent_port.desire("store-1", [old])
+        wait_for(lambda: _ready_tag(agent, "old") == ["old"], 60, "the old workload serving")
+        agent_port.desire("store-1", [fresh])
+        wait_for(lambda: _ready_tag(agent, "fresh") == ["fresh"], 60, "the new workload serving")
+        # Before, the loop stopped the removed replica first: SIGTERM, the grace period, SIGKILL.
+        assert _running(pid_of("old")), "the new workload waited for the removed one's stop"
+        assert [r["workload"] for r in agent.replicas()] == ["fresh"]
+        assert pid_of("old") in _draining_pids(data_dir)
+        wait_for(lambda: not _running(pid_of("old")), 60, "the removed replica stopped")
+        wait_for(lambda: not _draining_pids(data_dir), 10, "its record removed")
+    finally:
+        agent.stop()
+        stop_workloads(data_dir)

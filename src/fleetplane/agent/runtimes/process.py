@@ -155,15 +155,20 @@ class ProcessRuntime(Runtime):
         wanted = {(t.workload, t.index): t for t in targets(desired, failed_pools)}
         while self._left_draining:  # replaced before the agent restarted: stop them now
             self._drain(self._left_draining.pop(), delay=0.0)
+        # A slot no longer wanted (workload removed, scaled down) is no longer reported:
+        # its back-off record listed it as BackOff forever.
+        for key in [key for key in {*self._backoff, *self._last_exit} if key not in wanted]:
+            self._backoff.pop(key, None)
+            self._last_exit.pop(key, None)
         for key, replica in list(self._replicas.items()):
             target = wanted.get(key)
             if target is None or (target.spec_hash != replica.spec_hash
                                   and not self._surges(replica, target)):
-                await self._stop(replica)
+                self._retire(replica)
         for key, surge in list(self._surge.items()):
             target = wanted.get(key)
             if target is None or target.spec_hash != surge.spec_hash:
-                await self._stop(surge)  # superseded before it was ready
+                self._retire(surge)  # superseded before it was ready
             elif key not in self._replicas:
                 self._promote(surge)  # the replica it was to replace is gone: it is the one
         await asyncio.gather(*(self._check(r) for r in list(self._replicas.values())),
@@ -216,6 +221,17 @@ class ProcessRuntime(Runtime):
         log.info("%s/%d replaced: pid %d is ready, pid %d drains and stops",
                  surge.workload, surge.index, surge.pid, old.pid)
         self._drain(old, self.drain_period)
+
+    def _retire(self, replica: Replica) -> None:
+        """Give up ``replica``'s slot now and stop it beside the reconcile loop.
+
+        A removed workload's replica, or one changed before it served: stopping it inside
+        the loop held every other change (and the slot's successor) for up to its grace
+        period. Recorded as draining before its slot record goes, so an agent killed in
+        between leaves it to the next agent to stop rather than orphaned.
+        """
+        self._drain(replica, delay=0.0)
+        self._vacate(replica)
 
     def _drain(self, old: Replica, delay: float) -> None:
         """Stop ``old`` (no longer listed) after ``delay``, beside the reconcile loop.
@@ -395,6 +411,9 @@ class ProcessRuntime(Runtime):
     def _forget(self, replica: Replica) -> None:
         if self.cgroups is not None:
             self.cgroups.remove(replica.workload, replica.index, replica.pid)
+        self._vacate(replica)
+
+    def _vacate(self, replica: Replica) -> None:
         key = (replica.workload, replica.index)
         # A replaced replica has already given up its slot (and its record) to its successor.
         for surge, slots in ((False, self._replicas), (True, self._surge)):
