@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -17,10 +18,13 @@ from fleetplane.control.api.status import ApiError
 from fleetplane.control.controllers.transactions import (
     KeptRevisions,
     SiteRevision,
+    revision_feed,
+    revisions_after_version_in_hand,
     revisions_since,
 )
 from fleetplane.control.plane import ControlPlane
 from fleetplane.control.store.errors import NotFound
+from fleetplane.control.store.repository import Store
 from fleetplane.security.rbac import Verb
 
 router = APIRouter(prefix="/apis/fleetplane/v1", tags=["agent desired state"])
@@ -35,6 +39,9 @@ class RevisionHub:
     every site costs one query here instead of one per watcher; a watcher
     uses them only when they continue exactly from the last revision it sent
     (else it asks the store, which also tells it when it fell behind).
+    Revisions this process wrote come from its revision feed (only their
+    keys are read from the store), and each revision's watch line is encoded
+    once, here, for whichever watchers send it.
     """
 
     def __init__(self, plane: ControlPlane) -> None:
@@ -54,8 +61,6 @@ class RevisionHub:
         return self._events.setdefault(site, asyncio.Event())
 
     async def _run(self) -> None:
-        from fleetplane.control.controllers.transactions import revisions_after_version
-
         # The agent port can take a watch before the human API's start-up has
         # bound the notifier (agents reconnect the moment a restarted server
         # listens); without this the hub died and no watch was woken again.
@@ -67,8 +72,11 @@ class RevisionHub:
             latest = await self.plane.notifier.wait_for(seen, KEEPALIVE_SECONDS)
             if latest <= seen:
                 continue
-            fresh = await asyncio.to_thread(revisions_after_version, self.plane.store, seen)
-            seen = latest
+            fresh = await asyncio.to_thread(_fresh_after, self.plane.store, seen)
+            # Every revision up to the newest one read has committed (versions are
+            # given in commit order), so none below it can turn up later.
+            seen = max(latest, fresh[-1].resource_version if fresh else latest)
+            revision_feed(self.plane.store).forget_through(seen)
             by_site: dict[str, list[SiteRevision]] = {}
             for revision in fresh:
                 by_site.setdefault(revision.site, []).append(revision)
@@ -77,6 +85,23 @@ class RevisionHub:
                 woken = self._events.pop(site, None)
                 if woken is not None:
                     woken.set()
+
+
+def _fresh_after(store: Store, version: int) -> list[SiteRevision]:
+    """The revisions after ``version``, each with its watch line (encoded once, shared)."""
+    return [
+        replace(revision, line=_revision_line(revision))
+        for revision in revisions_after_version_in_hand(store, version)
+    ]
+
+
+def _revision_line(revision: SiteRevision) -> bytes:
+    """The watch's REVISION event for ``revision`` (its document's JSON reused when in hand)."""
+    if revision.line is not None:
+        return revision.line
+    if revision.encoded is None:
+        return _line({"type": "REVISION", "object": revision.document})
+    return b'{"type":"REVISION","object":' + revision.encoded.encode() + b"}\n"
 
 
 @router.get(
@@ -162,7 +187,7 @@ async def _stream(
                                                           "message": error.message}})
                 return
         for revision in revisions:
-            yield _line({"type": "REVISION", "object": revision.document})
+            yield _revision_line(revision)
             sent = revision.revision
         try:
             await asyncio.wait_for(woken.wait(), KEEPALIVE_SECONDS)

@@ -23,6 +23,8 @@ def site_workloads(
 ) -> dict[str, list[dict[str, Any]]]:
     """Per site, the JSON form of its ``DesiredWorkload`` list (sorted: equal plans compare equal).
 
+    Equal entries of several sites are one shared dict: callers must not modify them.
+
     Every site of the fleet gets an entry, empty when nothing runs there:
     an agent must learn that its last workload was moved away. A workload
     whose ``artifact`` was not pushed yet goes to no site: it cannot run.
@@ -36,6 +38,9 @@ def site_workloads(
         if refs is None:
             continue
         per_site: dict[str, int] = {}
+        # Sites given the same assignment get equal entries: each is built (validated
+        # and dumped) once per workload and shared, not once per site.
+        built: dict[tuple[Any, ...], dict[str, Any]] = {}
         for assignment in placed.assignments:
             if assignment.site not in by_site:
                 continue
@@ -44,24 +49,27 @@ def site_workloads(
             entry_name = placed.workload if per_site[assignment.site] == 1 else (
                 f"{placed.workload}@{assignment.pool}"
             )
-            item = DesiredWorkload(
-                workload=entry_name,
-                workload_class=workload.spec.class_,
-                pool=assignment.pool,
-                profile=assignment.profile,
-                replicas=assignment.replicas,
-                resources=workload.spec.resources,
-                runtime=workload.spec.runtime,
-                artifacts=refs,
-                sources=dict(assignment.sources),
-                secrets=list(workload.spec.secrets),
-                env=dict(workload.spec.env),
-                failover=_failover(fleet, workload, assignment.site, assignment.pool),
-                batch=_batch(workload),
-            )
-            by_site[assignment.site].append(
-                item.model_dump(mode="json", by_alias=True, exclude_none=True)
-            )
+            failover = _failover_pools(fleet, workload, assignment.site, assignment.pool)
+            key = (entry_name, assignment.pool, assignment.profile, assignment.replicas,
+                   tuple(sorted(assignment.sources.items())), failover)
+            item = built.get(key)
+            if item is None:
+                item = built[key] = DesiredWorkload(
+                    workload=entry_name,
+                    workload_class=workload.spec.class_,
+                    pool=assignment.pool,
+                    profile=assignment.profile,
+                    replicas=assignment.replicas,
+                    resources=workload.spec.resources,
+                    runtime=workload.spec.runtime,
+                    artifacts=refs,
+                    sources=dict(assignment.sources),
+                    secrets=list(workload.spec.secrets),
+                    env=dict(workload.spec.env),
+                    failover=LocalFailover(pools=list(failover), min_replicas=0),
+                    batch=_batch(workload),
+                ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            by_site[assignment.site].append(item)
     for items in by_site.values():
         items.sort(key=lambda item: (item["workload"], item["pool"]))
     return by_site
@@ -120,11 +128,11 @@ def _batch(workload: Workload) -> BatchJob | None:
         {"timeLimit": format_duration(deadline) if deadline is not None else None})
 
 
-def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFailover:
+def _failover_pools(fleet: Fleet, workload: Workload, site: str, pool: str) -> tuple[str, ...]:
     """Other pools of the site with the accelerator kind it needs: where the agent may fail over."""
     found = fleet.sites.get(site)
     if found is None:
-        return LocalFailover()
+        return ()
     request = workload.spec.resources.accelerator
     wanted = {request.kind} if request is not None else set()
     pools = []
@@ -134,7 +142,7 @@ def _failover(fleet: Fleet, workload: Workload, site: str, pool: str) -> LocalFa
         kinds = {accelerator.kind for accelerator in candidate.accelerators}
         if wanted <= kinds:
             pools.append(candidate.name)
-    return LocalFailover(pools=pools, min_replicas=0)
+    return tuple(pools)
 
 
 def referenced_secrets(workloads: list[dict[str, Any]]) -> frozenset[str]:

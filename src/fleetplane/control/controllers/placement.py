@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fleetplane.control.controllers.change_feed import ChangeFeed
@@ -68,6 +72,10 @@ class PlacementController:
             replan = bool(feed.take_changes() - {ARTIFACT_EVENT_KIND})
 
     def reconcile(self, plane: ControlPlane, planner: Planner, *, replan: bool = True) -> None:
+        with fewer_full_collections():
+            self._reconcile(plane, planner, replan=replan)
+
+    def _reconcile(self, plane: ControlPlane, planner: Planner, *, replan: bool) -> None:
         view = load_view(plane, self.settings.placement_name)
         artifacts = artifact_resolutions(plane.engine)
         missing = missing_artifacts(view.fleet, artifacts)
@@ -133,6 +141,42 @@ class PlacementController:
             )
         except (Conflict, NotFound) as error:  # rewritten meanwhile: the next pass reports
             log.warning("could not record missing artifacts on the Placement: %s", error)
+
+
+# While a pass runs: older generations collected 1/100 as often as by default (10, 10).
+_PASS_THRESHOLDS = (1_000, 1_000)
+_thresholds_lock = threading.Lock()
+_passes_running = 0
+_saved_thresholds: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def fewer_full_collections() -> Iterator[None]:
+    """Collect the older GC generations rarely while a pass runs (young ones as usual).
+
+    A pass over thousands of sites allocates hundreds of thousands of
+    containers, and with the default thresholds that set off several full
+    collections, each walking the whole server heap (every agent's
+    connection included): measured in process, about 40 % of a 2,000-site
+    pass. The young generation is still collected as usual, so cyclic
+    garbage made meanwhile waits at most until the pass ends, when the
+    thresholds are restored. Process-wide (``gc`` is), so nested or
+    concurrent passes restore only when the last one ends.
+    """
+    global _passes_running, _saved_thresholds
+    with _thresholds_lock:
+        if _passes_running == 0:
+            _saved_thresholds = gc.get_threshold()
+            gc.set_threshold(_saved_thresholds[0], *_PASS_THRESHOLDS)
+        _passes_running += 1
+    try:
+        yield
+    finally:
+        with _thresholds_lock:
+            _passes_running -= 1
+            if _passes_running == 0 and _saved_thresholds is not None:
+                gc.set_threshold(*_saved_thresholds)
+                _saved_thresholds = None
 
 
 def _artifact_status(missing: list[dict[str, str]]) -> dict[str, Any]:

@@ -8,17 +8,27 @@ our history row commit together or not at all.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, select
 
 from fleetplane.control.controllers.tables import SiteRevisionRow
 from fleetplane.control.store.errors import NotFound
 from fleetplane.control.store.records import StoredResource
-from fleetplane.control.store.repository import Desired, Store, load_many
+from fleetplane.control.store.repository import (
+    Desired,
+    EncodedWrite,
+    Prior,
+    Store,
+    load_many,
+)
+from fleetplane.control.store.schema import RESOURCES
 
 SDS_KIND = "SiteDesiredState"
 REVISIONS = cast(Table, SiteRevisionRow.__table__)
@@ -33,6 +43,10 @@ class SiteRevision:
     revision: int
     resource_version: int
     document: dict[str, Any]
+    # The document's JSON as written (canonical), when the writer had it in hand.
+    encoded: str | None = field(default=None, compare=False, repr=False)
+    # The agent watch's REVISION line for it, once the revision hub has encoded it.
+    line: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def load_resource(
@@ -65,14 +79,30 @@ def write_site_states(
     in transactions of ``chunk`` sites (in name order), each a background
     write (see ``WriteGate``): one site's spec, revision row, event and audit
     entry always commit together, and a site's revisions stay in order.
+    Each committed chunk's revisions are handed to this process's
+    :func:`revision_feed` before watchers are woken, so the agent port's
+    hub need not read them back from the store.
     """
     names = sorted(specs)
     written: list[SiteRevision] = []
+    feed, priors = revision_feed(store), _site_priors(store)
+
+    def committed(chunk: _Chunk) -> None:
+        # Only what committed is remembered: a rolled-back write's versions are reused.
+        priors.remember(chunk.stored)
+        feed.add(chunk.revisions)
+
     for start in range(0, len(names), max(chunk, 1)):
         part = {name: specs[name] for name in names[start:start + max(chunk, 1)]}
         write = partial(_write_site_chunk, store, specs=part, actor=actor, keep=keep)
-        written.extend(store.run_write(write, background=True))
+        written.extend(store.run_write(write, background=True, committed=committed).revisions)
     return written
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    revisions: list[SiteRevision]
+    stored: list[EncodedWrite]
 
 
 def _write_site_chunk(
@@ -82,43 +112,168 @@ def _write_site_chunk(
     specs: dict[str, dict[str, Any]],
     actor: str,
     keep: int,
-) -> list[SiteRevision]:
+) -> _Chunk:
     # One query per table for every site of the chunk, not one per site.
     names = sorted(specs)
     latest = _latest_revisions(connection, names)
-    currents = load_many(connection, SDS_KIND, names)
-    changes: list[tuple[StoredResource | None, Desired]] = []
+    priors = _site_priors(store).current(connection, names)
+    changes: list[tuple[Prior | None, Desired]] = []
     revisions: list[int] = []
     for site in names:
         spec = specs[site]
-        current = currents.get(site)
+        prior = priors.get(site)
+        current = prior.resource if prior is not None else None
         previous = int(current.spec.get("revision", 0)) if current is not None else 0
         if current is not None and _same_content(current.spec, spec):
             continue
         revision = max(previous, latest.get(site, 0)) + 1
-        changes.append((current, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
-                                         {**spec, "site": site, "revision": revision})))
+        changes.append((prior, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
+                                       {**spec, "site": site, "revision": revision})))
         revisions.append(revision)
-    stored = store.write_many(connection, changes, actor=actor, action="derive")
+    if not changes:
+        return _Chunk([], [])
+    if SDS_KIND in store.codec.kinds:  # pragma: no cover - desired states are never sealed
+        raise ValueError("SiteDesiredState specs must not be sealed")
+    stored = store.write_encoded(connection, changes, actor=actor, action="derive")
     written = [
-        SiteRevision(item.name, revision, item.resource_version, item.to_document())
+        SiteRevision(item.resource.name, revision, item.resource.resource_version,
+                     item.resource.to_document(), item.document)
         for item, revision in zip(stored, revisions, strict=True)
     ]
-    if not written:
-        return written
-    connection.execute(
-        insert(REVISIONS),
-        [
-            {"site": w.site, "revision": w.revision,
-             "resource_version": w.resource_version, "document": w.document}
-            for w in written
-        ],
+    connection.exec_driver_sql(
+        _insert_revision_sql(connection),
+        [(w.site, w.revision, w.resource_version, w.encoded) for w in written],
     )
     expired = [{"site": w.site, "through": w.revision - keep} for w in written
                if w.revision > keep]
     if expired:
         connection.execute(_DELETE_EXPIRED, expired)
-    return written
+    return _Chunk(written, stored)
+
+
+def _insert_revision_sql(connection: Connection) -> str:
+    """The driver's INSERT of a revision row, its document as JSON text (see write_encoded)."""
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    document = f"CAST({mark} AS JSONB)" if dialect.name == "postgresql" else mark
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in ("site", "revision", "resource_version", "document"))
+    return (f"INSERT INTO {quote(REVISIONS.name)} ({columns}) "
+            f"VALUES ({mark}, {mark}, {mark}, {document})")
+
+
+class _SitePriors:
+    """The SiteDesiredStates this process wrote last, so a fan-out need not decode them again.
+
+    Each is used only while the store still holds it at the version it was
+    written with (one light query per chunk checks); anything else — written
+    by another replica, a status write, a restore, a site never seen — is
+    loaded from the store as before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, Prior] = {}
+
+    def current(self, connection: Connection, names: Sequence[str]) -> dict[str, Prior]:
+        versions = _current_versions(connection, names)
+        with self._lock:
+            found = {
+                name: prior for name in versions
+                if (prior := self._known.get(name)) is not None
+                and prior.resource.resource_version == versions[name]
+            }
+        missing = [name for name in versions if name not in found]
+        for name, resource in load_many(connection, SDS_KIND, missing).items():
+            found[name] = Prior.of(resource)
+        return found
+
+    def remember(self, written: Sequence[EncodedWrite]) -> None:
+        """Keep what a committed write wrote."""
+        with self._lock:
+            for item in written:
+                self._known[item.resource.name] = Prior(item.resource, item.desired_digest)
+
+
+_PRIORS: weakref.WeakKeyDictionary[Store, _SitePriors] = weakref.WeakKeyDictionary()
+_PRIORS_LOCK = threading.Lock()
+
+
+def _site_priors(store: Store) -> _SitePriors:
+    with _PRIORS_LOCK:
+        found = _PRIORS.get(store)
+        if found is None:
+            found = _PRIORS[store] = _SitePriors()
+        return found
+
+
+_CURRENT_VERSIONS = select(RESOURCES.c.name, RESOURCES.c.resource_version).where(
+    RESOURCES.c.kind == bindparam("kind"),
+    RESOURCES.c.name.in_(bindparam("names", expanding=True)),
+)
+
+
+def _current_versions(connection: Connection, names: Sequence[str]) -> dict[str, int]:
+    """The resource version of each of ``names``' SiteDesiredState that exists."""
+    if not names:
+        return {}
+    rows = connection.execute(_CURRENT_VERSIONS, {"kind": SDS_KIND, "names": list(names)}).all()
+    return {name: int(version) for name, version in rows}
+
+
+class RevisionFeed:
+    """Revisions this process committed, handed to its revision hub without a store read.
+
+    The writer adds each chunk right after its commit (before watchers are
+    woken); the hub takes the ones the store's revision keys name and reads
+    from the store only those it does not find here (written by another
+    replica, or dropped: at most ``limit`` are kept, oldest dropped first).
+    """
+
+    def __init__(self, limit: int = 8_192) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._revisions: OrderedDict[tuple[str, int], SiteRevision] = OrderedDict()
+
+    def add(self, revisions: Sequence[SiteRevision]) -> None:
+        with self._lock:
+            for revision in revisions:
+                self._revisions[(revision.site, revision.revision)] = revision
+            while len(self._revisions) > self.limit:
+                self._revisions.popitem(last=False)
+
+    def take(self, keys: Sequence[RevisionKey]) -> tuple[list[SiteRevision], list[RevisionKey]]:
+        """Those of ``keys`` in hand (same site, revision and version), and the others."""
+        found: list[SiteRevision] = []
+        missing: list[RevisionKey] = []
+        with self._lock:
+            for key in keys:
+                revision = self._revisions.get((key.site, key.revision))
+                if revision is not None and revision.resource_version == key.resource_version:
+                    found.append(revision)
+                else:
+                    missing.append(key)
+        return found, missing
+
+    def forget_through(self, version: int) -> None:
+        """Drop what was committed at or below ``version`` (the hub has handed it out)."""
+        with self._lock:
+            stale = [key for key, revision in self._revisions.items()
+                     if revision.resource_version <= version]
+            for key in stale:
+                del self._revisions[key]
+
+
+_FEEDS: weakref.WeakKeyDictionary[Store, RevisionFeed] = weakref.WeakKeyDictionary()
+
+
+def revision_feed(store: Store) -> RevisionFeed:
+    """This process's :class:`RevisionFeed` for ``store``."""
+    with _PRIORS_LOCK:
+        found = _FEEDS.get(store)
+        if found is None:
+            found = _FEEDS[store] = RevisionFeed()
+        return found
 
 
 def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -290,3 +445,45 @@ def revisions_after_version(store: Store, version: int) -> list[SiteRevision]:
             .order_by(SiteRevisionRow.resource_version)
         ).all()
     return [SiteRevision(r.site, r.revision, r.resource_version, r.document) for r in rows]
+
+
+@dataclass(frozen=True)
+class RevisionKey:
+    """Which revision a row is, without its document."""
+
+    site: str
+    revision: int
+    resource_version: int
+
+
+def revision_keys_after_version(store: Store, version: int) -> list[RevisionKey]:
+    """The keys of every revision written after global version ``version``, in version order."""
+    from fleetplane.control.store.database import read_transaction
+
+    with read_transaction(store.engine) as connection:
+        rows = connection.execute(
+            select(REVISIONS.c.site, REVISIONS.c.revision, REVISIONS.c.resource_version)
+            .where(REVISIONS.c.resource_version > version)
+            .order_by(REVISIONS.c.resource_version)
+        ).all()
+    return [RevisionKey(site, int(revision), int(rv)) for site, revision, rv in rows]
+
+
+def revisions_after_version_in_hand(store: Store, version: int) -> list[SiteRevision]:
+    """:func:`revisions_after_version`, taking what this process's feed holds from it.
+
+    Only the revisions' keys are read from the store; documents are read
+    (and decoded) only for revisions not in hand.
+    """
+    keys = revision_keys_after_version(store, version)
+    if not keys:
+        return []
+    found, missing = revision_feed(store).take(keys)
+    if missing:
+        read = {
+            (r.site, r.revision): r
+            for r in revisions_after_version(store, min(k.resource_version for k in missing) - 1)
+        }
+        found += [read[(k.site, k.revision)] for k in missing if (k.site, k.revision) in read]
+        found.sort(key=lambda r: r.resource_version)
+    return found

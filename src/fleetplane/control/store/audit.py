@@ -30,7 +30,7 @@ from fleetplane.security.canonical import canonical_json
 from fleetplane.security.canonical import digest as canonical_digest
 from fleetplane.security.keyring import Keyring
 
-__all__ = ["AuditEntry", "AuditLog", "digest"]
+__all__ = ["AuditEntry", "AuditLog", "digest", "digest_text"]
 
 def digest(document: Any) -> str:
     """``security.canonical.digest`` of a resource's JSON document, without its type walk.
@@ -47,6 +47,11 @@ def digest(document: Any) -> str:
     except (TypeError, ValueError):
         return canonical_digest(document)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def digest_text(canonical: str) -> str:
+    """:func:`digest` of a value whose canonical JSON text the caller already has."""
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 _LAST = select(AUDIT).order_by(AUDIT.c.seq.desc()).limit(1)

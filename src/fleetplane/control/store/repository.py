@@ -14,6 +14,7 @@ transaction back.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from fleetplane.control.diff import FieldChange, diff
-from fleetplane.control.store.audit import AuditEntry, AuditLog, digest
+from fleetplane.control.store.audit import AuditEntry, AuditLog, digest, digest_text
 from fleetplane.control.store.codec import PlainCodec, SpecCodec
 from fleetplane.control.store.database import read_transaction, write_transaction
 from fleetplane.control.store.errors import AlreadyExists, Conflict, Expired, NotFound
@@ -37,6 +38,7 @@ from fleetplane.control.store.schema import (
     RESOURCE_VERSION,
     RESOURCES,
 )
+from fleetplane.model.base import API_VERSION
 from fleetplane.security.keyring import Keyring
 
 # Called inside the write transaction with the state the write would leave
@@ -522,6 +524,83 @@ class Store:
         self._save_many(connection, saved, status_only=True)
         return results
 
+    def write_encoded(
+        self,
+        connection: Connection,
+        changes: Sequence[tuple[Prior | None, Desired]],
+        *,
+        actor: str,
+        action: str,
+    ) -> list[EncodedWrite]:
+        """Create (prior None) or update each resource, its JSON encoded once, in the caller's
+        write transaction.
+
+        The same rows, events and audit entries as :meth:`write_many` for
+        resources that all change (a controller's fan-out), but each new
+        document is encoded to canonical JSON once: that text is the event's
+        object, the spec and labels are its parts in the resource row, and
+        the audit digest is hashed over the same canonical bytes
+        (``security.canonical.digest``). ``Prior.desired_digest`` spares
+        re-digesting what the caller already knows. Statements are the
+        driver's own, compiled once per dialect: SQLAlchemy's per-row
+        parameter processing cost more than the database's work. Kinds the
+        codec seals are refused (their specs are not written as given).
+        """
+        if not changes:
+            return []
+        statements = _encoded_statements(connection)
+        versions = _allocate_versions(connection, len(changes))
+        now = utc_now()
+        written: list[EncodedWrite] = []
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        entries: list[AuditEntry] = []
+        for (prior, desired), version in zip(changes, versions, strict=True):
+            if desired.kind in self.codec.kinds:
+                raise ValueError(f"write_encoded cannot write sealed kind {desired.kind}")
+            labels = json_text(desired.labels)
+            annotations = json_text(desired.annotations)
+            spec = json_text(desired.spec)
+            status = json_text(desired.status if prior is None else prior.resource.status)
+            after = digest_text(
+                '{"annotations":' + annotations + ',"labels":' + labels + ',"spec":' + spec + "}"
+            )
+            if prior is None:
+                resource = self._created(desired, version, now)
+                inserts.append((
+                    resource.kind, resource.name, resource.uid, version, resource.generation,
+                    labels, annotations, spec, status, now, now,
+                ))
+                type_, prev_labels, before = "ADDED", None, None
+            else:
+                current = prior.resource
+                resource = self._updated(current, current, desired, version, now)
+                updates.append((
+                    version, resource.generation, labels, annotations, spec, status, now,
+                    current.kind, current.name, current.resource_version,
+                ))
+                type_, prev_labels = "MODIFIED", json_text(current.labels)
+                before = prior.desired_digest
+            document = _document_text(resource, labels, annotations, spec, status)
+            events.append((version, type_, resource.kind, resource.name, document, prev_labels,
+                           now))
+            written.append(EncodedWrite(resource, document, after))
+            entries.append(AuditEntry(actor, action, resource.kind, resource.name, before, after))
+        if inserts:
+            connection.exec_driver_sql(statements.insert_resource, inserts)
+        if updates:
+            result = connection.exec_driver_sql(statements.update_resource, updates)
+            if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(updates):
+                first = updates[0]
+                raise Conflict(first[7], first[8], first[9], first[0])
+        connection.exec_driver_sql(statements.insert_event, events)
+        first_version, last_version = versions[0], versions[-1]
+        if last_version // _COMPACT_EVERY > (first_version - 1) // _COMPACT_EVERY:
+            self._compact(connection, last_version)
+        self.audit.append_many(connection, entries)
+        return written
+
     def _created(self, desired: Desired, version: int, now: str) -> StoredResource:
         return StoredResource(
             kind=desired.kind,
@@ -618,18 +697,30 @@ class Store:
 
     # ------------------------------------------------------------- internals
 
-    def run_write(self, body: Callable[[Connection], T], *, background: bool = False) -> T:
+    def run_write(
+        self,
+        body: Callable[[Connection], T],
+        *,
+        background: bool = False,
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
         """Run ``body`` in a write transaction; listeners hear the new version after commit.
 
         For writes that must share the transaction (token records with their
         audit entry, controllers writing several tables at once).
         ``background``: let this process's other waiting writers go first
-        (see :class:`WriteGate`).
+        (see :class:`WriteGate`). ``committed(result)`` runs after the commit
+        and before the listeners hear of it (so what it publishes in process
+        is there when a woken watcher looks); never for a rolled-back write.
         """
         with self.gate.turn(background=background), write_transaction(self.engine) as connection:
             result = body(connection)
             version = _counter(connection, RESOURCE_VERSION)
-        self._committed(version)
+        try:
+            if committed is not None:
+                committed(result)
+        finally:
+            self._committed(version)
         return result
 
     def _current(self, connection: Connection, desired: Desired) -> StoredResource:
@@ -851,6 +942,116 @@ _NEXT_VERSION = (
     .values(value=COUNTERS.c.value + 1)
     .returning(COUNTERS.c.value)
 )
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A resource's current state as a writer of :meth:`Store.write_encoded` knows it."""
+
+    resource: StoredResource
+    # ``audit.digest(resource.desired())``: the audit entry's before digest.
+    desired_digest: str
+
+    @classmethod
+    def of(cls, resource: StoredResource) -> Prior:
+        return cls(resource, digest(resource.desired()))
+
+
+@dataclass(frozen=True)
+class EncodedWrite:
+    """A resource written by :meth:`Store.write_encoded`, with the JSON it was written as."""
+
+    resource: StoredResource
+    # Canonical JSON of ``resource.to_document()``: the event's object, as stored.
+    document: str
+    # ``audit.digest(resource.desired())``, as hashed for the audit entry.
+    desired_digest: str
+
+
+def json_text(value: Any) -> str:
+    """Canonical JSON text of decoded JSON (``security.canonical`` bytes, as text)."""
+    return _CANONICAL.encode(value)
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _document_text(
+    resource: StoredResource, labels: str, annotations: str, spec: str, status: str
+) -> str:
+    """``json_text(resource.to_document())`` from the parts already encoded (keys in order)."""
+    metadata = json_text({
+        "annotations": resource.annotations, "creationTimestamp": resource.created_at,
+        "generation": resource.generation, "labels": resource.labels, "name": resource.name,
+        "resourceVersion": str(resource.resource_version), "uid": resource.uid,
+        "updateTimestamp": resource.updated_at,
+    })
+    text = (
+        '{"apiVersion":' + json_text(API_VERSION) + ',"kind":' + json_text(resource.kind)
+        + ',"metadata":' + metadata + ',"spec":' + spec
+    )
+    return text + ("}" if resource.status is None else ',"status":' + status + "}")
+
+
+@dataclass(frozen=True)
+class _EncodedStatements:
+    insert_resource: str
+    update_resource: str
+    insert_event: str
+
+
+_ENCODED_STATEMENTS: dict[str, _EncodedStatements] = {}
+
+
+def _encoded_statements(connection: Connection) -> _EncodedStatements:
+    """The driver's SQL for :meth:`Store.write_encoded`, built once per dialect.
+
+    Parameters are positional (qmark on SQLite, format on psycopg); JSON
+    columns get their text as is (SQLite keeps JSON as text; PostgreSQL casts
+    it to JSONB).
+    """
+    dialect = connection.dialect
+    key = f"{dialect.name}:{dialect.paramstyle}"
+    found = _ENCODED_STATEMENTS.get(key)
+    if found is not None:
+        return found
+    if dialect.paramstyle == "qmark":
+        mark = "?"
+    elif dialect.paramstyle in ("format", "pyformat"):
+        mark = "%s"
+    else:  # pragma: no cover - the store supports SQLite and psycopg only
+        raise ValueError(f"unsupported paramstyle {dialect.paramstyle}")
+    json_mark = f"CAST({mark} AS JSONB)" if dialect.name == "postgresql" else mark
+    quote = dialect.identifier_preparer.quote
+    documents = {"labels", "annotations", "spec", "status", "object", "prev_labels"}
+
+    def value(column: str) -> str:
+        return json_mark if column in documents else mark
+
+    def insert_sql(table: str, columns: Sequence[str]) -> str:
+        return (
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(value(c) for c in columns)})"
+        )
+
+    changed = ("resource_version", "generation", "labels", "annotations", "spec", "status",
+               "updated_at")
+    update = (
+        f"UPDATE {quote(RESOURCES.name)} SET "
+        + ", ".join(f"{quote(c)} = {value(c)}" for c in changed)
+        + f" WHERE {quote('kind')} = {mark} AND {quote('name')} = {mark}"
+        f" AND {quote('resource_version')} = {mark}"
+    )
+    found = _EncodedStatements(
+        insert_resource=insert_sql(RESOURCES.name, _COLUMNS),
+        update_resource=update,
+        insert_event=insert_sql(EVENTS.name, ["resource_version", "type", "kind", "name",
+                                              "object", "prev_labels", "created_at"]),
+    )
+    _ENCODED_STATEMENTS[key] = found
+    return found
 
 
 def _event_values(
