@@ -9,6 +9,7 @@ would give, and fall back to the store whenever what is in hand is stale.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from fleetplane.control.agent_api.desired import RevisionHub
 from fleetplane.control.controllers.placement import fewer_full_collections
 from fleetplane.control.controllers.transactions import (
     SDS_KIND,
@@ -128,6 +130,12 @@ def test_the_hub_gets_revisions_in_hand_and_reads_the_others(
 ) -> None:
     store = plane.store
     start = store.current_version()
+    # Until a hub reads the feed, nothing is kept in it.
+    write_site_states(store, _specs("zero"), actor="t", keep=5, chunk=2)
+    _, missing = revision_feed(store).take(revision_keys_after_version(store, start))
+    assert len(missing) == len(SITES)
+    revision_feed(store).activate()
+    start = store.current_version()
     write_site_states(store, _specs("one"), actor="t", keep=5, chunk=2)
     keys = revision_keys_after_version(store, start)
     found, missing = revision_feed(store).take(keys)
@@ -147,7 +155,7 @@ def test_the_hub_gets_revisions_in_hand_and_reads_the_others(
     assert in_hand == from_store
     assert [r.resource_version for r in in_hand] == sorted(r.resource_version for r in in_hand)
     _, missing = revision_feed(store).take(revision_keys_after_version(store, middle))
-    assert [(k.site, k.revision) for k in missing] == [(SITES[0], 2), (SITES[1], 2)]
+    assert [(k.site, k.revision) for k in missing] == [(SITES[0], 3), (SITES[1], 3)]
     for revision in in_hand:
         assert revision.document == json.loads(json_text(revision.document))
 
@@ -160,6 +168,7 @@ def test_the_hub_gets_revisions_in_hand_and_reads_the_others(
 
 def test_a_rolled_back_chunk_is_neither_remembered_nor_handed_out(plane: ControlPlane) -> None:
     store = plane.store
+    revision_feed(store).activate()
     write_site_states(store, _specs("one"), actor="t", keep=5)
     start = store.current_version()
 
@@ -221,3 +230,39 @@ def test_fewer_full_collections_restores_the_thresholds_after_nested_passes() ->
         assert gc.get_threshold() == during
     assert during[0] == before[0] and during[1:] != before[1:]
     assert gc.get_threshold() == before
+
+
+def test_the_revision_hub_hands_out_revisions_in_hand_and_from_other_replicas(
+    plane: ControlPlane, database_url: str
+) -> None:
+    asyncio.run(_hub_round(plane, database_url))
+
+
+async def _hub_round(plane: ControlPlane, database_url: str) -> None:
+    hub = RevisionHub(plane)
+    woken = hub.event(SITES[0])
+    await asyncio.sleep(0)  # let the hub task reach its first wait (scheduling, not timing)
+    await asyncio.to_thread(write_site_states, plane.store, _specs("one"), actor="t", keep=5)
+    await asyncio.wait_for(woken.wait(), 30)
+    fresh = hub.continuing(SITES[0], 0)
+    assert fresh is not None and [r.revision for r in fresh] == [1]
+    # Written here: its JSON came with it, and the watch line is built from that text.
+    assert fresh[0].encoded is not None and fresh[0].line is not None
+    assert json.loads(fresh[0].line) == {"type": "REVISION", "object": fresh[0].document}
+
+    other = ControlPlane.open(Settings(database_url=database_url))
+    try:
+        woken = hub.event(SITES[0])
+        await asyncio.to_thread(write_site_states, other.store, _specs("two", SITES[:1]),
+                                actor="replica", keep=5)
+    finally:
+        other.close()
+    # This process did not write it, so nobody here publishes its version: the poller
+    # would; publish the store's version as it does.
+    plane.notifier.publish(await asyncio.to_thread(plane.store.current_version))
+    await asyncio.wait_for(woken.wait(), 30)
+    fresh = hub.continuing(SITES[0], 1)
+    assert fresh is not None and [r.revision for r in fresh] == [2]
+    assert fresh[0].encoded is None and fresh[0].line is not None  # read from the store
+    assert json.loads(fresh[0].line)["object"]["spec"]["workloads"][0]["env"]["NOTE"] == "two"
+    plane.notifier.close()

@@ -65,6 +65,7 @@ class RevisionHub:
         # bound the notifier (agents reconnect the moment a restarted server
         # listens); without this the hub died and no watch was woken again.
         self.plane.notifier.bind(asyncio.get_running_loop())
+        revision_feed(self.plane.store).activate()
         seen = self.plane.notifier.version
         # A closed notifier returns at once without suspending: looping on would starve the
         # event loop and keep the server from ever shutting down.

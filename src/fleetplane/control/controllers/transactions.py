@@ -228,14 +228,23 @@ class RevisionFeed:
     woken); the hub takes the ones the store's revision keys name and reads
     from the store only those it does not find here (written by another
     replica, or dropped: at most ``limit`` are kept, oldest dropped first).
+    Nothing is kept until a hub says it reads the feed (:meth:`activate`):
+    a process without an agent port holds no revisions.
     """
 
-    def __init__(self, limit: int = 8_192) -> None:
+    def __init__(self, limit: int = 4_096) -> None:
         self.limit = limit
         self._lock = threading.Lock()
         self._revisions: OrderedDict[tuple[str, int], SiteRevision] = OrderedDict()
+        self._active = False
+
+    def activate(self) -> None:
+        """A reader is there: keep what is added from now on."""
+        self._active = True
 
     def add(self, revisions: Sequence[SiteRevision]) -> None:
+        if not self._active:
+            return
         with self._lock:
             for revision in revisions:
                 self._revisions[(revision.site, revision.revision)] = revision
