@@ -9,6 +9,8 @@ commit rate stays bounded while each writer still gets its own answer.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,19 +25,41 @@ from fleetplane.control.api.status import ApiError
 from fleetplane.control.controllers.transactions import StatusChange, write_statuses
 from fleetplane.control.plane import ControlPlane
 from fleetplane.control.store.errors import NotFound
+from fleetplane.control.store.heartbeats import touch_statuses
+from fleetplane.control.store.records import StoredResource
 from fleetplane.model.infrastructure import SiteStatus
 from fleetplane.security.rbac import Verb
 
 router = APIRouter(prefix="/apis/fleetplane/v1", tags=["agent status"])
 
 
+# Sites whose last written status the batcher remembers (one per agent; bounded all the same).
+REMEMBERED_SITES = 20_000
+
+
 class HeartbeatBatcher:
+    """Status writes queued and committed together; heartbeat-only writes touch the row.
+
+    The batcher remembers each site's status as it last wrote it (and its
+    resource version). When an agent's new status differs from that only in
+    the heartbeat, the write is a *touch* (:func:`touch_statuses`): the status
+    written in place if the site is still at that version, with no new
+    resource version and no event, so readers of the change log (controllers,
+    watches, other replicas) are not woken for it. Anything else — a first
+    write, a changed status, a site someone else wrote since (the
+    reachability controller marking it Unreachable, an operator, an apply,
+    another replica) — is an ordinary status write (:func:`write_statuses`).
+    """
+
     def __init__(self, plane: ControlPlane, max_batch: int = 500) -> None:
         self.plane = plane
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[str, StatusChange, asyncio.Future[Any]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        # Only the worker thread of the one running batch reads or writes this.
+        self._written: dict[str, StoredResource] = {}
         self.commits = 0
+        self.touches = 0
 
     async def write(self, site: str, change: StatusChange) -> Any:
         if self._queue is None:
@@ -51,12 +75,11 @@ class HeartbeatBatcher:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            changes = [("Site", site, change) for site, change, _ in batch]
+            changes = [(site, change) for site, change, _ in batch]
             try:
-                results: list[Any] = await asyncio.to_thread(
-                    write_statuses, self.plane.store, changes
-                )
+                results: list[Any] = await asyncio.to_thread(self._write, changes)
             except Exception as error:
+                self._written.clear()
                 results = [error] * len(batch)
             self.commits += 1
             for (_, _, future), result in zip(batch, results, strict=True):
@@ -66,6 +89,66 @@ class HeartbeatBatcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    def _write(self, batch: list[tuple[str, StatusChange]]) -> list[StoredResource | Exception]:
+        """Touches first, then ordinary writes (the rest and touches that found the site moved)."""
+        results: list[StoredResource | Exception | None] = [None] * len(batch)
+        times = Counter(site for site, _ in batch)
+        touches: list[tuple[int, StoredResource, dict[str, Any]]] = []
+        ordinary: list[int] = []
+        for index, (site, change) in enumerate(batch):
+            known = self._written.get(site)
+            # A site twice in one batch: write_statuses applies the changes in turn.
+            new = _heartbeat_only(known, change) if known is not None and times[site] == 1 else None
+            if known is not None and new is not None:
+                touches.append((index, known, new))
+            else:
+                ordinary.append(index)
+        if touches:
+            written, now = touch_statuses(
+                self.plane.store,
+                [("Site", known.name, known.resource_version, new) for _, known, new in touches],
+            )
+            for (index, known, new), done in zip(touches, written, strict=True):
+                if done:
+                    results[index] = self._written[known.name] = replace(
+                        known, status=new, updated_at=now
+                    )
+                    self.touches += 1
+                else:
+                    ordinary.append(index)
+            ordinary.sort()
+        if ordinary:
+            stored = write_statuses(
+                self.plane.store, [("Site", batch[i][0], batch[i][1]) for i in ordinary]
+            )
+            if len(self._written) >= REMEMBERED_SITES:
+                self._written.clear()
+            for index, result in zip(ordinary, stored, strict=True):
+                results[index] = result
+                site = batch[index][0]
+                if isinstance(result, StoredResource):
+                    self._written[site] = result
+                else:
+                    self._written.pop(site, None)
+        return [r if r is not None else RuntimeError("status write lost") for r in results]
+
+
+def _heartbeat_only(known: StoredResource, change: StatusChange) -> dict[str, Any] | None:
+    """The new status if it differs from ``known``'s only in the heartbeat, else None."""
+    if known.status is None:
+        return None
+    try:
+        new = change(known.status)
+    except Exception:
+        return None  # the ordinary write reports it
+    if new is None or _without_heartbeat(new) != _without_heartbeat(known.status):
+        return None
+    return new
+
+
+def _without_heartbeat(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if key != "heartbeat"}
 
 
 def check_agent_version(reported: object) -> None:
@@ -83,6 +166,23 @@ def check_agent_version(reported: object) -> None:
             f"{server[0]}.{max(server[1] - 1, 0)} or newer are served; upgrade the agent",
             reason="UpgradeRequired",
         )
+
+
+def heartbeat_now() -> str:
+    """The heartbeat time stamped on a status write: UTC, ISO 8601 with Z."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def status_change(status: dict[str, Any], now: str) -> StatusChange:
+    """The stored status after the agent's write of ``status`` at ``now``."""
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any]:
+        previous = (current or {}).get("reachability")
+        # An agent speaking again makes its site Reachable; Lost stays (people undo that).
+        reachability = "Lost" if previous == "Lost" else "Reachable"
+        return {**status, "heartbeat": now, "reachability": reachability}
+
+    return change
 
 
 def _major_minor(text: str) -> tuple[int, int] | None:
@@ -109,17 +209,10 @@ async def write_status(request: Request, site: str) -> JSONResponse:
         SiteStatus.model_validate(status)
     except ValueError as error:
         raise ApiError(422, f"status: {error}") from None
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-    def change(current: dict[str, Any] | None) -> dict[str, Any]:
-        previous = (current or {}).get("reachability")
-        # An agent speaking again makes its site Reachable; Lost stays (people undo that).
-        reachability = "Lost" if previous == "Lost" else "Reachable"
-        return {**status, "heartbeat": now, "reachability": reachability}
-
+    now = heartbeat_now()
     batcher: HeartbeatBatcher = request.app.state.heartbeats
     try:
-        stored = await batcher.write(site, change)
+        stored = await batcher.write(site, status_change(status, now))
     except NotFound:
         raise ApiError(404, f"site {site!r} not found") from None
     return JSONResponse(

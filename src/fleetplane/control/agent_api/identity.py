@@ -33,6 +33,10 @@ class AgentIdentityMiddleware:
         self.revoked = revoked
         self._verified: dict[bytes, AgentIdentity] = {}
 
+    def identify(self, der: bytes) -> AgentIdentity:
+        """The identity a peer certificate proves; CertificateError when it proves none."""
+        return self._identity(der)
+
     def _identity(self, der: bytes) -> AgentIdentity:
         now = datetime.now(UTC)
         known = self._verified.get(der)

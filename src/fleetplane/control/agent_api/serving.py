@@ -132,6 +132,12 @@ def agent_port_server(
         # Agents write every few seconds: uvicorn's 5 s default would close their
         # connections in between, and every write would pay a new TLS handshake.
         timeout_keep_alive=AGENT_KEEP_ALIVE_SECONDS,
+        # Agents connect directly (a proxy in between could not pass their client
+        # certificates on): X-Forwarded-* headers are not theirs to set.
+        proxy_headers=False,
+        # One line per heartbeat of every agent: only when debugging. (uvicorn
+        # formats the line's fields before the logger's level is even checked.)
+        access_log=log_level in ("debug", "trace"),
     )
     config.load()
     _shrink_tls_read_buffers()
