@@ -80,10 +80,10 @@ class PlanContext:
     row_budget: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _views: dict[str, WorkloadView] = field(default_factory=dict)
     _requirements: dict[str, RuntimeRequirement] = field(default_factory=dict)
+    _parsed: dict[tuple[object, ...], RuntimeRequirement] = field(default_factory=dict)
     _zone_rows: dict[tuple[int, ...], BoolArray] = field(default_factory=dict)
     _media_rows: dict[tuple[str, ...], tuple[BoolArray, np.ndarray]] = field(default_factory=dict)
     _static: dict[tuple[object, ...], StaticRows] = field(default_factory=dict)
-    _static_keys: dict[tuple[str, int], tuple[object, ...]] = field(default_factory=dict)
     _model_rows: BoolArray | None = None
 
     @classmethod
@@ -115,7 +115,18 @@ class PlanContext:
     def requirement(self, view: WorkloadView) -> RuntimeRequirement:
         found = self._requirements.get(view.name)
         if found is None:
-            found = parse_requirement(view, self.fleet)
+            # Parsing version ranges (packaging) takes ~0.1 ms, and a large fleet
+            # repeats a few requirement texts: parsed once per text. A text
+            # that does not parse raises for each workload, naming it.
+            runtime = view.workload.spec.runtime
+            text = (
+                tuple(runtime.arches),
+                runtime.container_runtime,
+                tuple(sorted(runtime.drivers.items())),
+            )
+            found = self._parsed.get(text)
+            if found is None:
+                found = self._parsed[text] = parse_requirement(view, self.fleet)
             self._requirements[view.name] = found
         return found
 
@@ -142,14 +153,12 @@ class PlanContext:
         return found
 
     def static_key(self, view: WorkloadView, profile: ProfileView) -> tuple[object, ...]:
-        """Everything the site-independent-of-load stages read, as a hashable key."""
-        memo = (view.name, profile.index)
-        found = self._static_keys.get(memo)
-        if found is None:
-            found = self._static_keys[memo] = self._make_static_key(view, profile)
-        return found
+        """Everything the site-independent-of-load stages read, as a hashable key.
 
-    def _make_static_key(self, view: WorkloadView, profile: ProfileView) -> tuple[object, ...]:
+        Not kept per (workload, profile): screening asks once per profile, and
+        49,000 kept keys (~400,000 tuples) alone would set off a full
+        collection of the cyclic garbage collector over the whole fleet (~1 s).
+        """
         request = view.accelerator
         storage = view.workload.spec.storage
         return (

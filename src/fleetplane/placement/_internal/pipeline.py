@@ -165,7 +165,7 @@ def _second_chance(
     retry = [c.view for c in table_list if c.view.name in output.unplaced and c.beyond_cap]
     if not retry:
         return table_list
-    screened = [feasibility.screen(ctx, view) for view in retry]
+    screened = feasibility.screen_many(ctx, retry)
     feasibility.resolve_latency(screened)
     rebuilt = [feasibility.finish(ctx, s, capped=False) for s in screened]
     again = solve_fn(
@@ -369,7 +369,7 @@ def run(
 
     table_list: list[Candidates] = []
     for start in range(0, len(views), FEASIBILITY_CHUNK):
-        chunk = [feasibility.screen(ctx, view) for view in views[start : start + FEASIBILITY_CHUNK]]
+        chunk = feasibility.screen_many(ctx, views[start : start + FEASIBILITY_CHUNK])
         feasibility.resolve_latency(chunk)
         table_list += [feasibility.finish(ctx, s) for s in chunk]
         if progress is not None:

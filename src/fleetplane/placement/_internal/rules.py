@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -424,10 +424,29 @@ class RuleEvaluator:
                 tuple(sorted({f for e in exprs for f in e.fields.get("workload", ())})),
                 tuple(sorted({f for e in exprs for f in e.fields.get("profile", ())})),
             )
-        return (
-            self._frozen("workload", view, view.name, -1, fields[0]),
-            self._frozen("profile", profile, view.name, profile.index, fields[1]),
-        )
+        workload = self._frozen("workload", view, view.name, -1, fields[0])
+        if not fields[1]:
+            return (workload, ())
+        return (workload, self._frozen("profile", profile, view.name, profile.index, fields[1]))
+
+    def require_key(self, view: WorkloadView, profile: ProfileView) -> Any:
+        """The key of :meth:`require`'s per-row table for this workload and profile (cached path).
+
+        Workloads and profiles with equal keys get the same require result at every row.
+        """
+        return self._policy_key("require", view, profile)
+
+    def require_known(self, key: Any) -> IntArray | None:
+        """:meth:`require`'s per-row table for ``key``: -1 holds, a rule index fails, -2 unknown.
+
+        For a chunk-wide screen (feasibility.screen_many): where every row a
+        caller asks for is known, one lookup answers a whole group of
+        profiles; that caller then counts them in ``stats.lookups`` as
+        :meth:`require` would. None: no table yet (nothing known). Read only.
+        """
+        if not self.cache_enabled:
+            return None
+        return self._require_rows.get(key)
 
     def require(
         self, view: WorkloadView, profile: ProfileView, rows: IntArray
@@ -487,6 +506,60 @@ class RuleEvaluator:
             table[todo] = values[unknown]
         self.stats.lookups += int((~unknown).sum())
         return values
+
+    def penalties(self, asks: Sequence[tuple[WorkloadView, ProfileView, IntArray]]) -> FloatArray:
+        """:meth:`penalty` of each (workload, profile, rows), laid end to end.
+
+        For feasibility's chunk pricing: per prefer key one gather from its
+        table; an ask whose rows were all known before is answered from it,
+        the others go through :meth:`penalty`, in order. Values and counters
+        are those of calling :meth:`penalty` for each ask in order (a key's
+        table is only written under that key, where it was unknown).
+        """
+        sizes = np.array([rows.size for _, _, rows in asks], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        out = np.empty(int(starts[-1]))
+        if not self.cache_enabled:
+            for i, (view, profile, rows) in enumerate(asks):
+                out[starts[i] : starts[i + 1]] = self.penalty(view, profile, rows)
+            return out
+        by_key: dict[Any, list[int]] = {}
+        for i, (view, profile, rows) in enumerate(asks):
+            if rows.size:
+                by_key.setdefault(self._policy_key("prefer", view, profile), []).append(i)
+        slow: list[int] = []
+        for key, same in by_key.items():
+            table = self._penalty_rows.get(key)
+            if table is None:
+                slow += same
+                continue
+            at = np.array(same, dtype=np.int64)
+            block = np.concatenate([[0], np.cumsum(sizes[at])])
+            values = table[np.concatenate([asks[i][2] for i in same])]
+            unknown = np.isnan(values)
+            # Asks with a row unknown before any of them ran: through penalty().
+            counted = np.concatenate([[0], np.cumsum(unknown)])
+            waits = counted[block[1:]] > counted[block[:-1]]
+            slow += at[waits].tolist()
+            done = ~waits
+            if done.any():
+                fast = at[done]
+                index = np.arange(int(sizes[fast].sum())) + np.repeat(
+                    block[:-1][done] - np.concatenate([[0], np.cumsum(sizes[fast])[:-1]]),
+                    sizes[fast],
+                )
+                self.stats.lookups += int(index.size)
+                out[
+                    np.arange(index.size)
+                    + np.repeat(
+                        starts[fast] - np.concatenate([[0], np.cumsum(sizes[fast])[:-1]]),
+                        sizes[fast],
+                    )
+                ] = values[index]
+        for i in sorted(slow):
+            view, profile, rows = asks[i]
+            out[starts[i] : starts[i + 1]] = self.penalty(view, profile, rows)
+        return out
 
     def _penalty(self, view: WorkloadView, profile: ProfileView, rows: IntArray) -> FloatArray:
         total = np.zeros(len(rows), dtype=np.float64)

@@ -7,7 +7,7 @@ fields, and gives each source and profile a stable index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetplane.errors import Problem, SourcePosition, ValidationError
 from fleetplane.latency.distributions import ServiceTime
@@ -64,30 +64,28 @@ class WorkloadView:
     sources: tuple[SourceDemand, ...]
     profiles: tuple[ProfileView, ...]
     targets: tuple[tuple[float, float], ...]  # (quantile, seconds), strictest quantile last
+    # Read once per (workload, profile) by every stage — hundreds of thousands of
+    # times in a large fleet — so resolved once here rather than through the
+    # model's attribute chains (the model objects are never changed in place).
+    name: str = field(init=False, compare=False, repr=False)
+    is_job: bool = field(init=False, compare=False, repr=False)
+    cpu: float = field(init=False, compare=False, repr=False)
+    memory: float = field(init=False, compare=False, repr=False)
 
-    @property
-    def name(self) -> str:
-        return self.workload.name
+    def __post_init__(self) -> None:
+        spec = self.workload.spec
+        object.__setattr__(self, "name", self.workload.name)
+        object.__setattr__(self, "is_job", spec.class_ in JOB_CLASSES)
+        object.__setattr__(self, "cpu", spec.resources.cpu)
+        object.__setattr__(self, "memory", float(spec.resources.memory))
 
     @property
     def cls(self) -> str:
         return self.workload.spec.class_
 
     @property
-    def is_job(self) -> bool:
-        return self.cls in JOB_CLASSES
-
-    @property
     def accelerator(self) -> AcceleratorRequest | None:
         return self.workload.spec.resources.accelerator
-
-    @property
-    def cpu(self) -> float:
-        return self.workload.spec.resources.cpu
-
-    @property
-    def memory(self) -> float:
-        return float(self.workload.spec.resources.memory)
 
     @property
     def peak_rate(self) -> float:

@@ -1,0 +1,113 @@
+"""Chunk-wide screening (feasibility.screen_many) and pricing equal the one-workload paths.
+
+screen_many groups a chunk's profiles by requirement signature and runs the
+size, policy and per-source stages on matrices and flat arrays; the answer
+(rows, per-source arrays, candidate tables) and the rule evaluator's counters
+must be those of screening each workload alone. RuleEvaluator.penalties must
+equal penalty() called per request, counters included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetplane.model.fleet import Fleet
+from fleetplane.model.synthetic import generate_fleet
+from fleetplane.placement._internal import feasibility, pipeline
+from fleetplane.placement._internal.candidates import Candidates
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.rules import compile_policy
+
+ENTRY_FIELDS = ("storage", "source_ok", "rtt_mu", "rtt_sigma", "loss", "price")
+TABLE_FIELDS = (
+    "row",
+    "profile",
+    "entry",
+    "site",
+    "domain",
+    "storage",
+    "svc_mean",
+    "svc_cv",
+    "concurrency",
+    "model_cost",
+    "penalty",
+    "source_ok",
+    "rtt_mu",
+    "rtt_sigma",
+    "loss",
+    "egress",
+)
+
+
+def _context(fleet: Fleet, *, cel_cache: bool = True) -> PlanContext:
+    policy = compile_policy(pipeline.choose_policy(fleet, None))
+    return PlanContext.build(fleet, policy, cel_cache=cel_cache)
+
+
+def _same_screened(a: feasibility.Screened, b: feasibility.Screened) -> None:
+    assert a.view.name == b.view.name
+    assert [e.profile.index for e in a.profiles] == [e.profile.index for e in b.profiles]
+    for x, y in zip(a.profiles, b.profiles, strict=True):
+        assert x.timed == y.timed
+        np.testing.assert_array_equal(x.rows, y.rows)
+        np.testing.assert_array_equal(x.hw.entry, y.hw.entry)
+        for name in ("count", "watts", "price", "units"):
+            np.testing.assert_array_equal(getattr(x.hw.acc, name), getattr(y.hw.acc, name))
+        for name in ENTRY_FIELDS:
+            left, right = getattr(x, name), getattr(y, name)
+            assert left.shape == right.shape and left.dtype == right.dtype, name
+            np.testing.assert_array_equal(left, right)
+
+
+def _same_table(a: Candidates, b: Candidates) -> None:
+    assert a.beyond_cap == b.beyond_cap
+    for name in TABLE_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for name in a.rates.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(a.rates, name), getattr(b.rates, name))
+
+
+@pytest.mark.parametrize(("seed", "cel_cache"), [(0, True), (3, True), (5, False)])
+def test_chunk_screen_equals_one_workload_at_a_time(seed: int, cel_cache: bool) -> None:
+    fleet = generate_fleet(40, 300, seed)
+    names = sorted(fleet.workloads)
+    alone = _context(fleet, cel_cache=cel_cache)
+    chunked = _context(fleet, cel_cache=cel_cache)
+    one = [feasibility.screen(alone, alone.view(n)) for n in names]
+    many: list[feasibility.Screened] = []
+    for start in range(0, len(names), 64):
+        many += feasibility.screen_many(
+            chunked, [chunked.view(n) for n in names[start : start + 64]]
+        )
+    assert sum(len(s.profiles) for s in many) > 0
+    for a, b in zip(one, many, strict=True):
+        _same_screened(a, b)
+    assert alone.rules.stats == chunked.rules.stats
+    feasibility.resolve_latency(one)
+    feasibility.resolve_latency(many)
+    for a, b in zip(one, many, strict=True):
+        _same_table(feasibility.finish(alone, a), feasibility.finish(chunked, b))
+    assert alone.rules.stats == chunked.rules.stats
+
+
+def test_penalties_equal_penalty_per_request() -> None:
+    fleet = generate_fleet(40, 300, 2)
+    ctx = _context(fleet)
+    assert ctx.policy.prefers  # the generated policy prefers edge sites for tight budgets
+    screened = feasibility.screen_many(ctx, [ctx.view(n) for n in sorted(fleet.workloads)])
+    asks = [(s.view, e.profile, e.rows) for s in screened for e in s.profiles]
+    # Twice each: the first pass fills the tables (slow path), the second reads them.
+    one, many = _context(fleet), _context(fleet)
+    for _ in range(2):
+        want = np.concatenate([one.rules.penalty(v, p, r) for v, p, r in asks])
+        got = many.rules.penalties(asks)
+        np.testing.assert_array_equal(got, want)
+        assert many.rules.stats == one.rules.stats
+    # Half the rows first, then all: some requests are partly known.
+    one, many = _context(fleet), _context(fleet)
+    halves = [(v, p, r[::2]) for v, p, r in asks[::3]]
+    for batch in (halves, asks):
+        want = np.concatenate([one.rules.penalty(v, p, r) for v, p, r in batch])
+        np.testing.assert_array_equal(many.rules.penalties(batch), want)
+        assert many.rules.stats == one.rules.stats
