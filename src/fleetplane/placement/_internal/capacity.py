@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fleetplane.placement._internal.fleet_index import FleetIndex, FloatArray, IntArray
 
 _EPS = 1e-9
+# Pools with at most this many nodes are counted node by node in plain Python (the same
+# float operations as the vectorised count, without numpy's per-call overhead).
+_SMALL_POOL = 24
 
 # Versions of pool rows come from one counter shared by every state, so a version number is
 # never reused: a copy that changed a row and the state it was copied from never agree on the
@@ -37,6 +40,15 @@ class Demand:
     entry: int  # accelerator entry of the pool, -1 for none
     accelerators: int
     power: float  # peak watts counted against the site's power budget
+    # The hash of the fields, computed once: a demand is a key of every fit lookup.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        key = (self.cpu, self.memory, self.entry, self.accelerators, self.power)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 class CapacityState:
@@ -85,6 +97,24 @@ class CapacityState:
             )
         return np.maximum(fits, 0).astype(np.int64)
 
+    def _pool_fits(self, row: int, demand: Demand) -> list[int]:
+        """Replicas of ``demand`` each node of the pool still takes (``_node_fits``, as a list)."""
+        first, end = int(self.start[row]), int(self.start[row + 1])
+        if end - first > _SMALL_POOL:
+            return self._node_fits(np.arange(first, end), demand).tolist()  # type: ignore[no-any-return]
+        cpu, memory = demand.cpu, demand.memory
+        free_cpu = self.free_cpu[first:end].tolist()
+        free_memory = self.free_memory[first:end].tolist()
+        fits = [
+            min(math.floor((c + _EPS) / cpu), math.floor((m + _EPS) / memory))
+            for c, m in zip(free_cpu, free_memory, strict=True)
+        ]
+        if demand.entry >= 0 and demand.accelerators > 0:
+            per = demand.accelerators
+            free_acc = self.free_acc[first:end, demand.entry].tolist()
+            fits = [min(f, math.floor(a / per)) for f, a in zip(fits, free_acc, strict=True)]
+        return [max(f, 0) for f in fits]
+
     def fit_count(self, row: int, demand: Demand) -> int:
         """How many more replicas fit on the pool, counting nodes and the site's power."""
         version = int(self.version[row])
@@ -98,14 +128,13 @@ class CapacityState:
                 # whose arrays were copied from another carries that one's versions too.)
                 count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
             else:
-                nodes = np.arange(self.start[row], self.start[row + 1])
-                count = int(self._node_fits(nodes, demand).sum())
+                count = sum(self._pool_fits(row, demand))
             self._fits[key] = (version, count)
         if demand.power > 0:
             site = int(self.index.row_site[row])
-            left = self.index.site_power_budget[site] - self.power_used[site]
-            if np.isfinite(left):
-                count = min(count, int(np.floor((left + _EPS) / demand.power)))
+            left = float(self.index.site_power_budget[site]) - float(self.power_used[site])
+            if math.isfinite(left):
+                count = min(count, math.floor((left + _EPS) / demand.power))
         return max(count, 0)
 
     def fit_counts(self, rows: IntArray, demands: list[Demand]) -> IntArray:
@@ -130,17 +159,15 @@ class CapacityState:
         if replicas > self.fit_count(row, demand):
             return None
         first = int(self.start[row])
-        nodes = np.arange(first, self.start[row + 1])
-        fits = self._node_fits(nodes, demand)
         placed: list[tuple[int, int]] = []
         remaining = replicas
-        for node, fit in zip(nodes.tolist(), fits.tolist(), strict=True):
+        for node, fit in enumerate(self._pool_fits(row, demand)):
             if remaining == 0:
                 break
             take = min(fit, remaining)
             if take:
-                self.take(node, take, demand)
-                placed.append((node - first, take))
+                self._take(row, first + node, take, demand)
+                placed.append((node, take))
                 remaining -= take
         site = int(self.index.row_site[row])
         self.power_used[site] += replicas * demand.power
@@ -156,7 +183,7 @@ class CapacityState:
         first = int(self.start[row])
         total = 0
         for node, count in nodes:
-            self.take(first + node, -count, demand)
+            self._take(row, first + node, -count, demand)
             total += count
         site = int(self.index.row_site[row])
         self.power_used[site] -= total * demand.power
@@ -164,7 +191,10 @@ class CapacityState:
         self.releases += 1
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
-        self.touched[int(np.searchsorted(self.start, node, side="right") - 1)] = True
+        self._take(int(np.searchsorted(self.start, node, side="right") - 1), node, replicas, demand)
+
+    def _take(self, row: int, node: int, replicas: int, demand: Demand) -> None:
+        self.touched[row] = True
         self.free_cpu[node] -= replicas * demand.cpu
         self.free_memory[node] -= replicas * demand.memory
         if demand.entry >= 0:

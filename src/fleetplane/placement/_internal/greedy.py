@@ -32,6 +32,7 @@ cheaper and is a possible refinement.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from dataclasses import dataclass, replace
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from fleetplane.placement._internal import sizing
 from fleetplane.placement._internal.candidates import Allocation, Candidates
-from fleetplane.placement._internal.capacity import CapacityState
+from fleetplane.placement._internal.capacity import CapacityState, Demand
 from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
 from fleetplane.placement._internal.scoring import Scorer
 from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced, needs_spread
@@ -86,7 +87,7 @@ class Evaluation:
     second: Option | None
     stamp: tuple[tuple[int, int], ...]  # (row, capacity version) of the rows it relied on
     releases: int = -1  # CapacityState.releases when evaluated (-1: not reusable, see stale())
-    counted: tuple[int, int] = (0, 0)  # what it added to _Failure.capacity and .unsizeable
+    counted: int = 0  # what it added to _Failure.capacity
 
     @property
     def regret(self) -> float:
@@ -101,7 +102,6 @@ class _Failure:
     def __init__(self) -> None:
         self.capacity = 0
         self.no_partner = 0
-        self.unsizeable = 0
         self.partner_domains: set[int] = set()
 
     def verdict(self, cands: Candidates, uncovered: list[int]) -> Unplaced:
@@ -133,6 +133,10 @@ class _Planner:
     def __init__(self, cands: Candidates, scorer: Scorer, full_replicas: IntArray) -> None:
         self.cands = cands
         self.scorer = scorer
+        # Per candidate as Python values: pool row, site, and demand (filled on first use).
+        self._rows: list[int] = cands.row.tolist()
+        self._site_of: list[int] = cands.site.tolist()
+        self._demands: list[Demand | None] = [None] * cands.size
         self.full = full_replicas
         view = cands.view
         self.is_job = view.is_job
@@ -141,14 +145,18 @@ class _Planner:
         self.weights = scorer.source_weight
         self.spread = needs_spread(cands)
         self.tasks = view.min_replicas
-        self.sites = len(set(cands.site.tolist()))
+        self.sites = len(set(self._site_of))
         self.evaluation: Evaluation | None = None
         self.failure = _Failure()
         self._sizes: dict[tuple[int, bytes], int] = {}
+        self._star_sizer: sizing.StarSizer | None = None
+        # The sizer's load-independent path parts, computed for many workloads at once (solve).
+        self.wait_budgets: sizing.WaitBudgets | None = None
+        self._serving: dict[bytes, BoolArray] = {}
         # Jobs: per number of tasks remaining, candidates by bound on cost per task, and the bounds.
         self._task_bounds: dict[int, tuple[list[int], list[float]]] = {}
-        # A star's first step (every source unserved): order, replicas, cost, work, unsizeable.
-        self._first_step: tuple[IntArray, IntArray, FloatArray, FloatArray, int] | None = None
+        # A star's first step (every source unserved): order, replicas, cost, work.
+        self._first_step: tuple[IntArray, IntArray, FloatArray, FloatArray] | None = None
         # Spread: partners per (primary, context), see _partner.
         self._partners: dict[tuple[int, int], _PartnerPlan | str] = {}
 
@@ -185,18 +193,33 @@ class _Planner:
                 out[j] = known
         if todo:
             cols = np.array(todo, dtype=np.int64)
-            req = sizing.Request(
-                self.cands, idx[cols], groups[:, cols], self.rates @ groups[:, cols]
-            )
-            found = sizing.tighten([req], [sizing.conservative_one(req)])[0]
+            sub = groups[:, cols]
+            found = self._sizer().size(idx[cols], sub, self.rates @ sub)
             unsure = found == sizing.UNSIZEABLE
             found[unsure] = self.full[idx[cols][unsure]]
             out[cols] = found
             self._sizes.update(zip(keys, found.tolist(), strict=True))
         return out
 
+    @property
+    def sizes_later(self) -> bool:
+        """Whether this workload may size candidates for a subset of its sources.
+
+        A request star's first step reuses the full-star counts; later steps
+        (sources left unserved) and spread partners need sizing.
+        """
+        return not self.is_job and (self.n_src > 1 or self.spread)
+
+    def _sizer(self) -> sizing.StarSizer:
+        if self._star_sizer is None:
+            self._star_sizer = sizing.StarSizer(self.cands, self.wait_budgets)
+        return self._star_sizer
+
     def _room(self, capacity: CapacityState, c: int) -> int:
-        return capacity.fit_count(int(self.cands.row[c]), self.cands.demand(c))
+        demand = self._demands[c]
+        if demand is None:
+            demand = self._demands[c] = self.cands.demand(c)
+        return capacity.fit_count(self._rows[c], demand)
 
     def _fits(self, capacity: CapacityState, c: int, n: int) -> bool:
         return self._room(capacity, c) >= n
@@ -222,15 +245,12 @@ class _Planner:
                 return lazy
         if first and self._first_step is not None:
             # Every source unserved: the same arrays as the last evaluation (only room differs).
-            order, replicas, cost_of, work_of, unsizeable = self._first_step
-            self.failure.unsizeable += unsizeable
+            order, replicas, cost_of, work_of = self._first_step
         else:
             reuse = np.ones(idx.size, dtype=bool) if first else None
             replicas = np.zeros(cands.size, dtype=np.int64)
             replicas[idx] = self._size(idx, groups[:, idx], reuse)
             sized = idx[replicas[idx] > 0]
-            unsizeable = int(idx.size - sized.size)
-            self.failure.unsizeable += unsizeable
             alpha = 0.5 if self.spread else 1.0
             shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
             cost = self.scorer.objective(sized, replicas[sized], shares, alpha)
@@ -241,7 +261,7 @@ class _Planner:
             cost_of[sized] = cost
             work_of[sized] = work
             if first:
-                self._first_step = (order, replicas, cost_of, work_of, unsizeable)
+                self._first_step = (order, replicas, cost_of, work_of)
         if not self.spread:
             return self._single(capacity, order, replicas, groups, cost_of, work_of)
         return self._paired(
@@ -270,12 +290,12 @@ class _Planner:
         unsized candidate's bound — the order the full sort gives. None when
         the bound does not hold (then everything is sized, as before).
         """
-        cands, scorer = self.cands, self.scorer
+        scorer = self.scorer
         sub = groups[:, idx]
         if bool((scorer.per_replica[idx] < 0).any()):
             return None
         # sizing's own floor: conservative() starts from it and tighten() never goes below it.
-        floor = sizing._floor(sizing.Request(cands, idx, sub, self.rates @ sub))
+        floor = self._sizer().floor(idx, self.rates @ sub)
         work = self._work(sub)
         cost_of = np.full(idx.size, np.inf)
         shares = np.asarray(sub, dtype=np.float64)
@@ -308,7 +328,6 @@ class _Planner:
             if bool(((n_take > 0) & (n_take < floor[take])).any()):
                 return None
             ok = n_take > 0
-            self.failure.unsizeable += int((~ok).sum())
             good = take[ok]
             cost = scorer.objective(idx[good], n_take[ok], shares[:, good], 1.0)
             cost_of[good] = cost
@@ -326,7 +345,7 @@ class _Planner:
         The runner-up must be on another site than the best: regret measures
         what losing the best site would cost.
         """
-        if best is not None and int(self.cands.site[c]) == int(self.cands.site[best.primary]):
+        if best is not None and self._site_of[c] == self._site_of[best.primary]:
             return False
         if not self._fits(capacity, c, n):
             self.failure.capacity += 1
@@ -413,11 +432,9 @@ class _Planner:
             if key is not None:
                 self._partners[key] = plan
         if isinstance(plan, str):
-            # Replay what working it out counted.
+            # Replay what working it out counted (a partner that cannot be sized counts nothing).
             if plan == "no_partner":
                 self.failure.no_partner += 1
-            else:
-                self.failure.unsizeable += 1
             return None
         idx, n_p, n_c, shared, cost, work, ranked = plan
         for j in ranked:
@@ -443,7 +460,7 @@ class _Planner:
         requests = bool(self.n_src) and not self.is_job
         ok = valid & (cands.domain != cands.domain[c])
         if requests:
-            ok &= (cands.source_ok & group[:, None]).any(axis=0)
+            ok &= self._serves_some(group)
         idx = np.flatnonzero(ok)
         if not idx.size:
             return "no_partner"
@@ -469,6 +486,16 @@ class _Planner:
         work = np.full(idx.size, float(self.tasks)) if not requests else self._work(shared)
         ratio = cost / work
         return idx, n_p, n_c, shared, cost, work, np.lexsort((idx, ratio)).tolist()
+
+    def _serves_some(self, group: BoolArray) -> BoolArray:
+        """Per candidate: it may serve some source of ``group`` (remembered per group)."""
+        key = group.tobytes()
+        found = self._serving.get(key)
+        if found is None:
+            found = self._serving[key] = np.asarray(
+                self.cands.source_ok[group].any(axis=0), dtype=bool
+            )
+        return found
 
     # -- jobs: tasks --------------------------------------------------------------------------
 
@@ -521,12 +548,10 @@ class _Planner:
                 self.failure.capacity += 1
                 continue
             f = k / self.tasks
-            one = self.scorer.objective(
-                np.array([c]), np.array([k]), np.full((self.n_src, 1), f), f
-            )
-            option = Option(c, k, np.ones(self.n_src, dtype=bool), float(one[0]), float(k))
+            one = self.scorer.objective_one(c, k, [f] * self.n_src, f)
+            option = Option(c, k, np.ones(self.n_src, dtype=bool), one, float(k))
             found.append(option)
-            site = int(cands.site[c])
+            site = self._site_of[c]
             held = per_site.get(site)
             if held is None or (option.ratio, option.primary) < (held.ratio, held.primary):
                 per_site[site] = option
@@ -549,7 +574,7 @@ class _Planner:
         return self._star_options(capacity, unserved, first)
 
     def evaluate(self, capacity: CapacityState) -> Evaluation | None:
-        before = (self.failure.capacity, self.failure.unsizeable)
+        before = self.failure.capacity
         best, second = self._options(capacity, np.ones(self.n_src, dtype=bool), self.tasks, True)
         if best is None:
             self.evaluation = None
@@ -563,7 +588,7 @@ class _Planner:
             second,
             self._stamp(capacity, best, second),
             capacity.releases if reusable else -1,
-            (self.failure.capacity - before[0], self.failure.unsizeable - before[1]),
+            self.failure.capacity - before,
         )
         return self.evaluation
 
@@ -571,7 +596,7 @@ class _Planner:
         self, capacity: CapacityState, best: Option, second: Option | None
     ) -> tuple[tuple[int, int], ...]:
         rows = {
-            int(self.cands.row[c])
+            self._rows[c]
             for option in (best, second)
             if option is not None
             for c in (option.primary, option.partner)
@@ -599,8 +624,7 @@ class _Planner:
         for option in (ev.best, ev.second):
             if option is not None and not self._fits(capacity, option.primary, option.replicas):
                 return True
-        self.failure.capacity += ev.counted[0]
-        self.failure.unsizeable += ev.counted[1]
+        self.failure.capacity += ev.counted
         self.evaluation = replace(ev, stamp=self._stamp(capacity, ev.best, ev.second))
         return False
 
@@ -669,12 +693,7 @@ class _Planner:
     def objective(self, allocations: list[Allocation]) -> float:
         return float(
             sum(
-                self.scorer.objective(
-                    np.array([a.candidate]),
-                    np.array([a.replicas]),
-                    np.array(a.shares)[:, None],
-                    a.weight,
-                )[0]
+                self.scorer.objective_one(a.candidate, a.replicas, a.shares, a.weight)
                 for a in allocations
             )
         )
@@ -698,11 +717,28 @@ def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Optio
 
 
 def solve(inp: SolverInput) -> SolverOutput:
+    # The solve allocates many small objects, and every full collection of the cycle
+    # collector would walk the whole fleet model and candidate tables, which live as long
+    # as the plan: keep them out of its generations while solving (gc.freeze), then give
+    # them back. Collection itself stays on; nothing else changes.
+    if gc.get_freeze_count():  # someone else froze objects: leave the generations as they are
+        return _solve(inp)
+    gc.freeze()
+    try:
+        return _solve(inp)
+    finally:
+        gc.unfreeze()
+
+
+def _solve(inp: SolverInput) -> SolverOutput:
     out = SolverOutput()
     capacity = inp.capacity
     planners = [
         _Planner(c, s, n) for c, s, n in zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
     ]
+    later = [p for p in planners if p.sizes_later]
+    for planner, budgets in zip(later, sizing.wait_budgets([p.cands for p in later]), strict=True):
+        planner.wait_budgets = budgets
     tiebreak = np.random.default_rng(inp.seed).permutation(len(planners)).tolist()
     heap: list[tuple[float, int, int, int]] = []
 

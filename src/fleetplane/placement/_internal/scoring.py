@@ -21,7 +21,8 @@ candidate; reported latencies are exact (prediction.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +41,34 @@ class Scorer:
     per_source: FloatArray  # (sources × candidates)
     per_share: FloatArray
     source_weight: FloatArray  # share of the workload's demand per source
+    # objective_one's plain-float copies of the arrays (filled on first use).
+    _floats: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
+    _columns: dict[int, list[float]] = field(default_factory=dict, repr=False, compare=False)
+
+    def objective_one(
+        self, c: int, replicas: int, shares: Sequence[float], alpha: float
+    ) -> float:
+        """``objective([c], [replicas], shares[:, None], alpha)[0]`` in plain floats.
+
+        The same operations in the same order, so the same value to the last
+        bit (one column's source terms are summed pairwise, as numpy sums a
+        single column), without a dozen numpy calls on one-element arrays.
+        """
+        floats = self._floats
+        if not floats:
+            floats["replica"] = self.per_replica.tolist()
+            floats["site"] = self.per_site.tolist()
+            floats["share"] = self.per_share.tolist()
+        total: float = (
+            replicas * floats["replica"][c] + floats["site"][c] + alpha * floats["share"][c]
+        )
+        if len(shares):
+            column = self._columns.get(c)
+            if column is None:
+                column = self._columns[c] = self.per_source[:, c].tolist()
+            terms = [f * (x if f > 0 else 0.0) for f, x in zip(shares, column, strict=True)]
+            total = total + _pairwise_sum(terms, 0, len(terms))
+        return total
 
     def objective(
         self, idx: IntArray, replicas: IntArray, shares: FloatArray, alpha: float
@@ -50,6 +79,29 @@ class Scorer:
             per_source = np.where(shares > 0, self.per_source[:, idx], 0.0)
             total = total + (shares * per_source).sum(axis=0)
         return np.asarray(total, dtype=np.float64)
+
+
+def _pairwise_sum(a: list[float], start: int, n: int) -> float:
+    """numpy's pairwise summation of ``a[start:start + n]`` (how it sums one contiguous axis)."""
+    if n < 8:
+        res = 0.0
+        for i in range(start, start + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r = a[start : start + 8]
+        i = 8
+        while i < n - n % 8:
+            for j in range(8):
+                r[j] += a[start + i + j]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for k in range(i, n):
+            res += a[start + k]
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a, start, half) + _pairwise_sum(a, start + half, n - half)
 
 
 def source_weights(cands: Candidates) -> FloatArray:

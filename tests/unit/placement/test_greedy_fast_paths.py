@@ -1,0 +1,171 @@
+"""The solver's fast paths give the very same numbers as the general functions they replace.
+
+Greedy sizes a workload's candidates for subsets of its sources
+(``sizing.StarSizer``), prices single candidates in plain floats
+(``Scorer.objective_one``) and counts node fits in plain Python for small
+pools (``CapacityState._pool_fits``). Each must equal its general, vectorised
+counterpart bit for bit, or plans would change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetplane.latency.queueing import mgc_wait_many
+from fleetplane.model.synthetic import generate_fleet
+from fleetplane.placement import plan
+from fleetplane.placement._internal import capacity, sizing
+from fleetplane.placement._internal.candidates import Candidates
+from fleetplane.placement._internal.capacity import CapacityState, Demand
+from fleetplane.placement._internal.context import PlanContext
+from fleetplane.placement._internal.pipeline import choose_policy
+from fleetplane.placement._internal.rules import compile_policy
+from fleetplane.placement._internal.scoring import Scorer
+
+
+@pytest.fixture(scope="module")
+def planned() -> object:
+    return plan(generate_fleet(40, 300, 3), seed=3)
+
+
+def _request_tables(planned: object) -> list[Candidates]:
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    return [
+        c
+        for c in tables.values()
+        if c.view.sources and not c.view.is_job and c.view.targets and c.size
+    ]
+
+
+def test_star_sizer_matches_conservative_then_tighten(planned: object) -> None:
+    rng = np.random.default_rng(0)
+    tables = _request_tables(planned)
+    assert len(tables) > 20
+    budgets = sizing.wait_budgets(tables)
+    compared = lowered = 0
+    for cands, paths in zip(tables, budgets, strict=True):
+        sizer = sizing.StarSizer(cands, paths)
+        alone = sizing.StarSizer(cands)  # its own budgets: the same
+        rates = sizing.design_rates(cands)
+        for _ in range(4):
+            idx = rng.choice(cands.size, size=min(cands.size, int(rng.integers(1, 12))))
+            idx = np.asarray(idx, dtype=np.int64)
+            keep = rng.random((cands.source_ok.shape[0], idx.size)) < 0.6
+            groups = cands.source_ok[:, idx] & keep
+            load = rates @ groups
+            req = sizing.Request(cands, idx, groups, load)
+            conservative = sizing.conservative([req])
+            want = sizing.tighten([req], conservative)[0]
+            got = sizer.size(idx, groups, load)
+            assert got.tolist() == want.tolist()
+            assert alone.size(idx, groups, load).tolist() == want.tolist()
+            assert sizer.floor(idx, load).tolist() == sizing._floor(req).tolist()
+            compared += idx.size
+            lowered += int((want < conservative[0]).sum())
+    assert compared > 500
+    assert lowered > 0  # the tightening loop ran
+
+
+def test_star_sizer_outside_source_ok_falls_back(planned: object) -> None:
+    cands = next(c for c in _request_tables(planned) if not c.source_ok.all())
+    s, c = np.argwhere(~cands.source_ok)[0]
+    idx = np.array([c], dtype=np.int64)
+    groups = np.zeros((cands.source_ok.shape[0], 1), dtype=bool)
+    groups[s, 0] = True
+    load = sizing.design_rates(cands) @ groups
+    req = sizing.Request(cands, idx, groups, load)
+    want = sizing.tighten([req], sizing.conservative([req]))[0]
+    assert sizing.StarSizer(cands).size(idx, groups, load).tolist() == want.tolist()
+
+
+def test_scalar_wait_matches_mgc_wait_many() -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+    mean = rng.random(n) * 0.2 + 1e-4
+    cv = rng.choice([0.0, 0.5, 1.0, 2.0], n)
+    servers = rng.integers(1, 65, n)
+    lam = servers / mean * rng.random(n) * 1.05  # some unstable
+    p_wait, theta = mgc_wait_many(lam, mean, cv, servers)
+    for j in range(n):
+        got = sizing._mgc_wait(float(lam[j]), float(mean[j]), float(cv[j]), int(servers[j]))
+        assert got == (float(p_wait[j]), float(theta[j]))
+
+
+@pytest.mark.parametrize("sources", [0, 1, 3, 7, 8, 9, 16, 40, 127, 128, 129, 300])
+def test_objective_one_matches_objective(sources: int) -> None:
+    rng = np.random.default_rng(sources)
+    size = 6
+    per_source = rng.random((sources, size)) * 10.0 ** rng.integers(-3, 6, (sources, size))
+    per_source[rng.random((sources, size)) < 0.1] = np.inf
+    scorer = Scorer(
+        None,  # type: ignore[arg-type]
+        rng.random(size) * 100,
+        rng.random(size) * 10,
+        per_source,
+        rng.random(size),
+        np.ones(sources),
+    )
+    for _ in range(200):
+        c, k = int(rng.integers(size)), int(rng.integers(1, 50))
+        alpha = float(rng.choice([1.0, 0.5, float(rng.random())]))
+        shares = rng.random(sources) * (rng.random(sources) < 0.7)
+        want = scorer.objective(np.array([c]), np.array([k]), shares[:, None], alpha)[0]
+        assert scorer.objective_one(c, k, tuple(shares.tolist()), alpha) == want
+
+
+@pytest.mark.parametrize("small_pool", [0, 24, 10**6])
+def test_pool_fits_match_node_fits(small_pool: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capacity, "_SMALL_POOL", small_pool)
+    fleet = generate_fleet(60, 10, 5)
+    ctx = PlanContext.build(fleet, compile_policy(choose_policy(fleet, None)))
+    state = CapacityState(ctx.index)
+    rng = np.random.default_rng(2)
+    # Use up nodes unevenly, then compare both ways of counting per pool.
+    state.free_cpu -= rng.random(state.free_cpu.size) * state.free_cpu * 0.9
+    state.free_memory -= rng.random(state.free_memory.size) * state.free_memory * 0.5
+    if state.free_acc.size:
+        state.free_acc -= (rng.random(state.free_acc.shape) * state.free_acc * 0.7).astype(
+            state.free_acc.dtype
+        )
+    demands = [Demand(0.5, 1.0, -1, 0, 0.0), Demand(3.0, 7.5, -1, 0, 50.0)]
+    demands += [Demand(1.0, 2.0, e, 1, 80.0) for e in range(state.free_acc.shape[1])]
+    sizes = set()
+    for row in range(state.index.n_rows):
+        nodes = np.arange(state.start[row], state.start[row + 1])
+        sizes.add(nodes.size)
+        for demand in demands:
+            want = state._node_fits(nodes, demand).tolist()
+            assert state._pool_fits(row, demand) == want
+    assert max(sizes) > 24 >= min(sizes)
+
+
+def test_demand_hash_follows_its_fields() -> None:
+    a, b = Demand(1.0, 2.0, -1, 0, 3.0), Demand(1.0, 2.0, -1, 0, 3.0)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert Demand(1.0, 2.0, 0, 1, 3.0) != a
+
+
+def test_full_star_batch_shares_elements_and_floors(planned: object) -> None:
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    requests = []
+    for cands in tables.values():
+        n_src = len(cands.view.sources)
+        groups = cands.source_ok if n_src else np.zeros((0, cands.size), dtype=bool)
+        load = sizing.design_rates(cands) @ groups if n_src else np.zeros(cands.size)
+        requests.append(sizing.Request(cands, np.arange(cands.size), groups, load))
+    assert len(requests) >= sizing._FLAT_FROM
+    floors = np.concatenate([sizing._floor(req) for req in requests])
+    assert sizing._floors(requests).tolist() == floors.tolist()
+    counts = sizing.conservative(requests)
+    assert sizing._HANDOVER  # left for the tighten() that follows
+    handed = sizing.tighten(requests, counts)
+    assert not sizing._HANDOVER
+    fresh = sizing.tighten(requests, counts)  # computes its own elements and floors
+    assert [a.tolist() for a in handed] == [b.tolist() for b in fresh]
+    # A tighten() of other requests does not take another batch's elements.
+    sizing.conservative(requests)
+    other = requests[: sizing._FLAT_FROM]
+    assert [a.tolist() for a in sizing.tighten(other, counts[: len(other)])] == [
+        b.tolist() for b in fresh[: len(other)]
+    ]
