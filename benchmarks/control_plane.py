@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import asyncio.sslproto
+import itertools
 import json
 import os
 import random
@@ -473,12 +474,14 @@ async def _probe(agents: list[Agent], stats: list[AgentStats], args: argparse.Na
         p99 = 1000 * quantile(window, 0.99)
         # Server CPU per write (watches and controllers included): what the rate would
         # cost on a core of its own, however busy this shared machine is.
+        elapsed = time.time() - start
         results.append({"offered": rate, "served": served, "p99_ms": p99,
                         "server_cpu_ms": 1000 * cpu / max(writes, 1),
-                        "server_cpu_percent": 100 * cpu / (time.time() - start)})
+                        "server_cpu_percent": 100 * cpu / elapsed,
+                        "writes_per_second": writes / elapsed})
         # Past the latency goal the rate still climbs while it is served: the table
         # then shows what the server keeps up with, and at what latency.
-        if served < 0.95 * rate or p99 > P99_GOAL_MS * 30:
+        if not args.probe_all and (served < 0.95 * rate or p99 > P99_GOAL_MS * 30):
             break
     return results
 
@@ -589,7 +592,8 @@ def run_one(database: str, args: argparse.Namespace, workdir: Path) -> dict[str,
              "--cert-dir", str(cert_dir), "--probe-seconds", str(args.probe_seconds),
              "--server-pid", str(server.pid),
              "--probe-rates", *map(str, args.probe_rates),
-             *(["--no-probe"] if not args.probe else [])],
+             *(["--no-probe"] if not args.probe else []),
+             *(["--probe-all"] if args.probe_all else [])],
             stdout=subprocess.PIPE,
         )
         peak = rss_before
@@ -647,6 +651,14 @@ def summarise(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         rows.append(f"  probe offered {p['offered']:>5.0f}/s  served {p['served']:>6.0f}/s  "
                     f"p99 {p['p99_ms']:>7.1f} ms  server CPU {p['server_cpu_ms']:.2f} ms/write "
                     f"({p['server_cpu_percent']:.0f} % of a core)")
+    # What one more write per second costs: the fixed costs (watches, controllers)
+    # taken out by differencing two probes.
+    for low, high in itertools.pairwise(result["probe"]):
+        more = high.get("writes_per_second", 0.0) - low.get("writes_per_second", 0.0)
+        if more > 0:
+            extra = 10 * (high["server_cpu_percent"] - low["server_cpu_percent"]) / more
+            rows.append(f"  marginal server CPU {low['offered']:.0f}/s → {high['offered']:.0f}/s: "
+                        f"{extra:.2f} ms/write")
     rate = "none of the rates probed" if best != best else f"{best:.0f}/s"  # NaN: none met it
     rows.append(f"  max sustainable (served ≥ 95 %, p99 ≤ {P99_GOAL_MS:.0f} ms): {rate}")
     rows.append(f"  server RSS before agents {result['rss_before_mib']:.0f} MiB, peak "
@@ -669,6 +681,9 @@ def main() -> None:
     parser.add_argument("--probe-rates", type=float, nargs="+",
                         default=[200, 400, 600, 800, 1000, 1500])
     parser.add_argument("--probe-seconds", type=float, default=10.0)
+    parser.add_argument("--probe-all", action="store_true",
+                        help="offer every probe rate even once one is not kept up with "
+                             "(compare server CPU per write between runs on a busy machine)")
     parser.add_argument("--no-probe", dest="probe", action="store_false")
     # Internal (child processes).
     parser.add_argument("--server-pid", type=int, default=0)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from fleet_docs import documents, site
 
 from fleetplane import __version__
-from fleetplane.control.agent_api import lean_status
+from fleetplane.control.agent_api import heartbeat, lean_status
 from fleetplane.control.agent_api.app import create_agent_app
 from fleetplane.control.agent_api.lean_status import LeanStatusWrite, status_site
 from fleetplane.control.app import create_app
@@ -256,11 +256,15 @@ def test_an_unchanged_body_is_validated_once(
     changed = {"status": {**STATUS["status"], "appliedRevision": 2}}
     assert _put(port, changed).status_code == 200
     assert len(validated) == 2
+    # The version check is not remembered: a server upgraded in place refuses the same body.
+    monkeypatch.setattr(heartbeat, "__version__", "99.0.0")
+    assert _put(port, changed).status_code == 426
+    monkeypatch.setattr(heartbeat, "__version__", __version__)
     # An invalid status after a valid one is still refused, and never remembered.
     invalid = {"status": {**STATUS["status"], "workloads": 5}}
     assert _put(port, invalid).status_code == 422
     assert _put(port, invalid).status_code == 422
-    assert port.full.calls == 2
+    assert port.full.calls == 3
 
 
 # ------------------------------------------------------------ heartbeat-only writes

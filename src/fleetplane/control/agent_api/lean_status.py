@@ -21,8 +21,9 @@ FastAPI route stays: it documents the operation in OpenAPI and serves any
 request this path hands over.
 
 A status whose body is byte-for-byte the one last validated for the same
-site is not validated again (agents send the same status until something
-changes on the site).
+site is not validated as a ``SiteStatus`` again (agents send the same status
+until something changes on the site); the agent's version is checked on
+every write.
 """
 
 from __future__ import annotations
@@ -172,10 +173,11 @@ class LeanStatusWrite:
         status = document.get("status") if isinstance(document, dict) else None
         if not isinstance(status, dict):
             return None
-        if self._validated.get(site) == body:
-            return status
         try:
+            # Every time: it is cheap, and the server's version is what it is now.
             check_agent_version(status.get("agentVersion"))
+            if self._validated.get(site) == body:
+                return status
             SiteStatus.model_validate(status)
         except (ApiError, ValueError):
             return None
