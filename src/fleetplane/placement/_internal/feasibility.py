@@ -836,36 +836,19 @@ def _finish_many(ctx: PlanContext, batch: list[Screened]) -> dict[int, Candidate
     workload at a time.
     """
     index = ctx.index
-    entries: list[ProfileRows] = []
-    chosen: list[IntArray] = []
-    owner: list[int] = []  # per entry: workload number in the batch
-    dropped = [0] * len(batch)
-    for w, screened in enumerate(batch):
-        view = screened.view
-        for entry in screened.profiles:
-            if view.sources:
-                reach = entry.source_ok.all(axis=0) if view.is_job else entry.source_ok.any(axis=0)
-                keep = np.asarray(reach, dtype=bool)
-            else:
-                keep = np.ones(entry.rows.size, dtype=bool)
-            if not keep.any():
-                continue
-            picked = _cheapest(ctx, view, entry, keep)
-            dropped[w] += int(keep.sum()) - picked.size
-            entries.append(entry)
-            chosen.append(picked)
-            owner.append(w)
+    # Every (workload, profile) entry, even one with no row left (it then has
+    # no candidate: counts are 0 and it adds nothing to the flat arrays).
+    entries = [e for s in batch for e in s.profiles]
+    owner = [w for w, s in enumerate(batch) for _ in s.profiles]  # workload number per entry
     out: dict[int, Candidates] = {}
-    n_entries = len(entries)
-    if not n_entries:
+    pos, counts, dropped = _chosen_columns(ctx, batch, entries, owner)
+    if not pos.size:
         for screened in batch:
             out[id(screened)] = _assemble(ctx, screened.view, [])
         return out
+    n_entries = len(entries)
     widths = np.array([e.rows.size for e in entries], dtype=np.int64)
-    counts = np.array([c.size for c in chosen], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
-    # Flat position (into the entries' concatenated rows) of every candidate, batch order.
-    pos = np.concatenate(chosen) + np.repeat(starts, counts)
     which = np.repeat(np.arange(n_entries), counts)  # entry of each candidate
 
     def flat(name: str) -> np.ndarray:
@@ -910,8 +893,12 @@ def _finish_many(ctx: PlanContext, batch: list[Screened]) -> dict[int, Candidate
     with np.errstate(invalid="ignore"):
         model_cost = np.where(has_model, per_entry([g or 0.0 for g in gb], np.float64) * hub, 0.0)
     if ctx.policy.prefers:
+        first = np.concatenate([[0], np.cumsum(counts)]).tolist()
         penalty = ctx.rules.penalties(
-            [(v, e.profile, e.rows[c]) for v, e, c in zip(views, entries, chosen, strict=True)]
+            [
+                (v, e.profile, rows[first[i] : first[i + 1]])
+                for i, (v, e) in enumerate(zip(views, entries, strict=True))
+            ]
         )
     else:
         penalty = np.zeros(rows.size)
@@ -989,6 +976,57 @@ def _finish_many(ctx: PlanContext, batch: list[Screened]) -> dict[int, Candidate
         table.beyond_cap = dropped[w]
         out[id(screened)] = table
     return out
+
+
+def _chosen_columns(
+    ctx: PlanContext, batch: list[Screened], entries: list[ProfileRows], owner: list[int]
+) -> tuple[IntArray, IntArray, list[int]]:
+    """The candidates of a batch: flat positions into the entries' rows laid end to end.
+
+    A row is kept where it may serve some source (every source for a job;
+    every row without sources) — one count per (source, row) over the whole
+    batch — and an entry with more kept rows than the cap keeps its cheapest
+    (:func:`_cheapest`, as :func:`finish` does). Returns the positions in
+    entry order, the candidates per entry and the feasible rows each
+    workload left out by the cap.
+    """
+    dropped = [0] * len(batch)
+    if not entries:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), dropped
+    who = np.array(owner, dtype=np.int64)
+    widths = np.array([e.rows.size for e in entries], dtype=np.int64)
+    n_src = np.array([len(s.view.sources) for s in batch], dtype=np.int64)[who]
+    is_job = np.array([s.view.is_job for s in batch], dtype=bool)[who]
+    col_start = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    n_cols = int(widths.sum())
+    col_owner = np.repeat(np.arange(len(entries)), widths)
+    sizes = n_src * widths
+    total = int(sizes.sum())
+    serving: np.ndarray = np.zeros(n_cols)
+    if total:
+        el_owner = np.repeat(np.arange(len(entries)), sizes)
+        k = np.arange(total) - np.concatenate([[0], np.cumsum(sizes)[:-1]])[el_owner]
+        col = col_start[el_owner] + k % widths[el_owner]
+        ok = np.concatenate([e.source_ok.reshape(-1) for e in entries])
+        serving = np.bincount(col, weights=ok, minlength=n_cols)
+    need = n_src[col_owner]
+    reach = (need == 0) | np.where(is_job[col_owner], serving == need, serving > 0)
+    before = np.concatenate([[0], np.cumsum(reach)])
+    n_keep = before[col_start + widths] - before[col_start]
+    limit = np.where(is_job | (n_src == 0), CANDIDATES_PER_JOB, CANDIDATES_PER_SOURCE)
+    selected = reach
+    capped = np.flatnonzero(n_keep > limit)
+    if capped.size:
+        selected = reach.copy()
+        for e in capped.tolist():
+            a, b = int(col_start[e]), int(col_start[e] + widths[e])
+            picked = _cheapest(ctx, batch[owner[e]].view, entries[e], reach[a:b])
+            selected[a:b] = False
+            selected[a + picked] = True
+            dropped[owner[e]] += int(n_keep[e]) - picked.size
+    pos = np.flatnonzero(selected)
+    counts = np.bincount(col_owner[pos], minlength=len(entries)).astype(np.int64)
+    return np.asarray(pos, dtype=np.int64), counts, dropped
 
 
 # At most this many candidates per data source (request workloads) or per
