@@ -127,6 +127,9 @@ class CapacityState:
                 # Nothing placed on this pool yet: all its nodes are alike and full. (A state
                 # whose arrays were copied from another carries that one's versions too.)
                 count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
+            elif int(self.start[row + 1] - self.start[row]) > _SMALL_POOL:
+                nodes = np.arange(self.start[row], self.start[row + 1])
+                count = int(self._node_fits(nodes, demand).sum())
             else:
                 count = sum(self._pool_fits(row, demand))
             self._fits[key] = (version, count)

@@ -137,11 +137,11 @@ class _Planner:
         self._rows: list[int] = cands.row.tolist()
         self._site_of: list[int] = cands.site.tolist()
         self._demands: list[Demand | None] = [None] * cands.size
+        self.interned: dict[Demand, Demand] = {}  # shared by every planner of a solve
         self.full = full_replicas
         view = cands.view
         self.is_job = view.is_job
         self.n_src = len(view.sources)
-        self.rates = sizing.design_rates(cands)
         self.weights = scorer.source_weight
         self.spread = needs_spread(cands)
         self.tasks = view.min_replicas
@@ -150,6 +150,8 @@ class _Planner:
         self.failure = _Failure()
         self._sizes: dict[tuple[int, bytes], int] = {}
         self._star_sizer: sizing.StarSizer | None = None
+        self._design_rates: FloatArray | None = None
+        self._uncoverable: BoolArray | None = None  # per source: no candidate may serve it
         # The sizer's load-independent path parts, computed for many workloads at once (solve).
         self.wait_budgets: sizing.WaitBudgets | None = None
         self._serving: dict[bytes, BoolArray] = {}
@@ -202,6 +204,13 @@ class _Planner:
         return out
 
     @property
+    def rates(self) -> FloatArray:
+        """Per source: the design rate (sizing.design_rates), worked out on first use."""
+        if self._design_rates is None:
+            self._design_rates = sizing.design_rates(self.cands)
+        return self._design_rates
+
+    @property
     def sizes_later(self) -> bool:
         """Whether this workload may size candidates for a subset of its sources.
 
@@ -215,11 +224,17 @@ class _Planner:
             self._star_sizer = sizing.StarSizer(self.cands, self.wait_budgets)
         return self._star_sizer
 
-    def _room(self, capacity: CapacityState, c: int) -> int:
+    def _demand(self, c: int) -> Demand:
         demand = self._demands[c]
         if demand is None:
-            demand = self._demands[c] = self.cands.demand(c)
-        return capacity.fit_count(self._rows[c], demand)
+            # One object per distinct demand across workloads: the capacity state's fit cache
+            # is keyed by it, and an identical key is found without comparing fields.
+            found = self.cands.demand(c)
+            demand = self._demands[c] = self.interned.setdefault(found, found)
+        return demand
+
+    def _room(self, capacity: CapacityState, c: int) -> int:
+        return capacity.fit_count(self._rows[c], self._demand(c))
 
     def _fits(self, capacity: CapacityState, c: int, n: int) -> bool:
         return self._room(capacity, c) >= n
@@ -537,8 +552,11 @@ class _Planner:
         ranked, bound = known
         found: list[Option] = []
         # The best option per site: the best overall is the best of these, and the
-        # runner-up on another site (the stopping test) the best of the rest.
+        # runner-up on another site (the stopping test) the best of the rest. A site's
+        # best only improves, so the two best sites are kept as they change (the same
+        # two a sort of every site's best by (ratio, candidate) would give).
         per_site: dict[int, Option] = {}
+        top: list[tuple[float, int, int]] = []  # (ratio, candidate, site) of the two best sites
         runner_up = np.inf
         for c in ranked:
             if len(per_site) > 1 and bound[c] >= runner_up:
@@ -555,7 +573,8 @@ class _Planner:
             held = per_site.get(site)
             if held is None or (option.ratio, option.primary) < (held.ratio, held.primary):
                 per_site[site] = option
-                runner_up = _runner_up_ratio(per_site)
+                top = _two_best_sites(top, (option.ratio, option.primary, site))
+                runner_up = top[1][0] if len(top) > 1 else float("inf")
         return _best_two(found, cands.site)
 
     # -- evaluation and commit --------------------------------------------------------------
@@ -563,8 +582,10 @@ class _Planner:
     def uncovered(self, unserved: BoolArray) -> list[int]:
         if not self.n_src or self.is_job:
             return []
-        can = self.cands.source_ok.any(axis=1)
-        return [int(s) for s in np.flatnonzero(unserved & ~can)]
+        uncoverable = self._uncoverable
+        if uncoverable is None:
+            uncoverable = self._uncoverable = np.asarray(~self.cands.source_ok.any(axis=1))
+        return [int(s) for s in np.flatnonzero(unserved & uncoverable)]
 
     def _options(
         self, capacity: CapacityState, unserved: BoolArray, remaining: int, first: bool
@@ -666,7 +687,7 @@ class _Planner:
             ):
                 if c < 0:
                     continue
-                nodes = capacity.place(int(self.cands.row[c]), n, self.cands.demand(c))
+                nodes = capacity.place(self._rows[c], n, self._demand(c))
                 if nodes is None:  # options() checked the fit; never expected
                     self._rollback(capacity, placed)
                     return self.failure.verdict(self.cands, [])
@@ -688,7 +709,7 @@ class _Planner:
     def _rollback(self, capacity: CapacityState, placed: list[Allocation]) -> None:
         for alloc in reversed(placed):
             c = alloc.candidate
-            capacity.release(int(self.cands.row[c]), alloc.nodes, self.cands.demand(c))
+            capacity.release(self._rows[c], alloc.nodes, self._demand(c))
 
     def objective(self, allocations: list[Allocation]) -> float:
         return float(
@@ -699,12 +720,12 @@ class _Planner:
         )
 
 
-def _runner_up_ratio(per_site: dict[int, Option]) -> float:
-    """The ratio of the best option on a site other than the best option's (inf if none)."""
-    if len(per_site) < 2:
-        return float("inf")
-    ranked = sorted(per_site.values(), key=lambda o: (o.ratio, o.primary))
-    return ranked[1].ratio
+def _two_best_sites(
+    top: list[tuple[float, int, int]], better: tuple[float, int, int]
+) -> list[tuple[float, int, int]]:
+    """The two best sites' (ratio, candidate, site) once ``better`` is its site's new best."""
+    rest = [t for t in top if t[2] != better[2]]
+    return sorted([*rest, better])[:2]
 
 
 def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Option | None]:
@@ -736,6 +757,9 @@ def _solve(inp: SolverInput) -> SolverOutput:
     planners = [
         _Planner(c, s, n) for c, s, n in zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
     ]
+    interned: dict[Demand, Demand] = {}
+    for planner in planners:
+        planner.interned = interned
     later = [p for p in planners if p.sizes_later]
     for planner, budgets in zip(later, sizing.wait_budgets([p.cands for p in later]), strict=True):
         planner.wait_budgets = budgets
