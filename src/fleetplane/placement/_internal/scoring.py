@@ -146,22 +146,25 @@ def latency_estimate(cands: Candidates) -> FloatArray:
 
 def _latency_estimates(tables: list[Candidates]) -> list[FloatArray]:
     timed = [c for c in tables if not c.view.is_job and c.view.sources and c.size]
-    out = {id(c): np.zeros((len(c.view.sources), c.size)) for c in tables}
+    done = {id(c) for c in timed}
+    out = {id(c): np.zeros((len(c.view.sources), c.size)) for c in tables if id(c) not in done}
     if timed:
         shapes = [c.rtt_mu.shape for c in timed]
+        # Per (source, candidate) cell, row-major: the candidate's position in the
+        # concatenated per-candidate arrays (each table's cells take its candidates in turn).
+        cells = np.array([a * b for a, b in shapes], dtype=np.int64)
+        width = np.array([b for _, b in shapes], dtype=np.int64)
+        cand_start = np.cumsum([0, *width[:-1].tolist()])
+        cell_start = np.cumsum([0, *cells[:-1].tolist()])
+        within = np.arange(int(cells.sum())) - np.repeat(cell_start, cells)
+        one = np.repeat(cand_start, cells) + within % np.repeat(width, cells)
         parts = prediction.Parts(
             rtt_mu=np.concatenate([c.rtt_mu.ravel() for c in timed]),
             rtt_sigma=np.concatenate([c.rtt_sigma.ravel() for c in timed]),
             loss=np.concatenate([c.loss.ravel() for c in timed]),
-            storage=np.concatenate(
-                [np.broadcast_to(c.storage, c.rtt_mu.shape).ravel() for c in timed]
-            ),
-            svc_mean=np.concatenate(
-                [np.broadcast_to(c.svc_mean, c.rtt_mu.shape).ravel() for c in timed]
-            ),
-            svc_cv=np.concatenate(
-                [np.broadcast_to(c.svc_cv, c.rtt_mu.shape).ravel() for c in timed]
-            ),
+            storage=np.concatenate([c.storage for c in timed])[one],
+            svc_mean=np.concatenate([c.svc_mean for c in timed])[one],
+            svc_cv=np.concatenate([c.svc_cv for c in timed])[one],
         )
         est = (
             parts.storage
