@@ -53,6 +53,8 @@ MAX_PRIMARIES = 12
 _FIRST_STEP = -1
 # Candidates sized at once when a step after the first sizes lazily (doubling each time).
 LAZY_BATCH = 8
+# Workloads whose sizing path parts (sizing.wait_budgets) are worked out together.
+_BUDGET_BLOCK = 1024
 
 
 # A primary's partners: candidates, their replicas, the primary's, sources shared, pair cost,
@@ -761,8 +763,13 @@ def _solve(inp: SolverInput) -> SolverOutput:
     for planner in planners:
         planner.interned = interned
     later = [p for p in planners if p.sizes_later]
-    for planner, budgets in zip(later, sizing.wait_budgets([p.cands for p in later]), strict=True):
-        planner.wait_budgets = budgets
+    # In blocks, which bounds the temporary per-path arrays (the values do not depend on it).
+    for start in range(0, len(later), _BUDGET_BLOCK):
+        block = later[start : start + _BUDGET_BLOCK]
+        for planner, budgets in zip(
+            block, sizing.wait_budgets([p.cands for p in block]), strict=True
+        ):
+            planner.wait_budgets = budgets
     tiebreak = np.random.default_rng(inp.seed).permutation(len(planners)).tolist()
     heap: list[tuple[float, int, int, int]] = []
 

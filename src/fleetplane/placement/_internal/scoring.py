@@ -22,7 +22,7 @@ candidate; reported latencies are exact (prediction.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,9 +41,6 @@ class Scorer:
     per_source: FloatArray  # (sources × candidates)
     per_share: FloatArray
     source_weight: FloatArray  # share of the workload's demand per source
-    # objective_one's plain-float copies of the arrays (filled on first use).
-    _floats: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
-    _columns: dict[int, list[float]] = field(default_factory=dict, repr=False, compare=False)
 
     def objective_one(
         self, c: int, replicas: int, shares: Sequence[float], alpha: float
@@ -54,18 +51,13 @@ class Scorer:
         bit (one column's source terms are summed pairwise, as numpy sums a
         single column), without a dozen numpy calls on one-element arrays.
         """
-        floats = self._floats
-        if not floats:
-            floats["replica"] = self.per_replica.tolist()
-            floats["site"] = self.per_site.tolist()
-            floats["share"] = self.per_share.tolist()
         total: float = (
-            replicas * floats["replica"][c] + floats["site"][c] + alpha * floats["share"][c]
+            replicas * float(self.per_replica[c])
+            + float(self.per_site[c])
+            + alpha * float(self.per_share[c])
         )
         if len(shares):
-            column = self._columns.get(c)
-            if column is None:
-                column = self._columns[c] = self.per_source[:, c].tolist()
+            column = self.per_source[:, c].tolist()
             terms = [f * (x if f > 0 else 0.0) for f, x in zip(shares, column, strict=True)]
             total = total + _pairwise_sum(terms, 0, len(terms))
         return total
