@@ -31,8 +31,10 @@ Measured:
   value) through the human API and timestamps it; each agent timestamps the
   revision carrying that value when it arrives on its watch. Per change:
   p50/p99/max over agents (max = every agent has seen it). Includes the
-  controller's debounce (``--debounce``, reported), planning, deriving N
-  revisions in one transaction, and the fan-out over N TLS watches.
+  controller's debounce (``--debounce``, the server's default 1 s unless
+  given; leading edge, so a change seconds after the last pass is planned
+  at once), planning, deriving N revisions, and the fan-out over N TLS
+  watches.
 * **status writes**: sustained writes/s and latency p50/p99 at the agents'
   natural rate (N / interval); then a probe that raises the rate in steps
   (agents write more often) and reports the highest rate served at ≥ 95 % of
@@ -639,7 +641,7 @@ def summarise(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows = [
         f"{result['database']:<11} agents={args.agents} apply of {args.agents} sites "
         f"{result['apply_seconds']:.1f} s, watch errors {result['watch_errors']}",
-        f"  change visible (debounce {args.debounce} s incl.): p50 {p50:.2f} s  "
+        f"  change visible (leading-edge debounce {args.debounce} s): p50 {p50:.2f} s  "
         f"p99 {p99:.2f} s  all agents {every:.2f} s  over {len(visible)} changes",
         "  server CPU per change (apply → all agents, status writes' share taken out): "
         + ", ".join(f"{v['server_cpu']:.2f}" for v in visible) + " s",
@@ -676,7 +678,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--status-interval", type=float, default=10.0)
     parser.add_argument("--changes", type=int, default=5)
-    parser.add_argument("--debounce", type=float, default=0.2)
+    parser.add_argument("--debounce", type=float, default=1.0,
+                        help="the placement controller's debounce (the server's default)")
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--probe-rates", type=float, nargs="+",
                         default=[200, 400, 600, 800, 1000, 1500])

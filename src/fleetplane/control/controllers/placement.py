@@ -6,7 +6,8 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,9 +53,13 @@ class PlacementController:
 
     name = "placement"
 
-    def __init__(self, settings: ControllerSettings, planner: Planner | None = None) -> None:
+    def __init__(
+        self, settings: ControllerSettings, planner: Planner | None = None,
+        *, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self._planner = planner
+        self._clock = clock
         self.passes = 0
 
     async def run(self, plane: ControlPlane) -> None:
@@ -65,9 +70,9 @@ class PlacementController:
         while True:
             await asyncio.to_thread(self.reconcile, plane, planner, replan=replan)
             self.passes += 1
+            ended = self._clock()
             await feed.next_change()
-            # Debounce: a burst of applies (or a fleet being loaded) is planned once.
-            await asyncio.sleep(self.settings.debounce)
+            await asyncio.sleep(hold_off(self._clock() - ended, self.settings.debounce))
             await feed.drain()
             replan = bool(feed.take_changes() - {ARTIFACT_EVENT_KIND})
 
@@ -141,6 +146,18 @@ class PlacementController:
             )
         except (Conflict, NotFound) as error:  # rewritten meanwhile: the next pass reports
             log.warning("could not record missing artifacts on the Placement: %s", error)
+
+
+def hold_off(quiet: float, debounce: float) -> float:
+    """How long to wait before planning a change that came ``quiet`` seconds after the last pass.
+
+    Leading-edge debounce: a change after a quiet spell (longer than the
+    debounce) is planned at once, since waiting would only delay it; a change
+    hard on the heels of a pass waits out the rest of the debounce window, so
+    a burst of applies (a fleet being loaded file by file) is planned once or
+    twice, never once per apply.
+    """
+    return max(0.0, debounce - quiet)
 
 
 # While a pass runs: older generations collected 1/100 as often as by default (10, 10).

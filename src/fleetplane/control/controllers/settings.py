@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ControllerSettings:
-    # Wait this long after a change before re-planning, so a burst of applies plans once.
+    # Passes start at least this long after the previous one ended, so a burst of applies
+    # plans once; a change after a quieter spell is planned at once (leading edge).
     debounce: float = 1.0
     # A site whose agent has not written its status for this long is Unreachable.
     heartbeat_timeout: float = 60.0
