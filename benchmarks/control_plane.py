@@ -166,6 +166,8 @@ def run_server(args: argparse.Namespace) -> None:
         # The apply of N sites is one write; people's rate limits are not under test.
         limits=Limits(max_body_bytes=64 * 1024 * 1024, writes_per_second=0.0),
     )
+    if args.gc_log:
+        record_gc_pauses(Path(args.gc_log))
     controllers = build_controllers(
         ControllerSettings(debounce=args.debounce, heartbeat_timeout=3600.0),
         planner=everywhere,
@@ -177,6 +179,34 @@ def run_server(args: argparse.Namespace) -> None:
         ca_dir=Path(args.ca_dir),
         log_level="warning",
     )
+
+
+# Collector passes at least this long are recorded: they stop every request in flight.
+GC_PAUSE_MS = 50.0
+
+
+def record_gc_pauses(path: Path) -> None:
+    """Append each long collector pass of this process to ``path`` (generation, ms)."""
+    import gc
+
+    out = path.open("a", buffering=1)
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        pause = 1000 * (time.perf_counter() - started[0])
+        if pause >= GC_PAUSE_MS:
+            out.write(json.dumps({"generation": info["generation"], "ms": pause}) + "\n")
+
+    gc.callbacks.append(timed)
+
+
+def gc_pauses(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- agents process
@@ -566,7 +596,7 @@ def run_one(database: str, args: argparse.Namespace, workdir: Path) -> dict[str,
             [sys.executable, me, "--role", "server", "--database", url,
              "--listen", f"127.0.0.1:{port}", "--agent-listen", f"127.0.0.1:{agent_port}",
              "--ca-dir", str(ca_dir), "--token-file", str(token_file),
-             "--debounce", str(args.debounce)],
+             "--debounce", str(args.debounce), "--gc-log", str(workdir / "gc-pauses.jsonl")],
             stdout=out, stderr=subprocess.STDOUT,
         )
     human = f"http://127.0.0.1:{port}"
@@ -615,7 +645,8 @@ def run_one(database: str, args: argparse.Namespace, workdir: Path) -> dict[str,
                       rss_before_mib=rss_before / 1024,
                       rss_peak_mib=peak / 1024, rss_end_mib=rss_kib(server.pid) / 1024,
                       server_cpu_percent=100 * server_cpu / wall,
-                      load_cpu_percent=100 * load_cpu / wall, load_average=os.getloadavg()[0])
+                      load_cpu_percent=100 * load_cpu / wall, load_average=os.getloadavg()[0],
+                      gc_pauses=gc_pauses(workdir / "gc-pauses.jsonl"))
         return result
     finally:
         server.terminate()
@@ -665,6 +696,9 @@ def summarise(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     rows.append(f"  max sustainable (served ≥ 95 %, p99 ≤ {P99_GOAL_MS:.0f} ms): {rate}")
     rows.append(f"  server RSS before agents {result['rss_before_mib']:.0f} MiB, peak "
                 f"{result['rss_peak_mib']:.0f} MiB, end {result['rss_end_mib']:.0f} MiB")
+    pauses = [p["ms"] for p in result.get("gc_pauses", [])]
+    rows.append(f"  server collector passes ≥ {GC_PAUSE_MS:.0f} ms: {len(pauses)}"
+                + (f", longest {max(pauses):.0f} ms" if pauses else ""))
     rows.append(f"  CPU (100 % = one core) server {result['server_cpu_percent']:.0f} %, "
                 f"load generator {result['load_cpu_percent']:.0f} %; machine load average "
                 f"{result['load_average']:.1f} on {os.cpu_count()} cores")
@@ -690,7 +724,7 @@ def main() -> None:
     parser.add_argument("--no-probe", dest="probe", action="store_false")
     # Internal (child processes).
     parser.add_argument("--server-pid", type=int, default=0)
-    for name in ("--database", "--listen", "--agent-listen", "--ca-dir", "--token-file",
+    for name in ("--database", "--listen", "--agent-listen", "--ca-dir", "--token-file", "--gc-log",
                  "--server", "--token", "--agent-url", "--cert-dir"):
         parser.add_argument(name)
     args = parser.parse_args()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -54,6 +55,18 @@ class _Server(uvicorn.Server):
 
 async def _serve_both(human: _Server, agent_port: uvicorn.Server | None) -> None:
     """The human API, then (once its lifespan has opened the store) the agent port, in one loop."""
+    from fleetplane.control.gc_pacing import pace_collections
+
+    pacing = asyncio.create_task(pace_collections(), name="gc-pacing")
+    try:
+        await _serve_servers(human, agent_port)
+    finally:
+        pacing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pacing
+
+
+async def _serve_servers(human: _Server, agent_port: uvicorn.Server | None) -> None:
     task = asyncio.create_task(human.serve(), name="human-api")
     if agent_port is None:
         await task
