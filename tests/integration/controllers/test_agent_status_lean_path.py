@@ -27,6 +27,7 @@ from fleetplane.control.app import create_app
 from fleetplane.control.controllers.tables import ensure_tables
 from fleetplane.control.mtls import CLIENT_CERT_KEY, TLS_EXTENSION
 from fleetplane.control.plane import ControlPlane
+from fleetplane.control.ratelimit import RateLimiter
 from fleetplane.control.settings import Limits, Settings
 from fleetplane.security import CertificateAuthority, SpiffeId, build_csr, generate_private_key
 
@@ -389,3 +390,39 @@ async def _call(
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return int(start["status"]), json.loads(body)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_agent_writing_too_fast_gets_the_routes_429_and_others_write_on(port: Port) -> None:
+    clock = Clock()
+    strict = RateLimiter(1.0, 2, clock=clock)
+    # One limiter for the lean path and the full app, as the server has.
+    port.plane.limiter = strict
+    port.lean.limiter = strict
+    agent_a = port.wrapper.der
+    assert [_put(port, STATUS).status_code for _ in range(2)] == [200, 200]
+    refused = _put(port, STATUS)
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert "writes faster than 1/s (burst 2)" in refused.json()["message"]
+    assert port.full.calls == 1  # the route's own answer, not one made up here
+    routed = _routed(port, STATUS)
+    assert (routed.status_code, routed.json()) == (429, refused.json())
+    # Telemetry draws on the same agent's bucket.
+    upload = port.agents.post("/agent/v1/telemetry", json={"agentId": "a1", "intervals": []})
+    assert upload.status_code == 429, upload.text
+    # Each agent has its own bucket.
+    port.wrapper.der = _der(port.ca, "b")
+    assert _put(port, STATUS, "b").status_code == 200
+    # A second later, a has a token again.
+    port.wrapper.der = agent_a
+    clock.now += 1.0
+    assert _put(port, STATUS).status_code == 200
+    assert port.lean.served == 4

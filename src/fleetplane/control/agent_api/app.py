@@ -65,6 +65,7 @@ def create_agent_app(
     return LeanStatusWrite(
         AgentIdentityMiddleware(app, ca, revoked),
         app.state.heartbeats,
+        plane.limiter,
         max_body_bytes=plane.settings.limits.max_body_bytes,
     )
 

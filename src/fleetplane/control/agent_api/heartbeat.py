@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from fleetplane import __version__
 from fleetplane.control.agent_api.identity import identity_of
-from fleetplane.control.api.auth import require
+from fleetplane.control.api.auth import limit, require
 from fleetplane.control.api.resources import read_json
 from fleetplane.control.api.status import ApiError
 from fleetplane.control.controllers.transactions import StatusChange, write_statuses
@@ -200,6 +200,7 @@ async def write_status(request: Request, site: str) -> JSONResponse:
         raise ApiError(401, "an agent certificate is required")
     await require(request, identity.principal(), Verb.UPDATE, "Site", name=site,
                   subresource="status")
+    limit(request, identity.principal())
     body = await read_json(request)
     status = body.get("status") if isinstance(body, dict) else None
     if not isinstance(status, dict):

@@ -6,14 +6,15 @@ injection, RBAC, pydantic, the response class) that cost ≈ 1.7 ms of CPU per
 write, most of a core at 600 writes/s. :class:`LeanStatusWrite` intercepts
 exactly ``PUT /apis/fleetplane/v1/sites/<site>/status`` and serves the
 ordinary case itself: a verified certificate of that very site, a body
-within the limit, JSON of the expected shape, a served agent version and a
-valid ``SiteStatus``. The write goes to the same
+within the limit, JSON of the expected shape, a served agent version, a
+valid ``SiteStatus``, and a token left in the agent's rate-limit bucket (the
+server's per-identity limit on writes, shared with the route). The write goes to the same
 :class:`~fleetplane.control.agent_api.heartbeat.HeartbeatBatcher` as the
 route's.
 
 Anything else is handed to the full app, with the body already read
 replayed to it, so every refusal (401 without or with a refused
-certificate, 413, 403 with its audit entry, 400, 422, 426) is the full
+certificate, 413, 403 with its audit entry, 400, 422, 426, 429) is the full
 app's own answer, word for word and in the same order of checks. The only
 answer given here besides success is 404 for a site that does not exist
 (found by the batched write itself), built the way the route builds it. The
@@ -39,8 +40,10 @@ from fleetplane.control.agent_api.heartbeat import (
     status_change,
 )
 from fleetplane.control.agent_api.identity import AgentIdentityMiddleware
+from fleetplane.control.api.auth import limit_key
 from fleetplane.control.api.status import ApiError, status_body
 from fleetplane.control.mtls import peer_certificate
+from fleetplane.control.ratelimit import RateLimiter
 from fleetplane.control.store.errors import NotFound
 from fleetplane.model.infrastructure import SiteStatus
 from fleetplane.security.errors import CertificateError
@@ -81,11 +84,13 @@ class LeanStatusWrite:
         self,
         fallback: AgentIdentityMiddleware,
         batcher: HeartbeatBatcher,
+        limiter: RateLimiter,
         *,
         max_body_bytes: int,
     ) -> None:
         self.app = fallback
         self.batcher = batcher
+        self.limiter = limiter
         self.max_body_bytes = max_body_bytes
         self._allowed: dict[tuple[Principal, str], bool] = {}
         self._validated: dict[str, bytes] = {}
@@ -117,7 +122,9 @@ class LeanStatusWrite:
             await self._hand_over(scope, receive, send, messages)
             return
         status = self._valid_status(site, body)
-        if status is None:
+        # The rate limit last, so a request handed over for any other reason draws on
+        # the agent's bucket once (in the route), not twice.
+        if status is None or self.limiter.acquire(limit_key(principal)) is not None:
             await self._hand_over(scope, receive, send, messages)
             return
         now = heartbeat_now()

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.concurrency import run_in_threadpool
 
 from fleetplane.control.agent_api.identity import identity_of
-from fleetplane.control.api.auth import plane_of
+from fleetplane.control.api.auth import limit, plane_of
 from fleetplane.control.api.status import ApiError
 from fleetplane.control.store.database import read_transaction
 
@@ -86,6 +86,7 @@ async def upload(request: Request, body: TelemetryUpload) -> dict[str, Any]:
     if body.agent_id != identity.agent_id:
         raise ApiError(403, f"agentId {body.agent_id!r} is not the certificate's "
                             f"({identity.agent_id!r})")
+    limit(request, identity.principal())
     for position, item in enumerate(body.intervals):
         if not isinstance(item.get("sequence"), int) or item["sequence"] < 1:
             raise ApiError(422, f"intervals[{position}].sequence: a positive integer is required")

@@ -125,10 +125,15 @@ async def require(
     return decision
 
 
+def limit_key(principal: Principal) -> str:
+    """The token bucket ``principal``'s writes draw on (one per identity)."""
+    return f"{principal.role.value}:{principal.name}"
+
+
 def limit(request: Request, principal: Principal) -> None:
     """429 when ``principal`` writes faster than its token bucket allows."""
     plane = plane_of(request)
-    wait = plane.limiter.acquire(f"{principal.role.value}:{principal.name}")
+    wait = plane.limiter.acquire(limit_key(principal))
     if wait is not None:
         plane.metrics.rate_limited.inc()
         raise ApiError(
