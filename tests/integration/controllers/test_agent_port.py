@@ -13,29 +13,18 @@ import pytest
 from cryptography import x509
 from fastapi.testclient import TestClient
 from fleet_docs import documents, site, wait_for, workload
+from peer_scope import WithCertificate
 
 from fleetplane.control.agent_api.app import create_agent_app
 from fleetplane.control.app import create_app
 from fleetplane.control.controllers import ControllerSettings, build_controllers
 from fleetplane.control.controllers.operations import router as operations_router
 from fleetplane.control.controllers.tables import ensure_tables
-from fleetplane.control.mtls import CLIENT_CERT_KEY, TLS_EXTENSION
 from fleetplane.control.plane import ControlPlane
 from fleetplane.control.settings import Settings
 from fleetplane.security import CertificateAuthority, SpiffeId, build_csr, generate_private_key
 
 V1 = "/apis/fleetplane/v1"
-
-
-class WithCertificate:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.der: bytes | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "extensions": {TLS_EXTENSION: {CLIENT_CERT_KEY: self.der}}}
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture

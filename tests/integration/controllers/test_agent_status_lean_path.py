@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi.testclient import TestClient
 from fleet_docs import documents, site
+from peer_scope import WithCertificate
 
 from fleetplane import __version__
 from fleetplane.control.agent_api import heartbeat, lean_status
@@ -34,17 +35,6 @@ from fleetplane.security import CertificateAuthority, SpiffeId, build_csr, gener
 V1 = "/apis/fleetplane/v1"
 MAX_BODY = 2048
 STATUS = {"status": {"agentVersion": __version__, "workloads": []}}
-
-
-class WithCertificate:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.der: bytes | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "extensions": {TLS_EXTENSION: {CLIENT_CERT_KEY: self.der}}}
-        await self.app(scope, receive, send)
 
 
 class Counting:
