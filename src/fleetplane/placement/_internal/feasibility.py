@@ -36,10 +36,9 @@ which sources it may serve is kept per (source, row) for the solver. Jobs
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -65,35 +64,6 @@ from fleetplane.placement._internal.fleet_index import (
 )
 from fleetplane.placement._internal.hardware import check_pool
 from fleetplane.placement._internal.workload_view import ProfileView, WorkloadView
-
-# Collections of the middle generation before a full one: never within a chunk.
-_NO_FULL_COLLECTION = 2**31 - 1
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _young_gc_only(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Run ``func`` with the collector's full passes deferred until it returns.
-
-    Screening and pricing a chunk allocate many small containers (keys, memo
-    entries, tables); the full passes they trigger each walk the whole fleet
-    model, the views and earlier chunks' tables, which all live as long as
-    the plan. Deferred, the passes a chunk would trigger coalesce into one
-    later pass (which then lands in whatever runs next — the scoring stage
-    of a plan). Young and middle collections run as usual.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        young, middle, old = gc.get_threshold()
-        gc.set_threshold(young, middle, _NO_FULL_COLLECTION)
-        try:
-            return func(*args, **kwargs)
-        finally:
-            gc.set_threshold(young, middle, old)
-
-    return wrapper
-
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("site", "site cordoned or draining"),
@@ -391,7 +361,6 @@ class _Group:
     keep: BoolArray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
 
-@_young_gc_only
 def screen_many(ctx: PlanContext, views: Sequence[WorkloadView]) -> list[Screened]:
     """:func:`screen` for a chunk of workloads, grouped by requirement signature.
 
@@ -692,7 +661,6 @@ def _storage_columns(
     return out
 
 
-@_young_gc_only
 def resolve_latency(batch: list[Screened]) -> None:
     """Latency without queueing for every (source, row, target) of every workload.
 
@@ -857,7 +825,6 @@ def finish(ctx: PlanContext, screened: Screened, *, capped: bool = True) -> Cand
     return table
 
 
-@_young_gc_only
 def _finish_many(ctx: PlanContext, batch: list[Screened]) -> dict[int, Candidates]:
     """:func:`finish` (capped) for every workload of a batch, priced in flat arrays at once.
 

@@ -32,7 +32,6 @@ cheaper and is a possible refinement.
 
 from __future__ import annotations
 
-import gc
 import heapq
 from dataclasses import dataclass, replace
 
@@ -42,6 +41,7 @@ from fleetplane.placement._internal import sizing
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState, Demand
 from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
+from fleetplane.placement._internal.long_lived import LongLivedObjects
 from fleetplane.placement._internal.scoring import Scorer
 from fleetplane.placement._internal.solve import SolverInput, SolverOutput, Unplaced, needs_spread
 
@@ -354,9 +354,7 @@ class _Planner:
             ):
                 heapq.heappush(ready, (r, c, n, j))
 
-    def _eligible(
-        self, capacity: CapacityState, best: Option | None, c: int, n: int
-    ) -> bool:
+    def _eligible(self, capacity: CapacityState, best: Option | None, c: int, n: int) -> bool:
         """Candidate ``c`` with ``n`` replicas may be the best or the runner-up option.
 
         The runner-up must be on another site than the best: regret measures
@@ -740,17 +738,10 @@ def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Optio
 
 
 def solve(inp: SolverInput) -> SolverOutput:
-    # The solve allocates many small objects, and every full collection of the cycle
-    # collector would walk the whole fleet model and candidate tables, which live as long
-    # as the plan: keep them out of its generations while solving (gc.freeze), then give
-    # them back. Collection itself stays on; nothing else changes.
-    if gc.get_freeze_count():  # someone else froze objects: leave the generations as they are
+    # The solve allocates many small objects, and every full pass of the cycle collector
+    # would walk the fleet model and candidate tables, which outlive it (long_lived.py).
+    with LongLivedObjects():
         return _solve(inp)
-    gc.freeze()
-    try:
-        return _solve(inp)
-    finally:
-        gc.unfreeze()
 
 
 def _solve(inp: SolverInput) -> SolverOutput:

@@ -36,6 +36,7 @@ from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.exact import solve as exact_solve
 from fleetplane.placement._internal.exact import solve_auto
 from fleetplane.placement._internal.greedy import solve as greedy_solve
+from fleetplane.placement._internal.long_lived import LongLivedObjects
 from fleetplane.placement._internal.moves import open_cordoned, operator_controls
 from fleetplane.placement._internal.rules import Locate, compile_policy
 from fleetplane.placement._internal.scoring import breakdown, build_scorer
@@ -344,6 +345,24 @@ def run(
         raise ValidationError(
             f"unknown solver {solver!r}; choose one of {', '.join(sorted(SOLVERS))}"
         )
+    # What the plan is given and what each stage hands on live to its end: see long_lived.py.
+    with LongLivedObjects() as long_lived:
+        args = (fleet, policy, solver, seed, locate, progress, cel_cache, time_limit, current)
+        return _run(*args, long_lived)
+
+
+def _run(
+    fleet: Fleet,
+    policy: PlacementPolicy | None,
+    solver: str,
+    seed: int,
+    locate: Locate | None,
+    progress: Progress | None,
+    cel_cache: bool,
+    time_limit: float,
+    current: Placement | None,
+    long_lived: LongLivedObjects,
+) -> PlanResult:
     timings: dict[str, float] = {}
     cpu_timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -365,6 +384,7 @@ def run(
     ctx = PlanContext.build(fleet, compiled, cel_cache=cel_cache)
     names = sorted(fleet.workloads)
     views = [ctx.view(n) for n in names]
+    long_lived.settle()
     lap("index")
 
     table_list: list[Candidates] = []
@@ -372,12 +392,15 @@ def run(
         chunk = feasibility.screen_many(ctx, views[start : start + FEASIBILITY_CHUNK])
         feasibility.resolve_latency(chunk)
         table_list += [feasibility.finish(ctx, s) for s in chunk]
+        del chunk
+        long_lived.settle()
         if progress is not None:
             progress("feasibility", len(table_list), len(views))
     lap("feasibility")
 
     scorers = [build_scorer(c, ctx.objective) for c in table_list]
     full = _full_star_replicas(table_list)
+    long_lived.settle()
     lap("scoring")
 
     capacity = CapacityState(ctx.index)

@@ -42,9 +42,7 @@ class Scorer:
     per_share: FloatArray
     source_weight: FloatArray  # share of the workload's demand per source
 
-    def objective_one(
-        self, c: int, replicas: int, shares: Sequence[float], alpha: float
-    ) -> float:
+    def objective_one(self, c: int, replicas: int, shares: Sequence[float], alpha: float) -> float:
         """``objective([c], [replicas], shares[:, None], alpha)[0]`` in plain floats.
 
         The same operations in the same order, so the same value to the last

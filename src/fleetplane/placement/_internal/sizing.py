@@ -235,9 +235,7 @@ def _floors(requests: list[Request]) -> IntArray:
     """``np.concatenate([_floor(req) for req in requests])``, for many requests at once."""
     if len(requests) < _FLAT_FROM:
         return (
-            np.concatenate([_floor(req) for req in requests])
-            if requests
-            else np.zeros(0, np.int64)
+            np.concatenate([_floor(req) for req in requests]) if requests else np.zeros(0, np.int64)
         )
     views = [req.cands.view for req in requests]
     sizes = [req.idx.size for req in requests]
@@ -553,9 +551,7 @@ class StarSizer:
         mask = groups[None, :, :]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             servers = np.ceil(self.svc_mean[idx] * (load + self.drain[:, :, idx]) * (1.0 - 1e-12))
-        servers = np.where(
-            self.ok[:, :, idx] & np.isfinite(servers), np.maximum(servers, 1.0), 0.0
-        )
+        servers = np.where(self.ok[:, :, idx] & np.isfinite(servers), np.maximum(servers, 1.0), 0.0)
         found = servers.astype(np.int64)
         found = np.where(found > k * self.max_replicas, 0, found)
         replicas = np.where(found > 0, -(-found // k), 10**12)

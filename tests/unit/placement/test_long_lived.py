@@ -1,0 +1,64 @@
+"""A plan keeps the collector's full passes off what it holds: frozen inside, as it was after."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from fleetplane.model.synthetic import generate_fleet
+from fleetplane.placement._internal import pipeline
+from fleetplane.placement._internal.greedy import solve as greedy_solve
+from fleetplane.placement._internal.long_lived import LongLivedObjects
+from fleetplane.placement._internal.solve import SolverInput, SolverOutput
+
+
+@pytest.fixture(autouse=True)
+def nothing_frozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_objects_alive_on_entry_and_at_each_settle_are_frozen_until_exit() -> None:
+    with LongLivedObjects() as long_lived:
+        on_entry = gc.get_freeze_count()
+        assert on_entry > 0
+        kept = [[i] for i in range(10_000)]
+        long_lived.settle()
+        assert gc.get_freeze_count() >= on_entry + len(kept)
+    assert gc.get_freeze_count() == 0
+
+
+def test_everything_is_unfrozen_when_the_plan_raises() -> None:
+    with pytest.raises(RuntimeError), LongLivedObjects():
+        raise RuntimeError("boom")
+    assert gc.get_freeze_count() == 0
+
+
+def test_objects_someone_else_froze_are_left_frozen_and_nothing_more_is() -> None:
+    gc.freeze()
+    before = gc.get_freeze_count()
+    with LongLivedObjects() as long_lived:
+        _made = [[i] for i in range(1_000)]
+        long_lived.settle()
+        assert gc.get_freeze_count() == before
+    assert gc.get_freeze_count() == before
+
+
+def test_a_plan_solves_with_its_inputs_frozen_and_leaves_nothing_frozen() -> None:
+    seen: list[int] = []
+
+    def recording(inp: SolverInput) -> SolverOutput:
+        seen.append(gc.get_freeze_count())
+        return greedy_solve(inp)
+
+    pipeline.SOLVERS["recording"] = recording
+    try:
+        result = pipeline.run(generate_fleet(12, 40, seed=3), solver="recording")
+    finally:
+        del pipeline.SOLVERS["recording"]
+    assert seen and seen[0] > 0
+    assert gc.get_freeze_count() == 0
+    assert result.placement.spec.workloads
