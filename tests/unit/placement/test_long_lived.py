@@ -62,3 +62,11 @@ def test_a_plan_solves_with_its_inputs_frozen_and_leaves_nothing_frozen() -> Non
     assert seen and seen[0] > 0
     assert gc.get_freeze_count() == 0
     assert result.placement.spec.workloads
+
+
+def test_a_nested_plan_leaves_the_outer_plans_objects_frozen() -> None:
+    with LongLivedObjects():
+        with LongLivedObjects() as inner:
+            inner.settle()
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

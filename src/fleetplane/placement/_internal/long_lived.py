@@ -22,7 +22,13 @@ does nothing.
 from __future__ import annotations
 
 import gc
+import threading
 from types import TracebackType
+
+_lock = threading.Lock()
+# Whether a LongLivedObjects of this process holds the freeze. Checked before
+# gc.get_freeze_count(), which walks every frozen object (0.25 s at 1.5 million).
+_held = False
 
 
 class LongLivedObjects:
@@ -32,7 +38,10 @@ class LongLivedObjects:
         self._owner = False
 
     def __enter__(self) -> LongLivedObjects:
-        self._owner = gc.isenabled() and gc.get_freeze_count() == 0
+        global _held
+        with _lock:
+            self._owner = not _held and gc.isenabled() and gc.get_freeze_count() == 0
+            _held = _held or self._owner
         self.settle()
         return self
 
@@ -49,6 +58,8 @@ class LongLivedObjects:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        global _held
         if self._owner:
-            gc.unfreeze()
-            self._owner = False
+            with _lock:
+                gc.unfreeze()
+                _held = self._owner = False
