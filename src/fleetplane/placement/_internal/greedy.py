@@ -600,10 +600,9 @@ class _Planner:
         if best is None:
             self.evaluation = None
             return None
-        # A single star (one candidate per step, no partner) is chosen by walking the
-        # candidates in a fixed cost order and taking the first two that fit on different
-        # sites; see stale() for why that lets it be kept.
-        reusable = not self.is_job and not self.spread
+        # Without a partner (no spread), the two options come from a walk whose answers
+        # only get worse as rooms shrink; see stale() for why that lets them be kept.
+        reusable = not self.spread
         self.evaluation = Evaluation(
             best,
             second,
@@ -628,12 +627,17 @@ class _Planner:
     def stale(self, capacity: CapacityState) -> bool:
         """Whether the evaluation must be made again before committing on it.
 
-        Not when the rows it relied on are unchanged. Nor, for a single star,
+        Not when the rows it relied on are unchanged. Nor, without spread,
         when nothing was released anywhere since (so every pool's room only
-        shrank) and its best and second options still fit: the candidates
-        before them in the cost order did not fit then and fit even less now,
-        so evaluating again would find the same two options (and count the
-        same failures, which are added as if it had).
+        shrank) and its best and second options still fit as they were. A
+        single star walks its candidates in a fixed cost order and takes the
+        first two that fit: those before them did not fit then and fit even
+        less now. A job takes at each candidate as many tasks as fit, and its
+        cost per task only grows as that number shrinks (the per-site term is
+        carried by fewer tasks; the bound order of _task_options rests on
+        the same fact): no other candidate got cheaper. Either way evaluating
+        again would find the same two options (and count the same failures,
+        which are added as if it had).
         """
         ev = self.evaluation
         if ev is None:
