@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, select
 
@@ -93,7 +93,7 @@ def write_site_states(
         feed.add(chunk.revisions)
 
     for start in range(0, len(names), max(chunk, 1)):
-        part = {name: specs[name] for name in names[start:start + max(chunk, 1)]}
+        part = {name: specs[name] for name in names[start : start + max(chunk, 1)]}
         write = partial(_write_site_chunk, store, specs=part, actor=actor, keep=keep)
         written.extend(store.run_write(write, background=True, committed=committed).revisions)
     return written
@@ -127,8 +127,18 @@ def _write_site_chunk(
         if current is not None and _same_content(current.spec, spec):
             continue
         revision = max(previous, latest.get(site, 0)) + 1
-        changes.append((prior, Desired(SDS_KIND, site, {"fleetplane.io/site": site}, {},
-                                       {**spec, "site": site, "revision": revision})))
+        changes.append(
+            (
+                prior,
+                Desired(
+                    SDS_KIND,
+                    site,
+                    {"fleetplane.io/site": site},
+                    {},
+                    {**spec, "site": site, "revision": revision},
+                ),
+            )
+        )
         revisions.append(revision)
     if not changes:
         return _Chunk([], [])
@@ -136,16 +146,20 @@ def _write_site_chunk(
         raise ValueError("SiteDesiredState specs must not be sealed")
     stored = store.write_encoded(connection, changes, actor=actor, action="derive")
     written = [
-        SiteRevision(item.resource.name, revision, item.resource.resource_version,
-                     item.resource.to_document(), item.document)
+        SiteRevision(
+            item.resource.name,
+            revision,
+            item.resource.resource_version,
+            item.resource.to_document(),
+            item.document,
+        )
         for item, revision in zip(stored, revisions, strict=True)
     ]
     connection.exec_driver_sql(
         _insert_revision_sql(connection),
         [(w.site, w.revision, w.resource_version, w.encoded) for w in written],
     )
-    expired = [{"site": w.site, "through": w.revision - keep} for w in written
-               if w.revision > keep]
+    expired = [{"site": w.site, "through": w.revision - keep} for w in written if w.revision > keep]
     if expired:
         connection.execute(_DELETE_EXPIRED, expired)
     return _Chunk(written, stored)
@@ -158,8 +172,10 @@ def _insert_revision_sql(connection: Connection) -> str:
     document = f"CAST({mark} AS JSONB)" if dialect.name == "postgresql" else mark
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(c) for c in ("site", "revision", "resource_version", "document"))
-    return (f"INSERT INTO {quote(REVISIONS.name)} ({columns}) "
-            f"VALUES ({mark}, {mark}, {mark}, {document})")
+    return (
+        f"INSERT INTO {quote(REVISIONS.name)} ({columns}) "
+        f"VALUES ({mark}, {mark}, {mark}, {document})"
+    )
 
 
 class _SitePriors:
@@ -179,7 +195,8 @@ class _SitePriors:
         versions = _current_versions(connection, names)
         with self._lock:
             found = {
-                name: prior for name in versions
+                name: prior
+                for name in versions
                 if (prior := self._known.get(name)) is not None
                 and prior.resource.resource_version == versions[name]
             }
@@ -196,15 +213,23 @@ class _SitePriors:
 
 
 _PRIORS: weakref.WeakKeyDictionary[Store, _SitePriors] = weakref.WeakKeyDictionary()
-_PRIORS_LOCK = threading.Lock()
+_PER_STORE_LOCK = threading.Lock()
+_T = TypeVar("_T")
+
+
+def _per_store(
+    found: weakref.WeakKeyDictionary[Store, _T], store: Store, make: Callable[[], _T]
+) -> _T:
+    """This process's one ``make()`` for ``store``, made on first use (gone with the store)."""
+    with _PER_STORE_LOCK:
+        held = found.get(store)
+        if held is None:
+            held = found[store] = make()
+        return held
 
 
 def _site_priors(store: Store) -> _SitePriors:
-    with _PRIORS_LOCK:
-        found = _PRIORS.get(store)
-        if found is None:
-            found = _PRIORS[store] = _SitePriors()
-        return found
+    return _per_store(_PRIORS, store, _SitePriors)
 
 
 _CURRENT_VERSIONS = select(RESOURCES.c.name, RESOURCES.c.resource_version).where(
@@ -267,8 +292,11 @@ class RevisionFeed:
     def forget_through(self, version: int) -> None:
         """Drop what was committed at or below ``version`` (the hub has handed it out)."""
         with self._lock:
-            stale = [key for key, revision in self._revisions.items()
-                     if revision.resource_version <= version]
+            stale = [
+                key
+                for key, revision in self._revisions.items()
+                if revision.resource_version <= version
+            ]
             for key in stale:
                 del self._revisions[key]
 
@@ -278,11 +306,7 @@ _FEEDS: weakref.WeakKeyDictionary[Store, RevisionFeed] = weakref.WeakKeyDictiona
 
 def revision_feed(store: Store) -> RevisionFeed:
     """This process's :class:`RevisionFeed` for ``store``."""
-    with _PRIORS_LOCK:
-        found = _FEEDS.get(store)
-        if found is None:
-            found = _FEEDS[store] = RevisionFeed()
-        return found
+    return _per_store(_FEEDS, store, RevisionFeed)
 
 
 def _same_content(current: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -401,8 +425,9 @@ def placement_head(store: Store, name: str) -> PlacementHead:
 
     with read_transaction(store.engine) as connection:
         row = connection.execute(
-            select(RESOURCES.c.generation, RESOURCES.c.resource_version, RESOURCES.c.status)
-            .where(RESOURCES.c.kind == "Placement", RESOURCES.c.name == name)
+            select(RESOURCES.c.generation, RESOURCES.c.resource_version, RESOURCES.c.status).where(
+                RESOURCES.c.kind == "Placement", RESOURCES.c.name == name
+            )
         ).first()
     if row is None:
         raise NotFound("Placement", name)
