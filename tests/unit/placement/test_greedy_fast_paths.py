@@ -169,3 +169,28 @@ def test_full_star_batch_shares_elements_and_floors(planned: object) -> None:
     assert [a.tolist() for a in sizing.tighten(other, counts[: len(other)])] == [
         b.tolist() for b in fresh[: len(other)]
     ]
+
+
+def test_a_whole_star_asked_again_gets_the_full_star_count(planned: object) -> None:
+    """Greedy's later steps reuse the full-star count where a candidate's sources are all unserved.
+
+    The shortcut must give what sizing the star again would: the star sizer's
+    count, or the full-star count where the bound cannot decide.
+    """
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.pipeline import _full_star_replicas
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    tables = [c for c in _request_tables(planned) if len(c.view.sources) > 1]
+    assert len(tables) > 10
+    reused = 0
+    for cands, full in zip(tables, _full_star_replicas(tables), strict=True):
+        planner = _Planner(cands, build_scorer(cands, planned.context.objective), full)  # type: ignore[attr-defined]
+        idx = np.arange(cands.size, dtype=np.int64)
+        whole = cands.source_ok[:, idx]
+        sized = sizing.StarSizer(cands).size(idx, whole, planner.rates @ whole)
+        want = np.where(sized == sizing.UNSIZEABLE, full, sized)
+        assert planner._size(idx, whole).tolist() == want.tolist()
+        assert planner._size(idx, whole).tolist() == full.tolist()
+        reused += idx.size
+    assert reused > 100

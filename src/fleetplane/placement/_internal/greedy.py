@@ -183,11 +183,15 @@ class _Planner:
         if self.is_job or not self.n_src:
             return np.full(idx.size, self.tasks, dtype=np.int64)
         out = np.zeros(idx.size, dtype=np.int64)
-        if reuse is not None:
+        # A candidate asked for every source it may serve is asked for its whole star,
+        # whose count is known (a step after the first, once its sources are all unserved).
+        whole = np.all(groups == self.cands.source_ok[:, idx], axis=0)
+        reuse = whole if reuse is None else reuse | whole
+        if reuse.any():
             out[reuse] = self.full[idx[reuse]]
         todo: list[int] = []
         keys: list[tuple[int, bytes]] = []
-        for j in range(idx.size) if reuse is None else np.flatnonzero(~reuse).tolist():
+        for j in np.flatnonzero(~reuse).tolist():
             key = (int(idx[j]), groups[:, j].tobytes())
             known = self._sizes.get(key)
             if known is None:
