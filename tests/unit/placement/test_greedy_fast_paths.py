@@ -194,3 +194,42 @@ def test_a_whole_star_asked_again_gets_the_full_star_count(planned: object) -> N
         assert planner._size(idx, whole).tolist() == full.tolist()
         reused += idx.size
     assert reused > 100
+
+
+def test_a_jobs_two_options_are_the_best_two_sites_of_every_candidate(planned: object) -> None:
+    """The job walk (bound order, early stop, two best sites kept) against pricing them all."""
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    ctx = planned.context  # type: ignore[attr-defined]
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    jobs = [c for c in tables.values() if c.view.is_job and c.size > 2]
+    assert len(jobs) > 5
+    state = CapacityState(ctx.index)
+    checked = 0
+    for round_ in range(3):
+        for cands in jobs:
+            planner = _Planner(cands, build_scorer(cands, ctx.objective), np.zeros(cands.size))
+            if planner.spread:
+                continue
+            best, second = planner._task_options(state, planner.tasks)
+            options = []
+            for c in range(cands.size):
+                k = min(planner._room(state, c), planner.tasks)
+                if k > 0:
+                    f = k / planner.tasks
+                    cost = planner.scorer.objective_one(c, k, [f] * planner.n_src, f)
+                    options.append((cost / k, c, k))
+            options.sort()
+            if not options:
+                assert best is None and second is None
+                continue
+            assert best is not None and (best.primary, best.replicas) == options[0][1:]
+            other = [o for o in options if cands.site[o[1]] != cands.site[best.primary]]
+            want = (other[0][1], other[0][2]) if other else None
+            assert (None if second is None else (second.primary, second.replicas)) == want
+            checked += 1
+            # Fill the best candidate's pool a little before the next workload looks.
+            if round_ < 2:
+                state.place(int(cands.row[best.primary]), 1, cands.demand(best.primary))
+    assert checked > 10

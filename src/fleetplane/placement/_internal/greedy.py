@@ -554,11 +554,11 @@ class _Planner:
             known = (idx[np.lexsort((idx, bound_of))].tolist(), bound_of.tolist())
             self._task_bounds[remaining] = known
         ranked, bound = known
-        found: list[Option] = []
         # The best option per site: the best overall is the best of these, and the
-        # runner-up on another site (the stopping test) the best of the rest. A site's
-        # best only improves, so the two best sites are kept as they change (the same
-        # two a sort of every site's best by (ratio, candidate) would give).
+        # runner-up on another site (the stopping test, and the second option) the best
+        # of the rest. A site's best only improves, so the two best sites are kept as
+        # they change (the same two a sort of every site's best by (ratio, candidate)
+        # would give); an option is only made for a site's new best.
         per_site: dict[int, Option] = {}
         top: list[tuple[float, int, int]] = []  # (ratio, candidate, site) of the two best sites
         runner_up = np.inf
@@ -571,15 +571,15 @@ class _Planner:
                 continue
             f = k / self.tasks
             one = self.scorer.objective_one(c, k, [f] * self.n_src, f)
-            option = Option(c, k, np.ones(self.n_src, dtype=bool), one, float(k))
-            found.append(option)
+            ratio = one / float(k)  # Option.ratio
             site = self._site_of[c]
             held = per_site.get(site)
-            if held is None or (option.ratio, option.primary) < (held.ratio, held.primary):
-                per_site[site] = option
-                top = _two_best_sites(top, (option.ratio, option.primary, site))
+            if held is None or (ratio, c) < (held.ratio, held.primary):
+                per_site[site] = Option(c, k, np.ones(self.n_src, dtype=bool), one, float(k))
+                top = _two_best_sites(top, (ratio, c, site))
                 runner_up = top[1][0] if len(top) > 1 else float("inf")
-        return _best_two(found, cands.site)
+        best = per_site[top[0][2]] if top else None
+        return best, per_site[top[1][2]] if len(top) > 1 else None
 
     # -- evaluation and commit --------------------------------------------------------------
 
