@@ -209,7 +209,9 @@ def test_a_jobs_two_options_are_the_best_two_sites_of_every_candidate(planned: o
     checked = 0
     for round_ in range(3):
         for cands in jobs:
-            planner = _Planner(cands, build_scorer(cands, ctx.objective), np.zeros(cands.size))
+            planner = _Planner(
+                cands, build_scorer(cands, ctx.objective), np.zeros(cands.size, np.int64)
+            )
             if planner.spread:
                 continue
             best, second = planner._task_options(state, planner.tasks)
