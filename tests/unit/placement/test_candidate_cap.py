@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from placement_fleets import fleet, image, inference, job, link, pool, site, source
 
@@ -67,7 +68,7 @@ def test_capacity_is_reported_only_when_every_feasible_pool_is_full() -> None:
     )
     result = plan(f)
     (unplaced,) = result.unplaceable
-    assert "candidate(s) could serve it" in unplaced.reason
+    assert unplaced.reason.startswith("2 candidate(s) on 2 site(s) could serve it")
     # Reported against both feasible sites, not just the one the cap kept.
     assert "cheap" in unplaced.reason and "dear" in unplaced.reason
 
@@ -76,3 +77,42 @@ def test_without_the_cap_nothing_is_solved_twice() -> None:
     result = plan(jobs_fleet(dear_nodes=1))
     assert result.complete
     assert all(c.beyond_cap == 0 for c in result.candidates.values())
+
+
+def test_a_full_candidate_is_counted_once_however_often_it_is_evaluated() -> None:
+    """The capacity verdict counts distinct candidates, not every time one was found full."""
+    from fleetplane.placement._internal.capacity import CapacityState
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    f = fleet(
+        image(),
+        site("cheap", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.01/h"),
+        site("dear", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.10/h"),
+        site("dearer", tier="regional", pools=[pool(count=1, cpu=8)], cpu_hour="0.20/h"),
+        job("a", cpu=6),
+    )
+    result = plan(f)
+    assert result.context is not None
+    cands = result.candidates["a"]
+    assert cands.size == 3
+    planner = _Planner(
+        cands, build_scorer(cands, result.context.objective), np.zeros(3, dtype=np.int64)
+    )
+    state = CapacityState(result.context.index)
+    by_site = {result.context.index.sites[int(s)].name: c for c, s in enumerate(cands.site)}
+
+    def fill(name: str) -> None:
+        c = by_site[name]
+        assert state.place(int(cands.row[c]), 1, cands.demand(c)) is not None
+
+    fill("cheap")
+    for _ in range(3):  # evaluated again and again while cheap stays full
+        assert planner.evaluate(state) is not None
+    assert planner.failure.full == {by_site["cheap"]}
+    fill("dear")
+    fill("dearer")
+    assert planner.evaluate(state) is None
+    verdict = planner.failure.verdict(cands, [])
+    assert verdict.code == "capacity"
+    assert verdict.detail.startswith("3 candidate(s) on 3 site(s) could serve it")

@@ -89,7 +89,6 @@ class Evaluation:
     second: Option | None
     stamp: tuple[tuple[int, int], ...]  # (row, capacity version) of the rows it relied on
     releases: int = -1  # CapacityState.releases when evaluated (-1: not reusable, see stale())
-    counted: int = 0  # what it added to _Failure.capacity
 
     @property
     def regret(self) -> float:
@@ -102,7 +101,8 @@ class _Failure:
     """Why no option was found, most specific reason winning."""
 
     def __init__(self) -> None:
-        self.capacity = 0
+        # Candidates that passed every filter but were found without room (each once).
+        self.full: set[int] = set()
         self.no_partner = 0
         self.partner_domains: set[int] = set()
 
@@ -111,7 +111,7 @@ class _Failure:
         if uncovered:
             src = uncovered[0]
             return Unplaced("sources", f"no candidate can serve {view.sources[src].name}", src)
-        if self.no_partner and not self.capacity:
+        if self.no_partner and not self.full:
             sites = sorted({int(s) for s in cands.site.tolist()})
             return Unplaced(
                 "availability",
@@ -119,11 +119,12 @@ class _Failure:
                 f"all of the load, but the candidates that can ({len(sites)} site(s)) "
                 "leave no second domain for at least one data source",
             )
-        if self.capacity:
+        if self.full:
+            n_sites = len({int(cands.site[c]) for c in self.full})
             return Unplaced(
                 "capacity",
-                f"{self.capacity} candidate(s) could serve it, but their nodes or power budgets "
-                "are taken by workloads placed earlier",
+                f"{len(self.full)} candidate(s) on {n_sites} site(s) could serve it, but their "
+                "nodes or power budgets are taken by workloads placed earlier",
             )
         return Unplaced(
             "replicas",
@@ -367,7 +368,7 @@ class _Planner:
         if best is not None and self._site_of[c] == self._site_of[best.primary]:
             return False
         if not self._fits(capacity, c, n):
-            self.failure.capacity += 1
+            self.failure.full.add(c)
             return False
         return True
 
@@ -418,7 +419,7 @@ class _Planner:
                 if other and cost_of[c] / work_of[c] >= other[0].ratio:
                     break
             if not self._fits(capacity, c, int(replicas[c])):
-                self.failure.capacity += 1
+                self.failure.full.add(c)
                 continue
             tried += 1
             option = self._partner(capacity, c, groups[:, c], valid, replicas, groups, context)
@@ -468,7 +469,7 @@ class _Planner:
                     p,
                     int(n_p[j]),
                 )
-            self.failure.capacity += 1
+            self.failure.full.add(p)
         return None
 
     def _partner_plan(
@@ -567,7 +568,7 @@ class _Planner:
                 break
             k = min(self._room(capacity, c), remaining)
             if k <= 0:
-                self.failure.capacity += 1
+                self.failure.full.add(c)
                 continue
             f = k / self.tasks
             one = self.scorer.objective_one(c, k, [f] * self.n_src, f)
@@ -599,7 +600,6 @@ class _Planner:
         return self._star_options(capacity, unserved, first)
 
     def evaluate(self, capacity: CapacityState) -> Evaluation | None:
-        before = self.failure.capacity
         best, second = self._options(capacity, np.ones(self.n_src, dtype=bool), self.tasks, True)
         if best is None:
             self.evaluation = None
@@ -612,7 +612,6 @@ class _Planner:
             second,
             self._stamp(capacity, best, second),
             capacity.releases if reusable else -1,
-            self.failure.capacity - before,
         )
         return self.evaluation
 
@@ -640,8 +639,8 @@ class _Planner:
         cost per task only grows as that number shrinks (the per-site term is
         carried by fewer tasks; the bound order of _task_options rests on
         the same fact): no other candidate got cheaper. Either way evaluating
-        again would find the same two options (and count the same failures,
-        which are added as if it had).
+        again would find the same two options (and the same candidates
+        without room, already counted).
         """
         ev = self.evaluation
         if ev is None:
@@ -653,7 +652,6 @@ class _Planner:
         for option in (ev.best, ev.second):
             if option is not None and not self._fits(capacity, option.primary, option.replicas):
                 return True
-        self.failure.capacity += ev.counted
         self.evaluation = replace(ev, stamp=self._stamp(capacity, ev.best, ev.second))
         return False
 
