@@ -167,8 +167,8 @@ class _Planner:
 
     # -- sizing and capacity --------------------------------------------------------------
 
-    def _size(self, idx: IntArray, groups: BoolArray, reuse: BoolArray | None = None) -> IntArray:
-        """Replicas for candidates ``idx`` serving ``groups``; ``reuse`` marks full-star columns.
+    def _size(self, idx: IntArray, groups: BoolArray) -> IntArray:
+        """Replicas for candidates ``idx`` serving ``groups``.
 
         Sizing here is the closed-form bound, tightened with the Erlang-C
         factor (which matters on small edge boxes: one replica instead of two
@@ -185,14 +185,14 @@ class _Planner:
             return np.full(idx.size, self.tasks, dtype=np.int64)
         out = np.zeros(idx.size, dtype=np.int64)
         # A candidate asked for every source it may serve is asked for its whole star,
-        # whose count is known (a step after the first, once its sources are all unserved).
+        # whose count is known (a star's first step, and later ones for candidates whose
+        # sources are all still unserved).
         whole = np.all(groups == self.cands.source_ok[:, idx], axis=0)
-        reuse = whole if reuse is None else reuse | whole
-        if reuse.any():
-            out[reuse] = self.full[idx[reuse]]
+        if whole.any():
+            out[whole] = self.full[idx[whole]]
         todo: list[int] = []
         keys: list[tuple[int, bytes]] = []
-        for j in np.flatnonzero(~reuse).tolist():
+        for j in np.flatnonzero(~whole).tolist():
             key = (int(idx[j]), groups[:, j].tobytes())
             known = self._sizes.get(key)
             if known is None:
@@ -269,9 +269,8 @@ class _Planner:
             # Every source unserved: the same arrays as the last evaluation (only room differs).
             order, replicas, cost_of, work_of = self._first_step
         else:
-            reuse = np.ones(idx.size, dtype=bool) if first else None
             replicas = np.zeros(cands.size, dtype=np.int64)
-            replicas[idx] = self._size(idx, groups[:, idx], reuse)
+            replicas[idx] = self._size(idx, groups[:, idx])
             sized = idx[replicas[idx] > 0]
             alpha = 0.5 if self.spread else 1.0
             shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
