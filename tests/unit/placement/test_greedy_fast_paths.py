@@ -206,12 +206,15 @@ def test_a_jobs_two_options_are_the_best_two_sites_of_every_candidate(planned: o
     jobs = [c for c in tables.values() if c.view.is_job and c.size > 2]
     assert len(jobs) > 5
     state = CapacityState(ctx.index)
+    # Kept across rounds: what they learnt about room (_room_bounds) must stay true as
+    # pools fill.
+    planners = [
+        _Planner(cands, build_scorer(cands, ctx.objective), np.zeros(cands.size, np.int64))
+        for cands in jobs
+    ]
     checked = 0
     for round_ in range(3):
-        for cands in jobs:
-            planner = _Planner(
-                cands, build_scorer(cands, ctx.objective), np.zeros(cands.size, np.int64)
-            )
+        for cands, planner in zip(jobs, planners, strict=True):
             if planner.spread:
                 continue
             best, second = planner._task_options(state, planner.tasks)
@@ -235,3 +238,73 @@ def test_a_jobs_two_options_are_the_best_two_sites_of_every_candidate(planned: o
             if round_ < 2:
                 state.place(int(cands.row[best.primary]), 1, cands.demand(best.primary))
     assert checked > 10
+
+
+def test_room_found_too_small_is_not_asked_again_until_a_release(planned: object) -> None:
+    """Greedy remembers room per candidate while nothing is given back (room only shrinks)."""
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    ctx = planned.context  # type: ignore[attr-defined]
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    cands = next(c for c in tables.values() if c.size > 1)
+    planner = _Planner(cands, build_scorer(cands, ctx.objective), np.ones(cands.size, np.int64))
+    state = CapacityState(ctx.index)
+    asked: list[int] = []
+    fit_count = state.fit_count
+
+    def counting(row: int, demand: Demand) -> int:
+        asked.append(row)
+        return fit_count(row, demand)
+
+    state.fit_count = counting  # type: ignore[method-assign]
+    row, demand = int(cands.row[0]), cands.demand(0)
+    room = planner._room(state, 0)
+    assert room > 0 and len(asked) == 1
+    assert not planner._fits(state, 0, room + 1)  # known too small: not asked again
+    assert len(asked) == 1
+    nodes = state.place(row, room, demand)
+    assert nodes is not None and len(asked) == 2
+    assert not planner._fits(state, 0, 1)  # asked: the bound (room) does not rule it out
+    assert len(asked) == 3
+    assert not planner._fits(state, 0, 1)  # now known full
+    assert len(asked) == 3
+    state.release(row, nodes, demand)
+    assert planner._fits(state, 0, 1)  # a release drops what was learnt
+    assert len(asked) == 4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_two_best_sites_keeps_what_sorting_every_site_keeps(seed: int) -> None:
+    from fleetplane.placement._internal.greedy import _two_best_sites
+
+    rng = np.random.default_rng(seed)
+    best: dict[int, tuple[float, int, int]] = {}
+    top: list[tuple[float, int, int]] = []
+    for c in range(300):
+        site = int(rng.integers(0, 6))
+        found = (float(rng.integers(0, 40)), c, site)
+        if site in best and best[site] <= found:
+            continue
+        best[site] = found
+        top = _two_best_sites(top, found)
+        assert top == sorted(best.values())[:2]
+
+
+def test_interned_demands_are_the_tables_own(planned: object) -> None:
+    """Greedy looks demands up by their fields; each must be what the table would build."""
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    ctx = planned.context  # type: ignore[attr-defined]
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    interned: dict[tuple[float, float, int, int, float], Demand] = {}
+    seen: dict[Demand, Demand] = {}
+    for cands in tables.values():
+        planner = _Planner(cands, build_scorer(cands, ctx.objective), np.ones(cands.size, np.int64))
+        planner.interned = interned
+        for c in range(cands.size):
+            got = planner._demand(c)
+            assert got == cands.demand(c)
+            assert seen.setdefault(got, got) is got  # one object per distinct demand
+    assert 1 < len(interned) < sum(c.size for c in tables.values())

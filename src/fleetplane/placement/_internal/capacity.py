@@ -62,6 +62,10 @@ class CapacityState:
         self.power_used = np.zeros(index.n_sites, dtype=np.float64)
         self.version = np.zeros(index.n_rows, dtype=np.int64)
         self.touched = np.zeros(index.n_rows, dtype=bool)
+        # Python values of static per-row and per-site numbers, read on every fit lookup.
+        self._row_site: list[int] = index.row_site.tolist()
+        self._budget: list[float] = index.site_power_budget.tolist()
+        self._site_rows: dict[int, IntArray] = {}
         # How many times replicas were given back (``release``): while it stands still, every
         # pool's room only ever shrinks, which lets a solver keep an evaluation that still fits.
         self.releases = 0
@@ -79,6 +83,9 @@ class CapacityState:
         clone.power_used = self.power_used.copy()
         clone.version = self.version.copy()
         clone.touched = self.touched.copy()
+        clone._row_site = self._row_site
+        clone._budget = self._budget
+        clone._site_rows = self._site_rows
         clone.releases = self.releases
         clone._fits = {}
         return clone
@@ -134,8 +141,8 @@ class CapacityState:
                 count = sum(self._pool_fits(row, demand))
             self._fits[key] = (version, count)
         if demand.power > 0:
-            site = int(self.index.row_site[row])
-            left = float(self.index.site_power_budget[site]) - float(self.power_used[site])
+            site = self._row_site[row]
+            left = self._budget[site] - float(self.power_used[site])
             if math.isfinite(left):
                 count = min(count, math.floor((left + _EPS) / demand.power))
         return max(count, 0)
@@ -172,12 +179,18 @@ class CapacityState:
                 self._take(row, first + node, take, demand)
                 placed.append((node, take))
                 remaining -= take
-        site = int(self.index.row_site[row])
+        site = self._row_site[row]
         self.power_used[site] += replicas * demand.power
         self.version[row] = next(_VERSIONS)
         if demand.power > 0:
-            self.version[self.index.rows_of_site(site)] = next(_VERSIONS)
+            self.version[self._rows_of_site(site)] = next(_VERSIONS)
         return placed
+
+    def _rows_of_site(self, site: int) -> IntArray:
+        rows = self._site_rows.get(site)
+        if rows is None:
+            rows = self._site_rows[site] = self.index.rows_of_site(site)
+        return rows
 
     def release(
         self, row: int, nodes: list[tuple[int, int]] | tuple[tuple[int, int], ...], demand: Demand

@@ -140,7 +140,8 @@ class _Planner:
         self._rows: list[int] = cands.row.tolist()
         self._site_of: list[int] = cands.site.tolist()
         self._demands: list[Demand | None] = [None] * cands.size
-        self.interned: dict[Demand, Demand] = {}  # shared by every planner of a solve
+        # Demands by their fields, shared by every planner of a solve (see _demand).
+        self.interned: dict[tuple[float, float, int, int, float], Demand] = {}
         self.full = full_replicas
         view = cands.view
         self.is_job = view.is_job
@@ -164,6 +165,9 @@ class _Planner:
         self._first_step: tuple[IntArray, IntArray, FloatArray, FloatArray] | None = None
         # Spread: partners per (primary, context), see _partner.
         self._partners: dict[tuple[int, int], _PartnerPlan | str] = {}
+        # Room found per candidate since the capacity state's last release (_room_bounds).
+        self._bounds_at = -1
+        self._bounds: dict[int, int] = {}
 
     # -- sizing and capacity --------------------------------------------------------------
 
@@ -235,15 +239,45 @@ class _Planner:
         demand = self._demands[c]
         if demand is None:
             # One object per distinct demand across workloads: the capacity state's fit cache
-            # is keyed by it, and an identical key is found without comparing fields.
-            found = self.cands.demand(c)
-            demand = self._demands[c] = self.interned.setdefault(found, found)
+            # is keyed by it, and an identical key is found without comparing fields. Looked
+            # up by its fields, so that most candidates never build one of their own.
+            cands = self.cands
+            view = cands.view
+            key = (
+                view.cpu,
+                view.memory,
+                int(cands.entry[c]),
+                view.accelerators_per_replica(view.profiles[int(cands.profile[c])]),
+                float(cands.rates.peak_power[c]),
+            )
+            demand = self.interned.get(key)
+            if demand is None:
+                demand = self.interned[key] = cands.demand(c)
+            self._demands[c] = demand
         return demand
 
     def _room(self, capacity: CapacityState, c: int) -> int:
-        return capacity.fit_count(self._rows[c], self._demand(c))
+        room = capacity.fit_count(self._rows[c], self._demand(c))
+        self._room_bounds(capacity)[c] = room
+        return room
+
+    def _room_bounds(self, capacity: CapacityState) -> dict[int, int]:
+        """Per candidate: the room it was last found with — at most what it has now.
+
+        Until replicas are given back somewhere, room only shrinks, so a
+        candidate once found too small (most often: full) is too small again
+        without asking the capacity state, whose lookups are most of a walk
+        over the candidates. The bounds are dropped at each release.
+        """
+        if self._bounds_at != capacity.releases:
+            self._bounds_at = capacity.releases
+            self._bounds = {}
+        return self._bounds
 
     def _fits(self, capacity: CapacityState, c: int, n: int) -> bool:
+        bound = self._room_bounds(capacity).get(c)
+        if bound is not None and bound < n:
+            return False
         return self._room(capacity, c) >= n
 
     # -- request workloads: stars ---------------------------------------------------------
@@ -562,10 +596,11 @@ class _Planner:
         per_site: dict[int, Option] = {}
         top: list[tuple[float, int, int]] = []  # (ratio, candidate, site) of the two best sites
         runner_up = np.inf
+        room_bounds = self._room_bounds(capacity)
         for c in ranked:
             if len(per_site) > 1 and bound[c] >= runner_up:
                 break
-            k = min(self._room(capacity, c), remaining)
+            k = 0 if room_bounds.get(c, 1) <= 0 else min(self._room(capacity, c), remaining)
             if k <= 0:
                 self.failure.full.add(c)
                 continue
@@ -728,9 +763,24 @@ class _Planner:
 def _two_best_sites(
     top: list[tuple[float, int, int]], better: tuple[float, int, int]
 ) -> list[tuple[float, int, int]]:
-    """The two best sites' (ratio, candidate, site) once ``better`` is its site's new best."""
-    rest = [t for t in top if t[2] != better[2]]
-    return sorted([*rest, better])[:2]
+    """The two best sites' (ratio, candidate, site) once ``better`` is its site's new best.
+
+    ``sorted(t for t in top if t[2] != better[2]) + [better])[:2]``, case by case: it
+    runs for every site a job's walk improves.
+    """
+    site = better[2]
+    if not top or (len(top) == 1 and top[0][2] == site):
+        return [better]
+    first = top[0]
+    if len(top) == 1:
+        return [first, better] if first < better else [better, first]
+    second = top[1]
+    if first[2] == site or second[2] == site:
+        other = second if first[2] == site else first
+        return [other, better] if other < better else [better, other]
+    if better < first:
+        return [better, first]
+    return [first, better] if better < second else top
 
 
 def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Option | None]:
@@ -755,7 +805,7 @@ def _solve(inp: SolverInput) -> SolverOutput:
     planners = [
         _Planner(c, s, n) for c, s, n in zip(inp.table, inp.scorers, inp.full_replicas, strict=True)
     ]
-    interned: dict[Demand, Demand] = {}
+    interned: dict[tuple[float, float, int, int, float], Demand] = {}
     for planner in planners:
         planner.interned = interned
     later = [p for p in planners if p.sizes_later]
