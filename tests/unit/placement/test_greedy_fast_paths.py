@@ -137,6 +137,15 @@ def test_pool_fits_match_node_fits(small_pool: int, monkeypatch: pytest.MonkeyPa
         for demand in demands:
             want = state._node_fits(nodes, demand).tolist()
             assert state._pool_fits(row, demand) == want
+            # First fit, node by node in order, as placing packs them.
+            for replicas in {0, 1, 2, 5, sum(want) // 2, sum(want)}:
+                packed, left = [], replicas
+                for node, fit in enumerate(want):
+                    take = min(fit, left)
+                    if take:
+                        packed.append((node, take))
+                        left -= take
+                assert state._first_fit(row, replicas, demand) == packed
     assert max(sizes) > 24 >= min(sizes)
 
 

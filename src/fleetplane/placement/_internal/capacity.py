@@ -169,21 +169,41 @@ class CapacityState:
         if replicas > self.fit_count(row, demand):
             return None
         first = int(self.start[row])
+        placed = self._first_fit(row, replicas, demand)
+        for node, take in placed:
+            self._take(row, first + node, take, demand)
+        site = self._row_site[row]
+        self.power_used[site] += replicas * demand.power
+        self.version[row] = next(_VERSIONS)
+        if demand.power > 0:
+            self.version[self._rows_of_site(site)] = next(_VERSIONS)
+        return placed
+
+    def _first_fit(self, row: int, replicas: int, demand: Demand) -> list[tuple[int, int]]:
+        """(node within pool, replicas): each node in order takes all it can until none remain."""
+        first, end = int(self.start[row]), int(self.start[row + 1])
         placed: list[tuple[int, int]] = []
+        if replicas <= 0:
+            return placed
+        if end - first > _SMALL_POOL:
+            # A big pool fills from its first nodes: skip the full ones in one pass
+            # instead of walking them (a hub's pool has thousands).
+            fits = self._node_fits(np.arange(first, end), demand)
+            open_nodes = np.flatnonzero(fits)
+            room = np.cumsum(fits[open_nodes])
+            last = int(np.searchsorted(room, replicas))
+            for k, node in enumerate(open_nodes[: last + 1].tolist()):
+                before = int(room[k - 1]) if k else 0
+                placed.append((node, min(int(fits[node]), replicas - before)))
+            return placed
         remaining = replicas
         for node, fit in enumerate(self._pool_fits(row, demand)):
             if remaining == 0:
                 break
             take = min(fit, remaining)
             if take:
-                self._take(row, first + node, take, demand)
                 placed.append((node, take))
                 remaining -= take
-        site = self._row_site[row]
-        self.power_used[site] += replicas * demand.power
-        self.version[row] = next(_VERSIONS)
-        if demand.power > 0:
-            self.version[self._rows_of_site(site)] = next(_VERSIONS)
         return placed
 
     def _rows_of_site(self, site: int) -> IntArray:
