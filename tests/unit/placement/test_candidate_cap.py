@@ -116,3 +116,34 @@ def test_a_full_candidate_is_counted_once_however_often_it_is_evaluated() -> Non
     verdict = planner.failure.verdict(cands, [])
     assert verdict.code == "capacity"
     assert verdict.detail.startswith("3 candidate(s) on 3 site(s) could serve it")
+
+
+def test_a_star_out_of_room_for_its_last_sources_names_them() -> None:
+    """Sources served first, the rest without room: the verdict is about the rest.
+
+    ``w`` is fed by stores a and b: sa can be served by the boxes of a and
+    of its neighbour c, sb only by b's box (the link to b is too slow for the
+    target). ``filler`` has only b's box and ``hog`` only c's (the only one
+    with its memory), so both go first. ``w`` serves sa at a, then finds b
+    full. c's box, full too, could only ever have served sa: not counted.
+    """
+    f = fleet(
+        image(),
+        site("a", pools=[pool(count=1, cpu=8)]),
+        site("b", pools=[pool(count=1, cpu=8)]),
+        site("c", pools=[pool(count=1, cpu=8, memory="64Gi")]),
+        job("hog", cpu=6, memory="48Gi"),
+        link("a", "b", p50="80ms", p99="90ms"),
+        link("a", "c", p50="1ms", p99="1ms"),
+        source("sa", "a", rate="1/s"),
+        source("sb", "b", rate="1/s"),
+        inference("filler", ["sb"], p99="50ms", cpu=6, profiles=SERVICE),
+        inference("w", ["sa", "sb"], p99="50ms", cpu=6, profiles=SERVICE),
+    )
+    result = plan(f)
+    (unplaced,) = result.unplaceable
+    assert unplaced.workload == "w"
+    assert unplaced.reason.startswith(
+        "1 candidate(s) on 1 site(s) could serve data source(s) sb (1 of 2, left once the "
+        "others were served), but their nodes or power budgets are taken"
+    ), unplaced.reason

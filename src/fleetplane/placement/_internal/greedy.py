@@ -106,12 +106,27 @@ class _Failure:
         self.no_partner = 0
         self.partner_domains: set[int] = set()
 
-    def verdict(self, cands: Candidates, uncovered: list[int]) -> Unplaced:
+    def verdict(
+        self, cands: Candidates, uncovered: list[int], left: BoolArray | None = None
+    ) -> Unplaced:
+        """Why, for a workload whose sources ``left`` were still unserved (None: all)."""
         view = cands.view
         if uncovered:
             src = uncovered[0]
             return Unplaced("sources", f"no candidate can serve {view.sources[src].name}", src)
-        if self.no_partner and not self.full:
+        full, what = self.full, "it"
+        if left is not None and not left.all():
+            # Some sources were served before the rest found no room: the verdict is about
+            # the rest, and so are the candidates counted.
+            serving = cands.source_ok[left].any(axis=0)
+            full = {c for c in self.full if serving[c]}
+            names = [view.sources[int(s)].name for s in np.flatnonzero(left)]
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            what = (
+                f"data source(s) {shown} ({len(names)} of {len(view.sources)}, "
+                "left once the others were served)"
+            )
+        if self.no_partner and not full:
             sites = sorted({int(s) for s in cands.site.tolist()})
             return Unplaced(
                 "availability",
@@ -119,11 +134,11 @@ class _Failure:
                 f"all of the load, but the candidates that can ({len(sites)} site(s)) "
                 "leave no second domain for at least one data source",
             )
-        if self.full:
-            n_sites = len({int(cands.site[c]) for c in self.full})
+        if full:
+            n_sites = len({int(cands.site[c]) for c in full})
             return Unplaced(
                 "capacity",
-                f"{len(self.full)} candidate(s) on {n_sites} site(s) could serve it, but their "
+                f"{len(full)} candidate(s) on {n_sites} site(s) could serve {what}, but their "
                 "nodes or power budgets are taken by workloads placed earlier",
             )
         return Unplaced(
@@ -720,7 +735,8 @@ class _Planner:
         while True:
             if option is None:
                 self._rollback(capacity, placed)
-                return self.failure.verdict(self.cands, self.uncovered(unserved))
+                left = unserved if self.n_src and not self.is_job else None
+                return self.failure.verdict(self.cands, self.uncovered(unserved), left)
             for c, n in (
                 (option.primary, option.replicas),
                 (option.partner, option.partner_replicas),
