@@ -118,7 +118,7 @@ class _Failure:
         if left is not None and not left.all():
             # Some sources were served before the rest found no room: the verdict is about
             # the rest, and so are the candidates counted.
-            serving = cands.source_ok[left].any(axis=0)
+            serving = np.asarray(cands.source_ok[left].any(axis=0), dtype=bool)
             full = {c for c in self.full if serving[c]}
             names = [view.sources[int(s)].name for s in np.flatnonzero(left)]
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
