@@ -111,3 +111,54 @@ def test_penalties_equal_penalty_per_request() -> None:
         want = np.concatenate([one.rules.penalty(v, p, r) for v, p, r in batch])
         np.testing.assert_array_equal(many.rules.penalties(batch), want)
         assert many.rules.stats == one.rules.stats
+
+
+def _latency_check_everywhere(
+    ctx: PlanContext,
+    view: feasibility.WorkloadView,
+    profile: feasibility.ProfileView,
+    rows: np.ndarray,
+    source: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """latency_check with an exact quantile for every element the bounds leave open."""
+    from fleetplane.placement._internal import prediction
+
+    storage = feasibility.storage_latency(ctx, view, rows)
+    parts = feasibility.latency_parts(ctx, view, profile, rows, storage)
+    n_src = len(view.sources)
+    usable = (
+        feasibility.source_zone_ok(ctx, view, rows) & feasibility.source_reachable(ctx, view, rows)
+    ).ravel()
+    worst = np.zeros(n_src * rows.size)
+    for q, target in view.targets:
+        levels = np.full(parts.size, q)
+        lower, upper = prediction.no_wait_bounds(levels, parts)
+        value = np.where(lower > target, lower, upper)
+        unsure = np.flatnonzero(usable & (lower <= target) & (upper > target))
+        value[unsure] = prediction.quantiles(levels[unsure], parts.take(unsure))
+        worst = np.maximum(worst, value / target)
+    table = np.where(usable, worst, np.inf).reshape(n_src, rows.size)
+    ratio = table[source] if source is not None else table.min(axis=0)
+    return ratio <= 1.0 + 1e-9, ratio
+
+
+def test_diagnosis_latency_check_skips_only_quantiles_that_cannot_matter() -> None:
+    """Rows it passes are those every exact quantile passes; failing rows keep their ratio."""
+    fleet = generate_fleet(40, 120, 4)
+    ctx = PlanContext.build(fleet, compile_policy(pipeline.choose_policy(fleet, None)))
+    rows = np.arange(ctx.index.n_rows, dtype=np.int64)
+    checked = failed = passed = 0
+    for name in sorted(fleet.workloads):
+        view = ctx.view(name)
+        if not (view.targets and view.sources):
+            continue
+        for profile in view.profiles:
+            for source in (None, *range(min(2, len(view.sources)))):
+                ok, ratio = feasibility.latency_check(ctx, view, profile, rows, source)
+                want_ok, want_ratio = _latency_check_everywhere(ctx, view, profile, rows, source)
+                assert ok.tolist() == want_ok.tolist()
+                assert ratio[~ok].tolist() == want_ratio[~want_ok].tolist()
+                checked += 1
+                failed += int((~ok).sum())
+                passed += int(ok.sum())
+    assert checked > 50 and failed > 100 and passed > 100

@@ -1348,18 +1348,31 @@ def latency_check(
 
     Bounds decide where they can — a row whose lower bound misses fails, with
     that bound's overshoot (the real one is at least that); one whose upper
-    bound fits passes — and exact quantiles decide the rest.
+    bound fits passes — and exact quantiles decide the rest. Only the ratios
+    of failing rows are meaningful.
     """
     storage = storage_latency(ctx, view, rows)
     parts = latency_parts(ctx, view, profile, rows, storage)
     n_src = len(view.sources)
     usable = (source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)).ravel()
+    bounds = [
+        (q, target, *prediction.no_wait_bounds(np.full(parts.size, q), parts))
+        for q, target in view.targets
+    ]
+    # Exact quantiles only where they can change the answer: for the source asked
+    # about (if one), in rows no source passes on its upper bounds alone (a row that
+    # passes is not reported, so its ratio need not be exact).
+    sure = usable.reshape(n_src, rows.size).copy()
+    for _, target, _, upper in bounds:
+        sure &= (upper <= target).reshape(n_src, rows.size)
+    asked = np.ones(n_src, dtype=bool) if source is None else np.arange(n_src) == source
+    undecided = ~sure[asked].any(axis=0)
+    needed = (asked[:, None] & undecided[None, :]).ravel()
     worst = np.zeros(n_src * rows.size)
-    for q, target in view.targets:
+    for q, target, lower, upper in bounds:
         levels = np.full(parts.size, q)
-        lower, upper = prediction.no_wait_bounds(levels, parts)
         value = np.where(lower > target, lower, upper)
-        unsure = np.flatnonzero(usable & (lower <= target) & (upper > target))
+        unsure = np.flatnonzero(needed & usable & (lower <= target) & (upper > target))
         if unsure.size:
             value[unsure] = prediction.quantiles(levels[unsure], parts.take(unsure))
         worst = np.maximum(worst, value / target)
