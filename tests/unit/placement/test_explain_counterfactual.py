@@ -122,3 +122,28 @@ def test_latency_breakdown_matches_the_verified_p99_and_names_its_parts() -> Non
         assert split.network > 0 and split.service > 0 and split.wait >= 0
         parts = split.storage + split.network + split.service + split.wait
         assert parts == pytest.approx(split.total, rel=1e-9)
+
+
+def test_each_allocation_reports_the_latency_of_its_own_sources() -> None:
+    """explain groups verify's quantiles by allocation, source name and percentile label."""
+    from fleetplane.placement._internal.explain import latency_by_allocation
+    from fleetplane.placement._internal.verify import SourceLatency
+
+    result = plan(generate_fleet(20, 80, 2), seed=2)
+    reported = 0
+    for expl in result.explanations.values():
+        for detail in expl.allocations:
+            assert set(detail.latency) <= set(detail.sources)
+            reported += len(detail.latency)
+    assert reported > 20
+    view = next(c.view for c in result.candidates.values() if len(c.view.sources) > 1)
+    made = [
+        SourceLatency(1, 1, (0.01, 0.02)),
+        SourceLatency(0, 0, (0.03, 0.04)),
+        SourceLatency(1, 0, (0.05, 0.06)),
+    ]
+    s0, s1 = view.sources[0].name, view.sources[1].name
+    assert latency_by_allocation(view, made, (0.5, 0.99)) == {
+        1: {s1: {"p50": 0.01, "p99": 0.02}, s0: {"p50": 0.05, "p99": 0.06}},
+        0: {s0: {"p50": 0.03, "p99": 0.04}},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from placement_fleets import (
     fleet,
@@ -368,3 +369,43 @@ def test_filters_apply_per_profile() -> None:
 def test_unknown_zone_in_residency_has_no_candidates() -> None:
     f = fleet(*two_sites(), inference("w", ["cams"], residency=["mars"]))
     assert feasible_sites(f, "w") == set()
+
+
+def test_latency_reason_is_the_smallest_overshoot_of_every_target_and_source() -> None:
+    from fleetplane.placement._internal import prediction
+
+    f = fleet(
+        image(),
+        site("s1"),
+        site("s2"),
+        site("hub", tier="regional"),
+        link("s1", "hub", p50="30ms", p99="45ms"),
+        link("s2", "hub", p50="22ms", p99="60ms"),
+        source("cams", "s1"),
+        source("door", "s2"),
+        inference(
+            "w",
+            ["cams", "door"],
+            p50="20ms",
+            p99="40ms",
+            profiles=[{"hardware": "cpu", "serviceTime": {"mean": "5ms", "cv": 0.5}}],
+        ),
+    )
+    ctx = context(f)
+    view = ctx.view("w")
+    profile = view.profiles[0]
+    row = next(r for r in range(ctx.index.n_rows) if ctx.index.site_of_row(r).name == "hub")
+    rows = np.array([row], dtype=np.int64)
+    parts = feasibility.latency_parts(
+        ctx, view, profile, rows, feasibility.storage_latency(ctx, view, rows)
+    )
+    overshoots = []
+    for q, target in view.targets:  # one call per target, every source: the plain way
+        values = prediction.quantiles(np.full(parts.size, q), parts)
+        overshoots += [(float(v / target), q, s) for s, v in enumerate(values.tolist())]
+    assert len([o for o in overshoots if o[0] > 1.0]) >= 3
+    _, q, s = min(o for o in overshoots if o[0] > 1.0)
+    stage, why = rejection(f, "w", "hub")
+    assert stage == "latency"
+    label = "p50" if q == 0.5 else "p99"
+    assert why.startswith(f"hub/cpu: {label} ") and f"from {view.sources[s].name} " in why, why

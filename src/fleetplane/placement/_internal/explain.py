@@ -23,6 +23,7 @@ from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.solve import Unplaced
 from fleetplane.placement._internal.verify import SourceLatency
+from fleetplane.placement._internal.workload_view import WorkloadView
 
 
 @dataclass(frozen=True)
@@ -54,25 +55,31 @@ def _label(q: float) -> str:
     return f"q{q:g}"
 
 
+def latency_by_allocation(
+    view: WorkloadView, latencies: list[SourceLatency], levels: tuple[float, ...]
+) -> dict[int, dict[str, dict[str, float]]]:
+    """Per allocation number: source name → {percentile label: seconds}."""
+    labels = [_label(q) for q in levels]
+    out: dict[int, dict[str, dict[str, float]]] = {}
+    for m in latencies:
+        out.setdefault(m.allocation, {})[view.sources[m.source].name] = dict(
+            zip(labels, m.values, strict=True)
+        )
+    return out
+
+
 def explain_allocation(
     ctx: PlanContext,
     cands: Candidates,
     alloc: Allocation,
     cost: CostBreakdown,
-    latencies: list[SourceLatency],
-    number: int,
-    levels: tuple[float, ...],
+    latency: dict[str, dict[str, float]],
 ) -> AllocationExplanation:
+    """``latency``: this allocation's entry of :func:`latency_by_allocation`."""
     view = cands.view
     c = alloc.candidate
     row = int(cands.row[c])
     profile = view.profiles[int(cands.profile[c])]
-    latency: dict[str, dict[str, float]] = {}
-    for m in latencies:
-        if m.allocation == number:
-            latency[view.sources[m.source].name] = {
-                _label(q): value for q, value in zip(levels, m.values, strict=True)
-            }
     return AllocationExplanation(
         site=ctx.index.site_of_row(row).name,
         pool=ctx.index.pools[row].name,

@@ -1488,8 +1488,13 @@ def _why_latency(
         else [i for i, ok in enumerate(usable.tolist()) if ok]
     )
     best: tuple[float, str] | None = None
-    for q, target in view.targets:
-        values = prediction.quantiles(np.full(parts.size, q), parts)
+    # Every (target, source) quantile asked for in one call: its fixed cost is most of it.
+    picked = np.array(candidates * len(view.targets), dtype=np.int64)
+    levels = np.repeat([q for q, _ in view.targets], len(candidates))
+    found = prediction.quantiles(levels, parts.take(picked)).tolist()
+    n = len(candidates)
+    for t, (q, target) in enumerate(view.targets):
+        values = dict(zip(candidates, found[t * n : (t + 1) * n], strict=True))
         for i in candidates:
             ratio = float(values[i] / target)
             label = _percentile_label(q)

@@ -499,10 +499,11 @@ def _document(
             continue
         allocs = allocations[name]
         costs = _breakdowns(cands, allocs)
+        by_allocation = explain.latency_by_allocation(
+            view, latencies.get(name, []), levels.get(name, ())
+        )
         details = [
-            explain.explain_allocation(
-                ctx, cands, a, cost, latencies.get(name, []), i, levels.get(name, ())
-            )
+            explain.explain_allocation(ctx, cands, a, cost, by_allocation.get(i, {}))
             for i, (a, cost) in enumerate(zip(allocs, costs, strict=True))
         ]
         cost = sum(costs, CostBreakdown())
