@@ -70,3 +70,34 @@ def test_a_nested_plan_leaves_the_outer_plans_objects_frozen() -> None:
             inner.settle()
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_a_nested_plan_settles_into_the_outer_plans_freeze() -> None:
+    """A solver's own LongLivedObjects, inside the pipeline's, freezes what it keeps too."""
+    with LongLivedObjects():
+        with LongLivedObjects() as inner:
+            before = gc.get_freeze_count()
+            kept = [[i] for i in range(5_000)]
+            inner.settle()
+            assert gc.get_freeze_count() >= before + len(kept)
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_solve_freezes_what_its_planners_keep_as_it_goes() -> None:
+    """Greedy settles while it works: its growing state stays out of the full passes."""
+    counts: list[tuple[int, int]] = []
+
+    def recording(inp: SolverInput) -> SolverOutput:
+        before = gc.get_freeze_count()
+        out = greedy_solve(inp)
+        counts.append((before, gc.get_freeze_count()))
+        return out
+
+    pipeline.SOLVERS["recording"] = recording
+    try:
+        pipeline.run(generate_fleet(20, 400, seed=3), solver="recording")
+    finally:
+        del pipeline.SOLVERS["recording"]
+    ((before, after),) = counts
+    assert after - before > 200  # about one object per workload here; 0 without settling

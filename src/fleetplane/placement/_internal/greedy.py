@@ -55,6 +55,8 @@ _FIRST_STEP = -1
 LAZY_BATCH = 8
 # Workloads whose sizing path parts (sizing.wait_budgets) are worked out together.
 _BUDGET_BLOCK = 1024
+# Workloads taken off the queue between two freezes of what the solve keeps (long_lived.py).
+_SETTLE_EVERY = 4096
 
 
 # A primary's partners: candidates, their replicas, the primary's, sources shared, pair cost,
@@ -811,11 +813,11 @@ def _best_two(found: list[Option], site: IntArray) -> tuple[Option | None, Optio
 def solve(inp: SolverInput) -> SolverOutput:
     # The solve allocates many small objects, and every full pass of the cycle collector
     # would walk the fleet model and candidate tables, which outlive it (long_lived.py).
-    with LongLivedObjects():
-        return _solve(inp)
+    with LongLivedObjects() as long_lived:
+        return _solve(inp, long_lived)
 
 
-def _solve(inp: SolverInput) -> SolverOutput:
+def _solve(inp: SolverInput, long_lived: LongLivedObjects) -> SolverOutput:
     out = SolverOutput()
     capacity = inp.capacity
     planners = [
@@ -848,10 +850,20 @@ def _solve(inp: SolverInput) -> SolverOutput:
             return
         heapq.heappush(heap, (-ev.regret, planner.sites, tiebreak[i], i))
 
+    # What the planners keep (orders, sizes, evaluations) and what is placed lives to the
+    # end of the solve: frozen, the collector's full passes no longer walk it each time.
+    long_lived.settle()
     for i in range(len(planners)):
+        if i and i % _SETTLE_EVERY == 0:
+            long_lived.settle()
         enqueue(i)
+    long_lived.settle()
     total = len(planners)
+    popped = 0
     while heap:
+        popped += 1
+        if popped % _SETTLE_EVERY == 0:
+            long_lived.settle()
         _, _, _, i = heapq.heappop(heap)
         planner = planners[i]
         if planner.stale(capacity):

@@ -46,11 +46,16 @@ class LongLivedObjects:
         return self
 
     def settle(self) -> None:
-        """Freeze what is alive now: call between stages, when what is left lives to the end."""
-        if self._owner:
-            # Young cyclic garbage is cheap to find now and would otherwise be frozen too.
-            gc.collect(1)
-            gc.freeze()
+        """Freeze what is alive now: call between stages, when what is left lives to the end.
+
+        Inside another plan's (a solver's own, within the pipeline's) it settles
+        too: the outermost one unfreezes everything on exit.
+        """
+        with _lock:
+            if self._owner or _held:
+                # Young cyclic garbage is cheap to find now and would otherwise be frozen too.
+                gc.collect(1)
+                gc.freeze()
 
     def __exit__(
         self,

@@ -51,6 +51,8 @@ SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "aut
 # otherwise holds gigabytes of them at once), while each exact batch stays
 # large. The exact budget applies per chunk.
 FEASIBILITY_CHUNK = 2048
+# Workloads explained between two freezes of what the Placement keeps (long_lived.py).
+_EXPLAIN_SETTLE_EVERY = 2048
 
 # Stage names reported to the progress callback, in order.
 Progress = Callable[[str, int, int], None]
@@ -438,7 +440,7 @@ def _run(
     latencies = report_latencies(paths, table, _report_levels(table), prediction.EXACT_BUDGET)
 
     placement, explanations = _document(
-        ctx, fleet, chosen, table, allocations, output, latencies, solver, seed
+        ctx, fleet, chosen, table, allocations, output, latencies, solver, seed, long_lived
     )
     solver_info = placement.spec.solver.model_copy(
         update={
@@ -476,6 +478,7 @@ def _document(
     latencies: dict[str, list[SourceLatency]],
     solver: str,
     seed: int,
+    long_lived: LongLivedObjects,
 ) -> tuple[Placement, dict[str, explain.WorkloadExplanation]]:
     names = sorted(table)
     levels = _report_levels(table)
@@ -485,7 +488,10 @@ def _document(
     explanations: dict[str, explain.WorkloadExplanation] = {}
     total = CostBreakdown()
     lines: list[str] = []
-    for name in names:
+    for n, name in enumerate(names):
+        if n and n % _EXPLAIN_SETTLE_EVERY == 0:
+            # What is explained is kept to the end (long_lived.py).
+            long_lived.settle()
         cands = table[name]
         view = cands.view
         if name not in allocations:
