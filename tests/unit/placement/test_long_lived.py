@@ -101,3 +101,21 @@ def test_the_solve_freezes_what_its_planners_keep_as_it_goes() -> None:
         del pipeline.SOLVERS["recording"]
     ((before, after),) = counts
     assert after - before > 200  # about one object per workload here; 0 without settling
+
+
+def test_entering_freezes_without_walking_what_the_caller_just_made() -> None:
+    """What exists on entry is alive anyway: frozen as it is, no collection on the way in."""
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with LongLivedObjects() as long_lived:
+            assert passes == [] and gc.get_freeze_count() > 0
+            long_lived.settle()
+            assert passes == [1]  # between stages, the young are collected first
+    finally:
+        gc.callbacks.remove(count)
