@@ -1355,10 +1355,10 @@ def latency_check(
     parts = latency_parts(ctx, view, profile, rows, storage)
     n_src = len(view.sources)
     usable = (source_zone_ok(ctx, view, rows) & source_reachable(ctx, view, rows)).ravel()
-    bounds = [
-        (q, target, *prediction.no_wait_bounds(np.full(parts.size, q), parts))
-        for q, target in view.targets
-    ]
+    bounds = []
+    for q, target in view.targets:
+        levels = np.full(parts.size, q)
+        bounds.append((levels, target, *prediction.no_wait_bounds(levels, parts)))
     # Exact quantiles only where they can change the answer: for the source asked
     # about (if one), in rows no source passes on its upper bounds alone (a row that
     # passes is not reported, so its ratio need not be exact).
@@ -1369,8 +1369,7 @@ def latency_check(
     undecided = ~sure[asked].any(axis=0)
     needed = (asked[:, None] & undecided[None, :]).ravel()
     worst = np.zeros(n_src * rows.size)
-    for q, target, lower, upper in bounds:
-        levels = np.full(parts.size, q)
+    for levels, target, lower, upper in bounds:
         value = np.where(lower > target, lower, upper)
         unsure = np.flatnonzero(needed & usable & (lower <= target) & (upper > target))
         if unsure.size:
