@@ -377,9 +377,9 @@ def screen_many(ctx: PlanContext, views: Sequence[WorkloadView]) -> list[Screene
     """
     groups: dict[int, _Group] = {}
     n_items = 0
+    # Fill the network rows of the chunk's source sites together (the gathers read the matrices).
+    ctx.network.fill(s.site for view in views for s in view.sources)
     for view in views:
-        for s in view.sources:
-            ctx.network.source(s.site)  # fills the source's row of the matrices
         for profile in view.profiles:
             hw = ctx.static_rows(
                 view, profile, functools.partial(_signature_rows, ctx, view, profile)

@@ -9,6 +9,7 @@ has far fewer data-source sites than (site × site) pairs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ from fleetplane.placement._internal.fleet_index import BoolArray, FleetIndex, Fl
 # with the cheapest path to it. Fleets without a regional site fall back to
 # their HPC sites, then to every site.
 HUB_TIERS = ("regional", "hpc")
+# Source sites whose rows are worked out together (bounds the temporary (block x sites) arrays).
+_FILL_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -75,54 +78,75 @@ class Network:
         # cost no memory, so gathering any (sources × sites) block is one take.
         self._matrix: tuple[FloatArray, FloatArray, FloatArray, BoolArray, FloatArray] | None = None
 
-    def _path_sums(self, src: int) -> tuple[FloatArray, FloatArray]:
-        """Egress price and log-survival (no loss) summed over each path from ``src``."""
+    def _path_sums(self, srcs: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Per source of ``srcs`` (rows): egress price and log-survival summed over each path."""
         n = self.index.n_sites
-        pred = self.paths.predecessors[src].astype(np.int64)
+        sites = np.arange(n)
+        pred = self.paths.predecessors[srcs].astype(np.int64)
         has_parent = pred >= 0
-        parent = np.where(has_parent, pred, np.arange(n))
+        parent = np.where(has_parent, pred, sites)
         if self._edge_keys.size:
-            pos = np.searchsorted(self._edge_keys, parent * n + np.arange(n))
+            pos = np.searchsorted(self._edge_keys, parent * n + sites)
             pos = np.minimum(pos, self._edge_keys.size - 1)
             price = np.where(has_parent, self._edge_price[pos], 0.0)
             with np.errstate(divide="ignore"):
                 log_keep = np.where(has_parent, np.log(self._edge_keep[pos]), 0.0)
         else:
-            price = np.zeros(n)
-            log_keep = np.zeros(n)
+            price = np.zeros(parent.shape)
+            log_keep = np.zeros(parent.shape)
         # Pointer jumping: each site adds what its ancestor has accumulated and
         # jumps to the ancestor's ancestor; log2(path length) rounds reach the source.
+        # A row done early keeps adding its root's zeros, which changes nothing.
         up = parent
+        rows = np.arange(len(srcs))[:, None]
         while True:
-            grand = up[up]
+            grand = up[rows, up]
             if np.array_equal(grand, up):
                 return price, log_keep
-            price = price + price[up]
-            log_keep = log_keep + log_keep[up]
+            price = price + price[rows, up]
+            log_keep = log_keep + log_keep[rows, up]
             up = grand
 
     def source(self, site: int) -> SourceRow:
         row = self._rows.get(site)
         if row is None:
-            mu, sigma = round_trip_many(self.paths.mu[site], self.paths.sigma[site])
-            reachable = self.paths.reachable[site].copy()
-            reachable[site] = True
-            mu = np.where(reachable, mu, np.inf)
-            mu[site] = -np.inf
-            sigma = np.where(reachable, sigma, 0.0)
-            sigma[site] = 0.0
-            price, log_keep = self._path_sums(site)
-            price = np.where(reachable, price, np.inf)
-            price[site] = 0.0
-            # A request is lost if it or its response is dropped on any link.
-            loss = np.where(reachable, -np.expm1(2.0 * log_keep), 0.0)
-            loss[site] = 0.0
-            m_mu, m_sigma, m_loss, m_reach, m_price = self.matrices()
-            m_mu[site], m_sigma[site], m_loss[site] = mu, sigma, loss
-            m_reach[site], m_price[site] = reachable, price
-            row = SourceRow(m_mu[site], m_sigma[site], m_loss[site], m_reach[site], m_price[site])
-            self._rows[site] = row
+            self.fill([site])
+            row = self._rows[site]
         return row
+
+    def fill(self, sites: Iterable[int]) -> None:
+        """Work out the rows of every source site in ``sites`` not known yet, together.
+
+        Every operation is elementwise along a row, so a row is the same
+        whether it is filled alone or with others; together they take one
+        pass of numpy calls per block instead of one per site.
+        """
+        todo = sorted({int(s) for s in sites} - self._rows.keys())
+        for start in range(0, len(todo), _FILL_BLOCK):
+            self._fill(np.array(todo[start : start + _FILL_BLOCK], dtype=np.int64))
+
+    def _fill(self, srcs: IntArray) -> None:
+        own = (np.arange(len(srcs)), srcs)
+        mu, sigma = round_trip_many(self.paths.mu[srcs], self.paths.sigma[srcs])
+        reachable = self.paths.reachable[srcs]
+        reachable[own] = True
+        mu = np.where(reachable, mu, np.inf)
+        mu[own] = -np.inf
+        sigma = np.where(reachable, sigma, 0.0)
+        sigma[own] = 0.0
+        price, log_keep = self._path_sums(srcs)
+        price = np.where(reachable, price, np.inf)
+        price[own] = 0.0
+        # A request is lost if it or its response is dropped on any link.
+        loss = np.where(reachable, -np.expm1(2.0 * log_keep), 0.0)
+        loss[own] = 0.0
+        m_mu, m_sigma, m_loss, m_reach, m_price = self.matrices()
+        m_mu[srcs], m_sigma[srcs], m_loss[srcs] = mu, sigma, loss
+        m_reach[srcs], m_price[srcs] = reachable, price
+        for site in srcs.tolist():
+            self._rows[site] = SourceRow(
+                m_mu[site], m_sigma[site], m_loss[site], m_reach[site], m_price[site]
+            )
 
     def matrices(self) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, FloatArray]:
         """(source site × site) rtt mu, rtt sigma, loss, reachable, price.
@@ -153,6 +177,7 @@ class Network:
                 hubs = np.arange(self.index.n_sites)
             # Mirrors pull from each other for free in this model: only the last
             # hop from a mirror to the consuming site is charged.
+            self.fill(hubs.tolist())
             prices = np.vstack([self.source(int(h)).price for h in hubs])
             self._hub_price = prices.min(axis=0)
         return self._hub_price
