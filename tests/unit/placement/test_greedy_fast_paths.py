@@ -3,7 +3,8 @@
 Greedy sizes a workload's candidates for subsets of its sources
 (``sizing.StarSizer``), prices single candidates in plain floats
 (``Scorer.objective_one``) and counts node fits in plain Python for small
-pools (``CapacityState._pool_fits``). Each must equal its general, vectorised
+pools (``CapacityState._pool_fits``) and, for big ones, only over the nodes
+changed since the last count (``capacity._BigPools``). Each must equal its general, vectorised
 counterpart bit for bit, or plans would change.
 """
 
@@ -317,3 +318,44 @@ def test_interned_demands_are_the_tables_own(planned: object) -> None:
             assert got == cands.demand(c)
             assert seen.setdefault(got, got) is got  # one object per distinct demand
     assert 1 < len(interned) < sum(c.size for c in tables.values())
+
+
+@pytest.mark.parametrize("max_changed", [0, 3, 64])
+def test_big_pool_counts_follow_places_and_releases(
+    max_changed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts brought up to date node by node equal a full recount after every change."""
+    monkeypatch.setattr(capacity, "_SMALL_POOL", 0)
+    monkeypatch.setattr(capacity, "_MAX_CHANGED", max_changed)
+    fleet = generate_fleet(30, 10, 7)
+    ctx = PlanContext.build(fleet, compile_policy(choose_policy(fleet, None)))
+    state = CapacityState(ctx.index)
+    rng = np.random.default_rng(4)
+    demands = [Demand(0.5, 1.0, -1, 0, 0.0), Demand(3.0, 7.5, -1, 0, 0.0)]
+    demands += [Demand(1.0, 2.0, e, 1, 0.0) for e in range(state.free_acc.shape[1])]
+    rows = [r for r in range(state.index.n_rows) if state.start[r + 1] - state.start[r] > 2]
+    placed: list[tuple[int, list[tuple[int, int]], Demand]] = []
+
+    def recount(row: int, demand: Demand) -> int:
+        nodes = np.arange(state.start[row], state.start[row + 1])
+        return int(state._node_fits(nodes, demand).sum())
+
+    for step in range(400):
+        row = rows[int(rng.integers(len(rows)))]
+        demand = demands[int(rng.integers(len(demands)))]
+        if placed and rng.random() < 0.3:
+            state.release(*placed.pop(int(rng.integers(len(placed)))))
+        else:
+            room = state.fit_count(row, demand)
+            nodes = state.place(row, int(rng.integers(1, max(room, 1) + 1)), demand)
+            if nodes is not None:
+                placed.append((row, nodes, demand))
+        if step == 200:
+            # A copy that goes its own way, then is adopted back.
+            other = state.copy()
+            spot = next((r, d) for r in rows for d in demands if other.fit_count(r, d) > 0)
+            assert other.place(*spot[:1], 1, spot[1]) is not None
+            state.adopt(other)
+        for r in rows:
+            for d in demands:
+                assert state.fit_count(r, d) == recount(r, d)

@@ -72,6 +72,7 @@ class CapacityState:
         # (row, demand) -> (row version, replicas its nodes take): node-level fits of a pool
         # only change when something is placed on or released from it, which bumps its version.
         self._fits: dict[tuple[int, Demand], tuple[int, int]] = {}
+        self._big = _BigPools()
 
     def copy(self) -> CapacityState:
         clone = object.__new__(CapacityState)
@@ -88,7 +89,21 @@ class CapacityState:
         clone._site_rows = self._site_rows
         clone.releases = self.releases
         clone._fits = {}
+        clone._big = _BigPools()
         return clone
+
+    def adopt(self, source: CapacityState) -> None:
+        """Become what ``source``, a copy of this state, became (arrays copied in place)."""
+        self.free_cpu[:] = source.free_cpu
+        self.free_memory[:] = source.free_memory
+        self.free_acc[:] = source.free_acc
+        self.power_used[:] = source.power_used
+        self.version[:] = source.version
+        self.touched[:] = source.touched
+        self.releases = max(self.releases, source.releases) + 1
+        # What this state remembered was counted on its own history, not the copy's.
+        self._fits = {}
+        self._big = _BigPools()
 
     def power_left(self, sites: IntArray) -> FloatArray:
         return np.asarray(self.index.site_power_budget[sites] - self.power_used[sites])
@@ -135,8 +150,7 @@ class CapacityState:
                 # whose arrays were copied from another carries that one's versions too.)
                 count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
             elif int(self.start[row + 1] - self.start[row]) > _SMALL_POOL:
-                nodes = np.arange(self.start[row], self.start[row + 1])
-                count = int(self._node_fits(nodes, demand).sum())
+                count = self._big.count(self, row, version, demand)
             else:
                 count = sum(self._pool_fits(row, demand))
             self._fits[key] = (version, count)
@@ -168,13 +182,15 @@ class CapacityState:
         """Pack replicas first-fit into (node within pool, replicas); None if they do not fit."""
         if replicas > self.fit_count(row, demand):
             return None
-        first = int(self.start[row])
+        first, end = int(self.start[row]), int(self.start[row + 1])
         placed = self._first_fit(row, replicas, demand)
         for node, take in placed:
             self._take(row, first + node, take, demand)
         site = self._row_site[row]
         self.power_used[site] += replicas * demand.power
         self.version[row] = next(_VERSIONS)
+        if end - first > _SMALL_POOL:
+            self._big.changed(row, int(self.version[row]), [first + node for node, _ in placed])
         if demand.power > 0:
             self.version[self._rows_of_site(site)] = next(_VERSIONS)
         return placed
@@ -188,7 +204,7 @@ class CapacityState:
         if end - first > _SMALL_POOL:
             # A big pool fills from its first nodes: skip the full ones in one pass
             # instead of walking them (a hub's pool has thousands).
-            fits = self._node_fits(np.arange(first, end), demand)
+            fits = self._big.fits(self, row, int(self.version[row]), demand)
             open_nodes = np.flatnonzero(fits)
             room = np.cumsum(fits[open_nodes])
             last = int(np.searchsorted(room, replicas))
@@ -225,6 +241,8 @@ class CapacityState:
         self.power_used[site] -= total * demand.power
         self.version[row] = next(_VERSIONS)
         self.releases += 1
+        if int(self.start[row + 1]) - first > _SMALL_POOL:
+            self._big.changed(row, int(self.version[row]), [first + node for node, _ in nodes])
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
         self._take(int(np.searchsorted(self.start, node, side="right") - 1), node, replicas, demand)
@@ -257,3 +275,71 @@ class CapacityState:
                 f"over its {self.index.site_power_budget[site]:.0f} W budget"
             )
         return problems
+
+
+# A big pool's remembered node fits are brought up to date node by node while at most this
+# many of its nodes changed since; beyond that they are counted again in one pass.
+_MAX_CHANGED = 64
+
+
+class _BigPools:
+    """Node fits of big pools per demand, brought up to date by the nodes that changed.
+
+    A hub's pool has thousands of nodes, and every placement on it changes
+    one or two of them: counting its room again for each demand asked would
+    walk every node each time. Instead each (pool, demand) keeps its nodes'
+    fits and the version they were counted at, each pool a log of (version,
+    nodes changed) written by ``place`` and ``release``, and a lookup
+    recounts only the nodes changed since. Counts are sums of the same
+    per-node integers, so they equal a full recount.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, Demand], tuple[int, IntArray, int]] = {}
+        self._log: dict[int, list[tuple[int, list[int]]]] = {}
+
+    def changed(self, row: int, version: int, nodes: list[int]) -> None:
+        self._log.setdefault(row, []).append((version, nodes))
+
+    def count(self, state: CapacityState, row: int, version: int, demand: Demand) -> int:
+        return self._update(state, row, version, demand)[1]
+
+    def fits(self, state: CapacityState, row: int, version: int, demand: Demand) -> IntArray:
+        """Per node of the pool: replicas of ``demand`` it still takes (do not modify)."""
+        return self._update(state, row, version, demand)[0]
+
+    def _update(
+        self, state: CapacityState, row: int, version: int, demand: Demand
+    ) -> tuple[IntArray, int]:
+        key = (row, demand)
+        known = self._known.get(key)
+        if known is not None and known[0] != version:
+            fits, count = known[1], known[2]
+            changed = self._changed_since(row, known[0])
+            if changed is None:
+                known = None
+            else:
+                first = int(state.start[row])
+                nodes = np.array(sorted(changed), dtype=np.int64)
+                now = state._node_fits(nodes, demand)
+                count += int(now.sum()) - int(fits[nodes - first].sum())
+                fits[nodes - first] = now
+                self._known[key] = (version, fits, count)
+                return fits, count
+        if known is None:
+            fits = state._node_fits(np.arange(state.start[row], state.start[row + 1]), demand)
+            count = int(fits.sum())
+            self._known[key] = (version, fits, count)
+            return fits, count
+        return known[1], known[2]
+
+    def _changed_since(self, row: int, version: int) -> set[int] | None:
+        """Nodes of ``row`` changed after ``version`` (None: too many to update one by one)."""
+        changed: set[int] = set()
+        for logged, nodes in reversed(self._log.get(row, ())):
+            if logged <= version:
+                break
+            changed.update(nodes)
+            if len(changed) > _MAX_CHANGED:
+                return None
+        return changed

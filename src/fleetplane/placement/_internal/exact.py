@@ -427,12 +427,7 @@ def pack_repairing(
 
 def adopt(target: CapacityState, source: CapacityState) -> None:
     """Make ``target`` (the state the pipeline holds) what ``source``, a copy of it, became."""
-    target.free_cpu[:] = source.free_cpu
-    target.free_memory[:] = source.free_memory
-    target.free_acc[:] = source.free_acc
-    target.power_used[:] = source.power_used
-    target.version[:] = source.version
-    target.touched[:] = source.touched
+    target.adopt(source)
 
 
 def _start(columns: list[Column], n_w: int) -> list[int]:
