@@ -56,6 +56,7 @@ class CapacityState:
         self.index = index
         counts = index.row_nodes
         self.start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._starts: list[int] = self.start.tolist()
         self.free_cpu = np.repeat(index.row_cpu, counts).astype(np.float64)
         self.free_memory = np.repeat(index.row_memory, counts).astype(np.float64)
         self.free_acc = np.repeat(index.row_acc_count, counts, axis=0)
@@ -78,6 +79,7 @@ class CapacityState:
         clone = object.__new__(CapacityState)
         clone.index = self.index
         clone.start = self.start
+        clone._starts = self._starts
         clone.free_cpu = self.free_cpu.copy()
         clone.free_memory = self.free_memory.copy()
         clone.free_acc = self.free_acc.copy()
@@ -121,9 +123,25 @@ class CapacityState:
 
     def _pool_fits(self, row: int, demand: Demand) -> list[int]:
         """Replicas of ``demand`` each node of the pool still takes (``_node_fits``, as a list)."""
-        first, end = int(self.start[row]), int(self.start[row + 1])
+        first, end = self._starts[row], self._starts[row + 1]
         if end - first > _SMALL_POOL:
             return self._node_fits(np.arange(first, end), demand).tolist()  # type: ignore[no-any-return]
+        if end - first <= 2:
+            return [self._node_fit(node, demand) for node in range(first, end)]
+        return self._fits_between(first, end, demand)
+
+    def _node_fit(self, node: int, demand: Demand) -> int:
+        """``_node_fits`` of one node, in plain Python."""
+        fit = min(
+            math.floor((self.free_cpu.item(node) + _EPS) / demand.cpu),
+            math.floor((self.free_memory.item(node) + _EPS) / demand.memory),
+        )
+        if demand.entry >= 0 and demand.accelerators > 0:
+            fit = min(fit, math.floor(self.free_acc.item(node, demand.entry) / demand.accelerators))
+        return max(fit, 0)
+
+    def _fits_between(self, first: int, end: int, demand: Demand) -> list[int]:
+        """``_node_fits`` of nodes ``first`` to ``end`` in plain Python (few nodes)."""
         cpu, memory = demand.cpu, demand.memory
         free_cpu = self.free_cpu[first:end].tolist()
         free_memory = self.free_memory[first:end].tolist()
@@ -145,11 +163,11 @@ class CapacityState:
         if known is not None and known[0] == version:
             count = known[1]
         else:
-            if not self.touched[row] and version == 0:
+            if version == 0 and not self.touched[row]:
                 # Nothing placed on this pool yet: all its nodes are alike and full. (A state
                 # whose arrays were copied from another carries that one's versions too.)
                 count = int(self.index.row_nodes[row]) * self._empty_node_fits(row, demand)
-            elif int(self.start[row + 1] - self.start[row]) > _SMALL_POOL:
+            elif self._starts[row + 1] - self._starts[row] > _SMALL_POOL:
                 count = self._big.count(self, row, version, demand)
             else:
                 count = sum(self._pool_fits(row, demand))
@@ -182,7 +200,7 @@ class CapacityState:
         """Pack replicas first-fit into (node within pool, replicas); None if they do not fit."""
         if replicas > self.fit_count(row, demand):
             return None
-        first, end = int(self.start[row]), int(self.start[row + 1])
+        first, end = self._starts[row], self._starts[row + 1]
         placed = self._first_fit(row, replicas, demand)
         for node, take in placed:
             self._take(row, first + node, take, demand)
@@ -197,7 +215,7 @@ class CapacityState:
 
     def _first_fit(self, row: int, replicas: int, demand: Demand) -> list[tuple[int, int]]:
         """(node within pool, replicas): each node in order takes all it can until none remain."""
-        first, end = int(self.start[row]), int(self.start[row + 1])
+        first, end = self._starts[row], self._starts[row + 1]
         placed: list[tuple[int, int]] = []
         if replicas <= 0:
             return placed
@@ -232,7 +250,7 @@ class CapacityState:
         self, row: int, nodes: list[tuple[int, int]] | tuple[tuple[int, int], ...], demand: Demand
     ) -> None:
         """Give back replicas placed with :meth:`place` (node within pool, replicas)."""
-        first = int(self.start[row])
+        first = self._starts[row]
         total = 0
         for node, count in nodes:
             self._take(row, first + node, -count, demand)
@@ -241,7 +259,7 @@ class CapacityState:
         self.power_used[site] -= total * demand.power
         self.version[row] = next(_VERSIONS)
         self.releases += 1
-        if int(self.start[row + 1]) - first > _SMALL_POOL:
+        if self._starts[row + 1] - first > _SMALL_POOL:
             self._big.changed(row, int(self.version[row]), [first + node for node, _ in nodes])
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
@@ -319,11 +337,11 @@ class _BigPools:
             if changed is None:
                 known = None
             else:
-                first = int(state.start[row])
-                nodes = np.array(sorted(changed), dtype=np.int64)
-                now = state._node_fits(nodes, demand)
-                count += int(now.sum()) - int(fits[nodes - first].sum())
-                fits[nodes - first] = now
+                first = state._starts[row]
+                for node in changed:
+                    now = state._node_fit(node, demand)
+                    count += now - fits.item(node - first)
+                    fits[node - first] = now
                 self._known[key] = (version, fits, count)
                 return fits, count
         if known is None:
