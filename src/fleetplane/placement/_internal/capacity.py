@@ -157,7 +157,7 @@ class CapacityState:
 
     def fit_count(self, row: int, demand: Demand) -> int:
         """How many more replicas fit on the pool, counting nodes and the site's power."""
-        version = int(self.version[row])
+        version = self.version.item(row)
         key = (row, demand)
         known = self._fits.get(key)
         if known is not None and known[0] == version:
@@ -174,7 +174,7 @@ class CapacityState:
             self._fits[key] = (version, count)
         if demand.power > 0:
             site = self._row_site[row]
-            left = self._budget[site] - float(self.power_used[site])
+            left = self._budget[site] - self.power_used.item(site)
             if math.isfinite(left):
                 count = min(count, math.floor((left + _EPS) / demand.power))
         return max(count, 0)

@@ -168,18 +168,23 @@ class _Planner:
         self.tasks = view.min_replicas
         self.sites = len(set(self._site_of))
         self.evaluation: Evaluation | None = None
+        # Every source (unserved at a first step; a job's tasks serve all): shared, read-only.
+        self._every_source = np.ones(self.n_src, dtype=bool)
+        self._every_source.flags.writeable = False
         self.failure = _Failure()
         self._sizes: dict[tuple[int, bytes], int] = {}
         self._star_sizer: sizing.StarSizer | None = None
         self._design_rates: FloatArray | None = None
-        self._uncoverable: BoolArray | None = None  # per source: no candidate may serve it
+        self._uncoverable: list[int] | None = None  # sources no candidate may serve
         # The sizer's load-independent path parts, computed for many workloads at once (solve).
         self.wait_budgets: sizing.WaitBudgets | None = None
         self._serving: dict[bytes, BoolArray] = {}
         # Jobs: per number of tasks remaining, candidates by bound on cost per task, and the bounds.
         self._task_bounds: dict[int, tuple[list[int], list[float]]] = {}
-        # A star's first step (every source unserved): order, replicas, cost, work.
-        self._first_step: tuple[IntArray, IntArray, FloatArray, FloatArray] | None = None
+        # A star's first step (every source unserved): groups, valid, order, replicas, cost, work.
+        self._first_step: (
+            tuple[BoolArray, BoolArray, IntArray, IntArray, FloatArray, FloatArray] | None
+        ) = None
         # Spread: partners per (primary, context), see _partner.
         self._partners: dict[tuple[int, int], _PartnerPlan | str] = {}
         # Room found per candidate since the capacity state's last release (_room_bounds).
@@ -309,19 +314,20 @@ class _Planner:
         self, capacity: CapacityState, unserved: BoolArray, first: bool
     ) -> tuple[Option | None, Option | None]:
         cands = self.cands
-        groups = self._groups(unserved)
-        valid = groups.any(axis=0)
-        idx = np.flatnonzero(valid)
-        if not first and not self.spread and self.n_src and idx.size > LAZY_BATCH:
-            lazy = self._lazy_single(capacity, groups, idx)
-            if lazy is not None:
-                return lazy
         if first and self._first_step is not None:
             # Every source unserved: the same arrays as the last evaluation (only room differs).
-            order, replicas, cost_of, work_of = self._first_step
+            groups, valid, order, replicas, cost_of, work_of = self._first_step
         else:
+            groups = self._groups(unserved)
+            valid = np.asarray(groups.any(axis=0), dtype=bool)
+            idx = np.flatnonzero(valid)
+            if not first and not self.spread and self.n_src and idx.size > LAZY_BATCH:
+                lazy = self._lazy_single(capacity, groups, idx)
+                if lazy is not None:
+                    return lazy
             replicas = np.zeros(cands.size, dtype=np.int64)
-            replicas[idx] = self._size(idx, groups[:, idx])
+            # A first step asks every candidate for its whole star (see _size).
+            replicas[idx] = self.full[idx] if first else self._size(idx, groups[:, idx])
             sized = idx[replicas[idx] > 0]
             alpha = 0.5 if self.spread else 1.0
             shares = np.asarray(groups[:, sized] * alpha, dtype=np.float64)
@@ -333,7 +339,7 @@ class _Planner:
             cost_of[sized] = cost
             work_of[sized] = work
             if first:
-                self._first_step = (order, replicas, cost_of, work_of)
+                self._first_step = (groups, valid, order, replicas, cost_of, work_of)
         if not self.spread:
             return self._single(capacity, order, replicas, groups, cost_of, work_of)
         return self._paired(
@@ -627,7 +633,7 @@ class _Planner:
             site = self._site_of[c]
             held = per_site.get(site)
             if held is None or (ratio, c) < (held.ratio, held.primary):
-                per_site[site] = Option(c, k, np.ones(self.n_src, dtype=bool), one, float(k))
+                per_site[site] = Option(c, k, self._every_source, one, float(k))
                 top = _two_best_sites(top, (ratio, c, site))
                 runner_up = top[1][0] if len(top) > 1 else float("inf")
         best = per_site[top[0][2]] if top else None
@@ -635,13 +641,18 @@ class _Planner:
 
     # -- evaluation and commit --------------------------------------------------------------
 
-    def uncovered(self, unserved: BoolArray) -> list[int]:
+    def uncovered(self, unserved: BoolArray | None = None) -> list[int]:
+        """Sources of ``unserved`` (None: all) that no candidate may serve."""
         if not self.n_src or self.is_job:
             return []
         uncoverable = self._uncoverable
         if uncoverable is None:
-            uncoverable = self._uncoverable = np.asarray(~self.cands.source_ok.any(axis=1))
-        return [int(s) for s in np.flatnonzero(unserved & uncoverable)]
+            uncoverable = self._uncoverable = np.flatnonzero(
+                ~self.cands.source_ok.any(axis=1)
+            ).tolist()
+        if unserved is None:
+            return list(uncoverable)
+        return [s for s in uncoverable if unserved[s]]
 
     def _options(
         self, capacity: CapacityState, unserved: BoolArray, remaining: int, first: bool
@@ -651,7 +662,7 @@ class _Planner:
         return self._star_options(capacity, unserved, first)
 
     def evaluate(self, capacity: CapacityState) -> Evaluation | None:
-        best, second = self._options(capacity, np.ones(self.n_src, dtype=bool), self.tasks, True)
+        best, second = self._options(capacity, self._every_source, self.tasks, True)
         if best is None:
             self.evaluation = None
             return None
@@ -840,7 +851,7 @@ def _solve(inp: SolverInput, long_lived: LongLivedObjects) -> SolverOutput:
     def enqueue(i: int) -> None:
         planner = planners[i]
         name = planner.cands.view.name
-        missing = planner.uncovered(np.ones(planner.n_src, dtype=bool))
+        missing = planner.uncovered()
         if planner.cands.size == 0 or missing:
             out.unplaced[name] = planner.failure.verdict(planner.cands, missing)
             return
