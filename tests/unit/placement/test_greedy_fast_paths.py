@@ -359,3 +359,32 @@ def test_big_pool_counts_follow_places_and_releases(
         for r in rows:
             for d in demands:
                 assert state.fit_count(r, d) == recount(r, d)
+
+
+@pytest.mark.parametrize("sources", [1, 7, 9, 40, 129])
+def test_objective_of_a_candidate_does_not_depend_on_the_others(sources: int) -> None:
+    """Priced alone, with a few others or with many, a candidate gets the same value.
+
+    Numpy sums a column of a wide array row by row but a narrow one pairwise;
+    the objective sums each candidate's terms along a row, so solvers may
+    price any subset of candidates and compare the values bit for bit.
+    """
+    rng = np.random.default_rng(sources)
+    size = 50
+    per_source = rng.random((sources, size)) * 10.0 ** rng.integers(-3, 6, (sources, size))
+    scorer = Scorer(
+        None,  # type: ignore[arg-type]
+        rng.random(size) * 100,
+        rng.random(size) * 10,
+        per_source,
+        rng.random(size),
+        np.ones(sources),
+    )
+    idx = np.arange(size)
+    replicas = rng.integers(1, 9, size)
+    shares = rng.random((sources, size)) * (rng.random((sources, size)) < 0.8)
+    everyone = scorer.objective(idx, replicas, shares, 0.5)
+    for _ in range(40):
+        some = np.flatnonzero(rng.random(size) < rng.random())
+        got = scorer.objective(idx[some], replicas[some], shares[:, some], 0.5)
+        assert got.tolist() == everyone[some].tolist()

@@ -46,8 +46,8 @@ class Scorer:
         """``objective([c], [replicas], shares[:, None], alpha)[0]`` in plain floats.
 
         The same operations in the same order, so the same value to the last
-        bit (one column's source terms are summed pairwise, as numpy sums a
-        single column), without a dozen numpy calls on one-element arrays.
+        bit (a candidate's source terms are summed pairwise, as numpy sums a
+        contiguous row), without a dozen numpy calls on one-element arrays.
         """
         total: float = (
             replicas * float(self.per_replica[c])
@@ -67,7 +67,12 @@ class Scorer:
         total = replicas * self.per_replica[idx] + self.per_site[idx] + alpha * self.per_share[idx]
         if shares.shape[0]:
             per_source = np.where(shares > 0, self.per_source[:, idx], 0.0)
-            total = total + (shares * per_source).sum(axis=0)
+            # Each candidate's source terms summed along a contiguous row: numpy sums those
+            # pairwise, the same way whatever the number of candidates (summing a column of
+            # a wider array it would add row by row), so a candidate's objective does not
+            # depend on which others it is priced with, and objective_one can match it.
+            terms = np.ascontiguousarray((shares * per_source).T)
+            total = total + terms.sum(axis=1)
         return np.asarray(total, dtype=np.float64)
 
 
