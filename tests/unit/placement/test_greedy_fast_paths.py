@@ -320,13 +320,15 @@ def test_interned_demands_are_the_tables_own(planned: object) -> None:
     assert 1 < len(interned) < sum(c.size for c in tables.values())
 
 
-@pytest.mark.parametrize("max_changed", [0, 3, 64])
+@pytest.mark.parametrize(("max_changed", "max_walk"), [(0, 0), (3, 2), (64, 128)])
 def test_big_pool_counts_follow_places_and_releases(
-    max_changed: int, monkeypatch: pytest.MonkeyPatch
+    max_changed: int, max_walk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Counts brought up to date node by node equal a full recount after every change."""
+    """Counts brought up to date node by node equal a full recount after every change,
+    and first fit from the last open node found packs as node-by-node first fit."""
     monkeypatch.setattr(capacity, "_SMALL_POOL", 0)
     monkeypatch.setattr(capacity, "_MAX_CHANGED", max_changed)
+    monkeypatch.setattr(capacity, "_MAX_WALK", max_walk)
     fleet = generate_fleet(30, 10, 7)
     ctx = PlanContext.build(fleet, compile_policy(choose_policy(fleet, None)))
     state = CapacityState(ctx.index)
@@ -359,6 +361,15 @@ def test_big_pool_counts_follow_places_and_releases(
         for r in rows:
             for d in demands:
                 assert state.fit_count(r, d) == recount(r, d)
+                nodes = np.arange(state.start[r], state.start[r + 1])
+                fits = state._node_fits(nodes, d).tolist()
+                replicas = min(int(rng.integers(1, 6)), sum(fits))
+                packed, left = [], replicas
+                for node, fit in enumerate(fits):
+                    if left and fit:
+                        packed.append((node, min(fit, left)))
+                        left -= packed[-1][1]
+                assert state._first_fit(r, replicas, d) == packed
 
 
 @pytest.mark.parametrize("sources", [1, 7, 9, 40, 129])

@@ -222,7 +222,10 @@ class CapacityState:
         if end - first > _SMALL_POOL:
             # A big pool fills from its first nodes: skip the full ones in one pass
             # instead of walking them (a hub's pool has thousands).
-            fits = self._big.fits(self, row, int(self.version[row]), demand)
+            fits = self._big.fits(self, row, self.version.item(row), demand)
+            walked = self._big.walk(row, demand, fits, replicas)
+            if walked is not None:
+                return walked
             open_nodes = np.flatnonzero(fits)
             room = np.cumsum(fits[open_nodes])
             last = int(np.searchsorted(room, replicas))
@@ -261,6 +264,7 @@ class CapacityState:
         self.releases += 1
         if self._starts[row + 1] - first > _SMALL_POOL:
             self._big.changed(row, int(self.version[row]), [first + node for node, _ in nodes])
+            self._big.released(row)
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
         self._take(int(np.searchsorted(self.start, node, side="right") - 1), node, replicas, demand)
@@ -298,6 +302,9 @@ class CapacityState:
 # A big pool's remembered node fits are brought up to date node by node while at most this
 # many of its nodes changed since; beyond that they are counted again in one pass.
 _MAX_CHANGED = 64
+# First fit walks a big pool node by node from its first open node for at most this many
+# nodes; a longer walk is done in one vectorised pass instead.
+_MAX_WALK = 128
 
 
 class _BigPools:
@@ -315,9 +322,47 @@ class _BigPools:
     def __init__(self) -> None:
         self._known: dict[tuple[int, Demand], tuple[int, IntArray, int]] = {}
         self._log: dict[int, list[tuple[int, list[int]]]] = {}
+        # Per pool: per demand, a node before which every node was found full for it.
+        self._open: dict[int, dict[Demand, int]] = {}
 
     def changed(self, row: int, version: int, nodes: list[int]) -> None:
         self._log.setdefault(row, []).append((version, nodes))
+
+    def released(self, row: int) -> None:
+        # Nodes found full may have room again.
+        self._open.pop(row, None)
+
+    def walk(
+        self, row: int, demand: Demand, fits: IntArray, replicas: int
+    ) -> list[tuple[int, int]] | None:
+        """First fit of ``replicas`` over ``fits`` (the pool's, up to date), node by node.
+
+        Until something is released on the pool its nodes only fill up, so the
+        nodes before the first open one found last time are still full: the
+        walk starts there. None when it would walk more than _MAX_WALK nodes.
+        """
+        starts = self._open.setdefault(row, {})
+        end = fits.size
+        node = starts.get(demand, -1)
+        if node < 0:
+            open_nodes = np.flatnonzero(fits)
+            node = int(open_nodes[0]) if open_nodes.size else end
+        # Each node is stepped over here once until the next release.
+        while node < end and fits.item(node) == 0:
+            node += 1
+        starts[demand] = node
+        placed: list[tuple[int, int]] = []
+        limit = node + _MAX_WALK
+        while replicas and node < end:
+            if node >= limit:
+                return None
+            fit = fits.item(node)
+            if fit:
+                take = min(fit, replicas)
+                placed.append((node, take))
+                replicas -= take
+            node += 1
+        return placed
 
     def count(self, state: CapacityState, row: int, version: int, demand: Demand) -> int:
         return self._update(state, row, version, demand)[1]
