@@ -55,7 +55,10 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
 def dump_yaml(documents: list[dict[str, Any]] | dict[str, Any]) -> str:
     from ruamel.yaml import YAML
 
-    yaml = YAML(typ="safe", pure=True)
+    # The C emitter (ruamel.yaml.clib, a dependency): the pure-Python one took 80 s for the
+    # 23 MB Placement of a 2,000-site x 20,000-workload plan, this one about 20 s. Same
+    # representer and YAML 1.2 resolver, so the same data; only long lines fold differently.
+    yaml = YAML(typ="safe", pure=False)
     yaml.default_flow_style = False
     buffer = io.StringIO()
     if isinstance(documents, list):
