@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from pydantic import Field
@@ -32,6 +33,18 @@ class CostBreakdown(Spec):
     @property
     def total(self) -> float:
         return self.compute + self.egress + self.model_distribution + self.energy
+
+    @classmethod
+    def summed(
+        cls, items: Iterable[CostBreakdown], start: CostBreakdown | None = None
+    ) -> CostBreakdown:
+        """``sum(items, start)`` field by field in the same order, building one model, not one per
+        addition (a large plan adds tens of thousands)."""
+        fields = ("compute", "egress", "model_distribution", "energy", "preference_penalty")
+        acc = [getattr(start, f) for f in fields] if start is not None else [0.0] * len(fields)
+        for item in items:
+            acc = [a + getattr(item, f) for a, f in zip(acc, fields, strict=True)]
+        return cls(**dict(zip(fields, acc, strict=True)))
 
     def __add__(self, other: CostBreakdown) -> CostBreakdown:
         return CostBreakdown(

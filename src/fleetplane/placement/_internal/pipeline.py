@@ -486,7 +486,7 @@ def _document(
     workloads: list[WorkloadPlacement] = []
     unplaceable: list[Unplaceable] = []
     explanations: dict[str, explain.WorkloadExplanation] = {}
-    total = CostBreakdown()
+    costs_placed: list[CostBreakdown] = []
     lines: list[str] = []
     for n, name in enumerate(names):
         if n and n % _EXPLAIN_SETTLE_EVERY == 0:
@@ -512,8 +512,8 @@ def _document(
             explain.explain_allocation(ctx, cands, a, cost, by_allocation.get(i, {}))
             for i, (a, cost) in enumerate(zip(allocs, costs, strict=True))
         ]
-        cost = sum(costs, CostBreakdown())
-        total = total + cost
+        cost = CostBreakdown.summed(costs)
+        costs_placed.append(cost)
         monthly_requests = sum(s.monthly_requests for s in view.sources)
         measured = latencies.get(name, [])
         prediction_doc = _predicted(levels[name], measured) if measured else LatencyPrediction()
@@ -553,6 +553,7 @@ def _document(
         text = explain.describe_placed(name, details, cost)
         explanations[name] = explain.WorkloadExplanation(name, True, details, lines=text)
         lines += text
+    total = CostBreakdown.summed(costs_placed)
     summary = (
         f"placed {len(workloads)} of {len(names)} workload(s) with the {solver} solver "
         f"(policy {policy.name}); {total.total:,.2f}/month"
