@@ -180,7 +180,8 @@ class _Planner:
         self.wait_budgets: sizing.WaitBudgets | None = None
         self._serving: dict[bytes, BoolArray] = {}
         # Jobs: per number of tasks remaining, candidates by bound on cost per task, and the bounds.
-        self._task_bounds: dict[int, tuple[list[int], list[float]]] = {}
+        # (Priced as if all fit: the objective, which is also its value when they do.)
+        self._task_bounds: dict[int, tuple[list[int], list[float], list[float]]] = {}
         # A star's first step (every source unserved): groups, valid, order, replicas, cost, work.
         self._first_step: (
             tuple[BoolArray, BoolArray, IntArray, IntArray, FloatArray, FloatArray] | None
@@ -604,13 +605,15 @@ class _Planner:
             shares = np.full((self.n_src, cands.size), fraction)
             # Priced as if all remaining tasks fit: a lower bound on the cost per task,
             # since the per-site term is then spread over the most tasks.
-            bound_of = (
-                self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction)
-                / remaining
+            all_fit = self.scorer.objective(idx, np.full(cands.size, remaining), shares, fraction)
+            bound_of = all_fit / remaining
+            known = (
+                idx[np.lexsort((idx, bound_of))].tolist(),
+                bound_of.tolist(),
+                all_fit.tolist(),
             )
-            known = (idx[np.lexsort((idx, bound_of))].tolist(), bound_of.tolist())
             self._task_bounds[remaining] = known
-        ranked, bound = known
+        ranked, bound, all_fit_cost = known
         # The best option per site: the best overall is the best of these, and the
         # runner-up on another site (the stopping test, and the second option) the best
         # of the rest. A site's best only improves, so the two best sites are kept as
@@ -627,8 +630,13 @@ class _Planner:
             if k <= 0:
                 self.failure.full.add(c)
                 continue
-            f = k / self.tasks
-            one = self.scorer.objective_one(c, k, [f] * self.n_src, f)
+            if k == remaining:
+                # objective_one's value to the bit (a candidate's objective does not
+                # depend on the others it was priced with).
+                one = all_fit_cost[c]
+            else:
+                f = k / self.tasks
+                one = self.scorer.objective_one(c, k, [f] * self.n_src, f)
             ratio = one / float(k)  # Option.ratio
             site = self._site_of[c]
             held = per_site.get(site)
