@@ -695,7 +695,7 @@ class _Planner:
             for c in (option.primary, option.partner)
             if c >= 0
         }
-        return tuple((r, int(capacity.version[r])) for r in sorted(rows))
+        return tuple((r, capacity.version.item(r)) for r in sorted(rows))
 
     def stale(self, capacity: CapacityState) -> bool:
         """Whether the evaluation must be made again before committing on it.
@@ -715,7 +715,7 @@ class _Planner:
         ev = self.evaluation
         if ev is None:
             return True
-        if all(int(capacity.version[r]) == v for r, v in ev.stamp):
+        if all(capacity.version.item(r) == v for r, v in ev.stamp):
             return False
         if ev.releases < 0 or ev.releases != capacity.releases:
             return True
