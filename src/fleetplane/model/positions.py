@@ -266,7 +266,10 @@ class Document:
 # Each pattern is searched on its own, and only when its first character occurs:
 # one alternation over every position of a big file is many times slower.
 _ROUND_TRIP_ONLY = (
-    ("!", re.compile(r"(?:^|[\s\[{,])!", re.MULTILINE)),
+    # A tag. Not "!=" or "!(": CEL's operators, in rule text quoted in every Placement's
+    # explanations; were they tags, they would be unknown ones, which the C path hands to
+    # the round-trip loader anyway (_Builder).
+    ("!", re.compile(r"(?:^|[\s\[{,])!(?![=(])", re.MULTILINE)),
     ("&", re.compile(r"(?:^|[\s\[{,])&", re.MULTILINE)),
     ("<", re.compile("<<")),
     ("%", re.compile("^%", re.MULTILINE)),

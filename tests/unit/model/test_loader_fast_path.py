@@ -222,6 +222,26 @@ def test_values_read_the_same_on_both_paths(scalar: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        "k: 'site.tier != \"edge\" and !(x)'\n",
+        "- a: x != y\n  b: [1, 2]\n",
+        "k: |\n  requires site.tier != 'edge'\n",
+    ],
+)
+def test_cel_operators_in_text_do_not_look_like_tags(text: str) -> None:
+    """Rule text quoted in a Placement's explanations reads on the fast path, the same."""
+    wrapped = f"kind: Placement\nv:\n  {text.replace(chr(10), chr(10) + '  ')}"
+    documents = fast_documents(wrapped, "t.yaml")
+    assert documents is not None
+    assert documents[0].data == loader._plain(YAML(typ="rt").load(wrapped))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "k: != x\n",
+        "k: [!=a]\n",
+        "k: !(a)\n",
+        "k: ! x\n",
         "k: !!str 1\n",
         "a: &x {b: 1}\nc: *x\n",
         "a: {b: 1}\nc:\n  <<: {d: 2}\n",
