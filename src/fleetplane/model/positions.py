@@ -266,11 +266,12 @@ class Document:
 # Each pattern is searched on its own, and only when its first character occurs:
 # one alternation over every position of a big file is many times slower.
 _ROUND_TRIP_ONLY = (
-    # A tag. Not "!=" or "!(": CEL's operators, in rule text quoted in every Placement's
-    # explanations; were they tags, they would be unknown ones, which the C path hands to
-    # the round-trip loader anyway (_Builder).
+    # A tag or an anchor. Not CEL's "!=", "!(" and "&&", which rule text in policies and in
+    # every Placement's explanations is full of: were they a tag, it would be an unknown one,
+    # which the C path hands to the round-trip loader anyway (_Builder); libyaml refuses "&&"
+    # as an anchor, which hands it over too.
     ("!", re.compile(r"(?:^|[\s\[{,])!(?![=(])", re.MULTILINE)),
-    ("&", re.compile(r"(?:^|[\s\[{,])&", re.MULTILINE)),
+    ("&", re.compile(r"(?:^|[\s\[{,])&(?!&)", re.MULTILINE)),
     ("<", re.compile("<<")),
     ("%", re.compile("^%", re.MULTILINE)),
     ("\r", re.compile("\r(?!\n)")),

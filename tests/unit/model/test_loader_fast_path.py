@@ -225,10 +225,13 @@ def test_values_read_the_same_on_both_paths(scalar: str) -> None:
         "k: 'site.tier != \"edge\" and !(x)'\n",
         "- a: x != y\n  b: [1, 2]\n",
         "k: |\n  requires site.tier != 'edge'\n",
+        "when: >-\n  workload.class == 'inference' && has(workload.latencyBudget)\n",
+        "k: 'a && b'\n",
     ],
 )
 def test_cel_operators_in_text_do_not_look_like_tags(text: str) -> None:
-    """Rule text quoted in a Placement's explanations reads on the fast path, the same."""
+    """Policy rules, and rule text quoted in a Placement's explanations, read on the fast
+    path, the same."""
     wrapped = f"kind: Placement\nv:\n  {text.replace(chr(10), chr(10) + '  ')}"
     documents = fast_documents(wrapped, "t.yaml")
     assert documents is not None
@@ -239,6 +242,8 @@ def test_cel_operators_in_text_do_not_look_like_tags(text: str) -> None:
     "text",
     [
         "k: != x\n",
+        "k: && x\n",
+        "k: [&&a]\n",
         "k: [!=a]\n",
         "k: !(a)\n",
         "k: ! x\n",
