@@ -71,16 +71,19 @@ class Candidates:
         """Resources one replica of candidate ``i`` takes."""
         found = self._demands.get(i)
         if found is None:
-            profile = self.view.profiles[int(self.profile[i])]
-            found = Demand(
-                cpu=self.view.cpu,
-                memory=self.view.memory,
-                entry=int(self.entry[i]),
-                accelerators=self.view.accelerators_per_replica(profile),
-                power=float(self.rates.peak_power[i]),
-            )
-            self._demands[i] = found
+            found = self._demands[i] = Demand(*self.demand_fields(i))
         return found
+
+    def demand_fields(self, i: int) -> tuple[float, float, int, int, float]:
+        """:meth:`demand`'s fields (cpu, memory, entry, accelerators, power), without the object."""
+        profile = self.view.profiles[int(self.profile[i])]
+        return (
+            self.view.cpu,
+            self.view.memory,
+            int(self.entry[i]),
+            self.view.accelerators_per_replica(profile),
+            float(self.rates.peak_power[i]),
+        )
 
 
 @dataclass(frozen=True)

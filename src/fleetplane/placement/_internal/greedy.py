@@ -264,18 +264,10 @@ class _Planner:
             # One object per distinct demand across workloads: the capacity state's fit cache
             # is keyed by it, and an identical key is found without comparing fields. Looked
             # up by its fields, so that most candidates never build one of their own.
-            cands = self.cands
-            view = cands.view
-            key = (
-                view.cpu,
-                view.memory,
-                int(cands.entry[c]),
-                view.accelerators_per_replica(view.profiles[int(cands.profile[c])]),
-                float(cands.rates.peak_power[c]),
-            )
+            key = self.cands.demand_fields(c)
             demand = self.interned.get(key)
             if demand is None:
-                demand = self.interned[key] = cands.demand(c)
+                demand = self.interned[key] = self.cands.demand(c)
             self._demands[c] = demand
         return demand
 
