@@ -206,9 +206,9 @@ class CapacityState:
             self._take(row, first + node, take, demand)
         site = self._row_site[row]
         self.power_used[site] += replicas * demand.power
-        self.version[row] = next(_VERSIONS)
+        version = self.version[row] = next(_VERSIONS)
         if end - first > _SMALL_POOL:
-            self._big.changed(row, int(self.version[row]), [first + node for node, _ in placed])
+            self._big.changed(row, version, [first + node for node, _ in placed])
         if demand.power > 0:
             self.version[self._rows_of_site(site)] = next(_VERSIONS)
         return placed
@@ -220,8 +220,9 @@ class CapacityState:
         if replicas <= 0:
             return placed
         if end - first > _SMALL_POOL:
-            # A big pool fills from its first nodes: skip the full ones in one pass
-            # instead of walking them (a hub's pool has thousands).
+            # A big pool fills from its first nodes: start from its first open node
+            # (_BigPools.walk), or skip the full ones in one pass when the walk is long
+            # (a hub's pool has thousands).
             fits = self._big.fits(self, row, self.version.item(row), demand)
             walked = self._big.walk(row, demand, fits, replicas)
             if walked is not None:
@@ -260,10 +261,10 @@ class CapacityState:
             total += count
         site = int(self.index.row_site[row])
         self.power_used[site] -= total * demand.power
-        self.version[row] = next(_VERSIONS)
+        version = self.version[row] = next(_VERSIONS)
         self.releases += 1
         if self._starts[row + 1] - first > _SMALL_POOL:
-            self._big.changed(row, int(self.version[row]), [first + node for node, _ in nodes])
+            self._big.changed(row, version, [first + node for node, _ in nodes])
             self._big.released(row)
 
     def take(self, node: int, replicas: int, demand: Demand) -> None:
@@ -376,25 +377,22 @@ class _BigPools:
     ) -> tuple[IntArray, int]:
         key = (row, demand)
         known = self._known.get(key)
-        if known is not None and known[0] != version:
-            fits, count = known[1], known[2]
-            changed = self._changed_since(row, known[0])
-            if changed is None:
-                known = None
-            else:
-                first = state._starts[row]
-                for node in changed:
-                    now = state._node_fit(node, demand)
-                    count += now - fits.item(node - first)
-                    fits[node - first] = now
-                self._known[key] = (version, fits, count)
-                return fits, count
-        if known is None:
-            fits = state._node_fits(np.arange(state.start[row], state.start[row + 1]), demand)
+        if known is not None and known[0] == version:
+            return known[1], known[2]
+        changed = self._changed_since(row, known[0]) if known is not None else None
+        if known is None or changed is None:
+            first, end = state._starts[row], state._starts[row + 1]
+            fits = state._node_fits(np.arange(first, end), demand)
             count = int(fits.sum())
-            self._known[key] = (version, fits, count)
-            return fits, count
-        return known[1], known[2]
+        else:
+            _, fits, count = known
+            first = state._starts[row]
+            for node in changed:
+                now = state._node_fit(node, demand)
+                count += now - fits.item(node - first)
+                fits[node - first] = now
+        self._known[key] = (version, fits, count)
+        return fits, count
 
     def _changed_since(self, row: int, version: int) -> set[int] | None:
         """Nodes of ``row`` changed after ``version`` (None: too many to update one by one)."""

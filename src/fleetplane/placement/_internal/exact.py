@@ -425,11 +425,6 @@ def pack_repairing(
     return _Repaired(packed, patterns, repaired)
 
 
-def adopt(target: CapacityState, source: CapacityState) -> None:
-    """Make ``target`` (the state the pipeline holds) what ``source``, a copy of it, became."""
-    target.adopt(source)
-
-
 def _start(columns: list[Column], n_w: int) -> list[int]:
     """Warm start: the current pattern where there is one, else greedy's."""
     start = [-1] * n_w
@@ -483,7 +478,7 @@ def _choose_plain(
             len(done.allocations) == n_greedy and objective < greedy_out.objective - 1e-6
         )
         if better:
-            adopt(inp.capacity, e_cap)
+            inp.capacity.adopt(e_cap)
             solved = "optimal" if status == "Optimal" else status.lower()
             out = SolverOutput(
                 status=f"{solved}, {done.repaired} repaired after node packing"
@@ -507,7 +502,7 @@ def _choose_plain(
         fallback.status = (
             "optimal" if status == "Optimal" and not milp_better else f"greedy ({status})"
         )
-    adopt(inp.capacity, g_cap)
+    inp.capacity.adopt(g_cap)
     fallback.bound = bound
     fallback.optimality_gap = _gap(greedy_out.objective, bound)
     return fallback
@@ -536,7 +531,7 @@ def _choose_replan(
             one = _pack(inp, capacity, {w: patterns[w]})
             if one is not None:
                 packed.update(one)
-    adopt(inp.capacity, capacity)
+    inp.capacity.adopt(capacity)
     out = SolverOutput(status="optimal" if status == "Optimal" else status.lower())
     for w in sorted(packed):
         out.allocations[names[w]] = packed[w]

@@ -459,7 +459,7 @@ def _ruin_and_recreate(state: _State, row: int, blocked: list[int], seed: int) -
         return False
     if not (len(best.placed) > len(before) or best.cost < old_cost - _tol(old_cost)):
         return False
-    exact.adopt(capacity, best.capacity)
+    capacity.adopt(best.capacity)
     for w in before:
         state.hold(w, None)
     for w, (pattern, allocs) in best.placed.items():
