@@ -35,13 +35,11 @@ class CostBreakdown(Spec):
         return self.compute + self.egress + self.model_distribution + self.energy
 
     @classmethod
-    def summed(
-        cls, items: Iterable[CostBreakdown], start: CostBreakdown | None = None
-    ) -> CostBreakdown:
-        """``sum(items, start)`` field by field in the same order, building one model, not one per
-        addition (a large plan adds tens of thousands)."""
+    def summed(cls, items: Iterable[CostBreakdown]) -> CostBreakdown:
+        """``sum(items, CostBreakdown())`` field by field in the same order, building one model,
+        not one per addition (a large plan adds tens of thousands)."""
         fields = ("compute", "egress", "model_distribution", "energy", "preference_penalty")
-        acc = [getattr(start, f) for f in fields] if start is not None else [0.0] * len(fields)
+        acc = [0.0] * len(fields)
         for item in items:
             acc = [a + getattr(item, f) for a, f in zip(acc, fields, strict=True)]
         return cls(**dict(zip(fields, acc, strict=True)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from placement_fleets import fleet, image, inference, job, link, policy, pool, site, source
 
@@ -179,3 +180,19 @@ def test_a_scheduled_job_pays_energy_for_the_hours_it_runs_too() -> None:
     always, nightly = job_cost(None), job_cost({"every": "24h"})
     assert always.energy > 0
     assert nightly.energy == pytest.approx(always.energy * 2 / 24)
+
+
+def test_summed_costs_equal_adding_them_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    items = [
+        CostBreakdown(
+            compute=float(rng.random() * 1e4),
+            egress=float(rng.random() * 1e-3),
+            model_distribution=float(rng.random()),
+            energy=float(rng.random() * 1e6),
+            preference_penalty=float(rng.random() * 10),
+        )
+        for _ in range(200)
+    ]
+    assert CostBreakdown.summed(items) == sum(items, CostBreakdown())
+    assert CostBreakdown.summed([]) == CostBreakdown()
