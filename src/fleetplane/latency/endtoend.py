@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 from scipy.special import ndtr, ndtri
 
 from fleetplane.latency.distributions import (
@@ -181,8 +180,13 @@ class EndToEnd:
         cdf_x = np.minimum(np.cumsum(masses), 1.0)
         at_zero = 0.0 if parts else 1.0
         if self.wait is not None and self.wait.p_wait > 0.0:
+            # Imported here: scipy.signal takes most of a second to import (1.17
+            # decorates every function on import), and only this reference path,
+            # not placement, needs it.
+            from scipy.signal import lfilter
+
             decay = math.exp(-h / self.wait.theta)
-            tail = signal.lfilter([1.0], [1.0, -decay], masses)
+            tail = lfilter([1.0], [1.0, -decay], masses)
             cdf_x = cdf_x - self.wait.p_wait * math.sqrt(decay) * tail
             at_zero *= 1.0 - self.wait.p_wait
         points = np.concatenate([[0.0], (np.arange(GRID_CELLS) + 0.5) * h])
