@@ -237,3 +237,25 @@ def test_json_on_stdout_of_a_real_process_is_only_the_document(solver: str) -> N
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["spec"]["solver"]["name"] == solver
+
+
+def test_a_long_plan_table_reads_as_rich_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetplane.cli import long_table
+
+    fleet = tmp_path / "generated"
+    assert run("generate", "--sites", "30", "--workloads", "260", "--out", fleet).returncode == 0
+    fast_rows: list[int] = []
+    body_lines = long_table._body_lines
+    monkeypatch.setattr(
+        long_table,
+        "_body_lines",
+        lambda table, rows, *rest: fast_rows.append(len(rows)) or body_lines(table, rows, *rest),
+    )
+    fast = run("plan", fleet)
+    assert fast_rows and fast_rows[0] > long_table.MIN_ROWS  # the table took the quick path
+    monkeypatch.setattr(long_table, "MIN_ROWS", 10**9)
+    by_rich = run("plan", fleet)
+    assert fast.returncode == by_rich.returncode
+    assert fast.stdout == by_rich.stdout

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fleetplane.cli.long_table import print_table
 from fleetplane.cli.main import app
 from fleetplane.cli.output import (
     OUTPUT_OPTION,
@@ -317,7 +318,7 @@ def _print_table(placement: Placement) -> None:
         "",
         f"{len(spec.unplaceable)} unplaceable",
     )
-    console.print(table)
+    print_table(console, table)
     if spec.changes:
         from fleetplane.cli.plan_report import changes_table
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from fleetplane.cli.long_table import print_table
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.placement import PlacementChange
 from fleetplane.model.policy import PlacementPolicy
@@ -37,7 +38,7 @@ def changes_table(console: Console, title: str, changes: list[PlacementChange]) 
             f"{c.move_cost:,.2f}",
             c.reason,
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _say(console: Console, text: str) -> None:
