@@ -14,7 +14,7 @@ import pytest
 
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.synthetic import generate_fleet
-from fleetplane.placement._internal import feasibility, pipeline
+from fleetplane.placement._internal import feasibility, pipeline, prediction
 from fleetplane.placement._internal.candidates import Candidates
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.rules import compile_policy
@@ -121,8 +121,6 @@ def _latency_check_everywhere(
     source: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """latency_check with an exact quantile for every element the bounds leave open."""
-    from fleetplane.placement._internal import prediction
-
     storage = feasibility.storage_latency(ctx, view, rows)
     parts = feasibility.latency_parts(ctx, view, profile, rows, storage)
     n_src = len(view.sources)
@@ -154,7 +152,9 @@ def test_diagnosis_latency_check_skips_only_quantiles_that_cannot_matter() -> No
             continue
         for profile in view.profiles:
             for source in (None, *range(min(2, len(view.sources)))):
-                ok, ratio = feasibility.latency_check(ctx, view, profile, rows, source)
+                ok, ratio = prediction.answer(
+                    feasibility.latency_checking(ctx, view, profile, rows, source)
+                )
                 want_ok, want_ratio = _latency_check_everywhere(ctx, view, profile, rows, source)
                 assert ok.tolist() == want_ok.tolist()
                 assert ratio[~ok].tolist() == want_ratio[~want_ok].tolist()
@@ -162,3 +162,48 @@ def test_diagnosis_latency_check_skips_only_quantiles_that_cannot_matter() -> No
                 failed += int((~ok).sum())
                 passed += int(ok.sum())
     assert checked > 50 and failed > 100 and passed > 100
+
+
+def test_diagnoses_and_reasons_asked_together_equal_those_asked_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Explaining many unplaceable workloads computes their exact latencies in shared calls."""
+    fleet = generate_fleet(40, 120, 4)
+    ctx = PlanContext.build(fleet, compile_policy(pipeline.choose_policy(fleet, None)))
+    asked = [
+        (view, source)
+        for view in (ctx.view(name) for name in sorted(fleet.workloads))
+        if view.targets and view.sources
+        for source in (None, 0)
+    ]
+    alone = [feasibility.diagnose(ctx, view, source) for view, source in asked]
+    calls: list[int] = []
+    quantiles = prediction.quantiles
+    monkeypatch.setattr(
+        prediction, "quantiles", lambda q, parts: calls.append(parts.size) or quantiles(q, parts)
+    )
+    together = prediction.answer_together(
+        [feasibility.diagnosing(ctx, view, source) for view, source in asked]
+    )
+    rounds = max(len(view.profiles) * len(view.targets) for view, _ in asked)
+    assert 0 < len(calls) <= rounds < len(asked)
+    for a, b in zip(alone, together, strict=True):
+        assert (a.rows.tolist(), a.stage.tolist(), a.profile.tolist(), a.passed) == (
+            b.rows.tolist(),
+            b.stage.tolist(),
+            b.profile.tolist(),
+            b.passed,
+        )
+        assert a.ratio.tolist() == b.ratio.tolist()
+    latency = feasibility.STAGE_INDEX["latency"]
+    misses = [
+        (view, d.miss(k))
+        for (view, _), d in zip(asked, alone, strict=True)
+        for k in np.flatnonzero(d.stage == latency)[:3].tolist()
+    ]
+    assert len(misses) > 20
+    calls.clear()
+    words = prediction.answer_together([feasibility.reasoning(ctx, v, m) for v, m in misses])
+    assert len(calls) == 1
+    assert words == [feasibility.reason(ctx, v, m) for v, m in misses]
+    assert all(" > " in text and "SLO from" in text for text in words)

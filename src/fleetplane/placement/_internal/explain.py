@@ -11,6 +11,7 @@ furthest and missed by the smallest margin, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from fleetplane.model.placement import CostBreakdown, RejectionSummary, Unplaceable
 from fleetplane.model.units import format_duration
 from fleetplane.model.workload import PERCENTILES
-from fleetplane.placement._internal import feasibility
+from fleetplane.placement._internal import feasibility, prediction
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.solve import Unplaced
@@ -123,9 +124,22 @@ def summarize_unplaceable(
     ctx: PlanContext, cands: Candidates, verdict: Unplaced | None
 ) -> Unplaceable:
     """Counts per constraint, one example each, and the closest miss."""
+    return prediction.answer(_summarizing(ctx, cands, verdict))
+
+
+def summarize_all_unplaceable(
+    ctx: PlanContext, items: Sequence[tuple[Candidates, Unplaced | None]]
+) -> list[Unplaceable]:
+    """:func:`summarize_unplaceable` of each, their exact latencies computed together."""
+    return prediction.answer_together([_summarizing(ctx, c, v) for c, v in items])
+
+
+def _summarizing(
+    ctx: PlanContext, cands: Candidates, verdict: Unplaced | None
+) -> prediction.Asking[Unplaceable]:
     view = cands.view
     source = verdict.source if verdict is not None and verdict.code == "sources" else None
-    diagnosis = feasibility.diagnose(ctx, view, source)
+    diagnosis = yield from feasibility.diagnosing(ctx, view, source)
     # Each infeasible site's best miss, ordered best first: furthest stage, then
     # the smallest overshoot, row and profile (one Miss object per shown example).
     best = diagnosis.site_best(ctx)
@@ -144,10 +158,10 @@ def summarize_unplaceable(
     # furthest) stage: each miss is put in words once.
     worded: dict[int, str] = {}
 
-    def words(k: int) -> str:
+    def words(k: int) -> prediction.Asking[str]:
         text = worded.get(k)
         if text is None:
-            text = worded[k] = feasibility.reason(ctx, view, diagnosis.miss(k))
+            text = worded[k] = yield from feasibility.reasoning(ctx, view, diagnosis.miss(k))
         return text
 
     rejections = []
@@ -159,12 +173,12 @@ def summarize_unplaceable(
             RejectionSummary(
                 constraint=label,
                 sites=int(mine.size),
-                example=words(int(best[mine[0]])),
+                example=(yield from words(int(best[mine[0]]))),
             )
         )
     closest = None
     if best.size:
-        closest = words(int(best[0]))
+        closest = yield from words(int(best[0]))
     feasible = [ctx.index.sites[s].name for s in diagnosis.feasible_sites(ctx)]
     if verdict is None or cands.size == 0:
         reason = f"no site passes every hard constraint ({ctx.index.n_sites} sites checked)"

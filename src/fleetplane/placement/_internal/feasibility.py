@@ -1275,6 +1275,13 @@ def diagnose(ctx: PlanContext, view: WorkloadView, source: int | None = None) ->
     With ``source`` the per-source stages (residency, network, latency) only
     consider that data source: why can *it* not be served anywhere?
     """
+    return prediction.answer(diagnosing(ctx, view, source))
+
+
+def diagnosing(
+    ctx: PlanContext, view: WorkloadView, source: int | None = None
+) -> prediction.Asking[Diagnosis]:
+    """:func:`diagnose`, asking for its exact quantiles (see ``prediction.answer_together``)."""
     n = ctx.index.n_rows
     all_rows = np.arange(n, dtype=np.int64)
     best_stage = np.full(n, -1, dtype=np.int64)
@@ -1293,7 +1300,7 @@ def diagnose(ctx: PlanContext, view: WorkloadView, source: int | None = None) ->
                 ratio_of[failed] = ratio[~ok]
             alive = alive[ok]
         if alive.size and view.targets and view.sources:
-            ok, ratio = latency_check(ctx, view, profile, alive, source)
+            ok, ratio = yield from latency_checking(ctx, view, profile, alive, source)
             stage_of[alive[~ok]] = STAGE_INDEX["latency"]
             ratio_of[alive[~ok]] = ratio[~ok]
             alive = alive[ok]
@@ -1341,9 +1348,9 @@ def _stage_for_source(
     return ok & source_reachable(ctx, view, rows)[source] & _model_reachable(ctx, view, rows), None
 
 
-def latency_check(
+def latency_checking(
     ctx: PlanContext, view: WorkloadView, profile: ProfileView, rows: IntArray, source: int | None
-) -> tuple[BoolArray, FloatArray]:
+) -> prediction.Asking[tuple[BoolArray, FloatArray]]:
     """No-queue check per row (any source, or the given one) and the overshoot ratio.
 
     Bounds decide where they can — a row whose lower bound misses fails, with
@@ -1373,7 +1380,7 @@ def latency_check(
         value = np.where(lower > target, lower, upper)
         unsure = np.flatnonzero(needed & usable & (lower <= target) & (upper > target))
         if unsure.size:
-            value[unsure] = prediction.quantiles(levels[unsure], parts.take(unsure))
+            value[unsure] = yield prediction.QuantileAsk(levels[unsure], parts.take(unsure))
         worst = np.maximum(worst, value / target)
     table = np.where(usable, worst, np.inf).reshape(n_src, rows.size)
     ratio = np.asarray(table[source] if source is not None else table.min(axis=0), dtype=np.float64)
@@ -1382,8 +1389,17 @@ def latency_check(
 
 def reason(ctx: PlanContext, view: WorkloadView, miss: Miss) -> str:
     """One row's failure in words, e.g. 'store-12/edge: p99 62ms > 50ms SLO from store-12-cams'."""
+    return prediction.answer(reasoning(ctx, view, miss))
+
+
+def reasoning(ctx: PlanContext, view: WorkloadView, miss: Miss) -> prediction.Asking[str]:
+    """:func:`reason`, asking for its exact quantiles (see ``prediction.answer_together``)."""
     profile = view.profiles[miss.profile]
-    text = _REASONS[STAGES[miss.stage][0]](ctx, view, profile, miss.row, miss)
+    stage = STAGES[miss.stage][0]
+    if stage == "latency":
+        text = yield from _why_latency(ctx, view, profile, miss.row, miss)
+    else:
+        text = _REASONS[stage](ctx, view, profile, miss.row, miss)
     return f"{ctx.index.row_label(miss.row)}: {text}"
 
 
@@ -1476,7 +1492,7 @@ def _why_network(
 
 def _why_latency(
     ctx: PlanContext, view: WorkloadView, profile: ProfileView, row: int, miss: Miss
-) -> str:
+) -> prediction.Asking[str]:
     rows = np.array([row], dtype=np.int64)
     storage = storage_latency(ctx, view, rows)
     parts = latency_parts(ctx, view, profile, rows, storage)
@@ -1487,10 +1503,10 @@ def _why_latency(
         else [i for i, ok in enumerate(usable.tolist()) if ok]
     )
     best: tuple[float, str] | None = None
-    # Every (target, source) quantile asked for in one call: its fixed cost is most of it.
+    # Every (target, source) quantile asked for at once: the call's fixed cost is most of it.
     picked = np.array(candidates * len(view.targets), dtype=np.int64)
     levels = np.repeat([q for q, _ in view.targets], len(candidates))
-    found = prediction.quantiles(levels, parts.take(picked)).tolist()
+    found = (yield prediction.QuantileAsk(levels, parts.take(picked))).tolist()
     n = len(candidates)
     for t, (q, target) in enumerate(view.targets):
         values = dict(zip(candidates, found[t * n : (t + 1) * n], strict=True))
@@ -1528,8 +1544,8 @@ _REASONS: dict[str, Callable[[PlanContext, WorkloadView, ProfileView, int, Miss]
     "power": _why_power,
     "deadline": _why_deadline,
     "network": _why_network,
-    "latency": _why_latency,
     "policy": _why_policy,
+    # "latency": _why_latency, which asks for exact quantiles (see reasoning).
 }
 
 

@@ -488,6 +488,16 @@ def _document(
     explanations: dict[str, explain.WorkloadExplanation] = {}
     costs_placed: list[CostBreakdown] = []
     lines: list[str] = []
+    unplaced = [name for name in names if name not in allocations]
+    summaries = dict(
+        zip(
+            unplaced,
+            explain.summarize_all_unplaceable(
+                ctx, [(table[name], output.unplaced.get(name)) for name in unplaced]
+            ),
+            strict=True,
+        )
+    )
     for n, name in enumerate(names):
         if n and n % _EXPLAIN_SETTLE_EVERY == 0:
             # What is explained is kept to the end (long_lived.py).
@@ -495,7 +505,7 @@ def _document(
         cands = table[name]
         view = cands.view
         if name not in allocations:
-            item = explain.summarize_unplaceable(ctx, cands, output.unplaced.get(name))
+            item = summaries[name]
             unplaceable.append(item)
             text = explain.describe_unplaceable(item)
             explanations[name] = explain.WorkloadExplanation(

@@ -21,7 +21,9 @@ for the allocations a solver actually chose.
 from __future__ import annotations
 
 import functools
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import special
@@ -58,6 +60,12 @@ class Parts:
 
     def take(self, idx: IntArray) -> Parts:
         return Parts(*(getattr(self, f)[idx] for f in Parts.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: Sequence[Parts]) -> Parts:
+        return Parts(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in Parts.__dataclass_fields__)
+        )
 
     @property
     def size(self) -> int:
@@ -226,6 +234,57 @@ def quantiles(
             col(parts.svc_cv),
         )
     return out
+
+
+@dataclass(frozen=True)
+class QuantileAsk:
+    """Exact quantiles a computation waits for: the q-quantile ``levels[i]`` of path ``i``."""
+
+    levels: FloatArray
+    parts: Parts
+
+
+T = TypeVar("T")
+# A computation that asks for exact quantiles as it goes (``values = yield ask``), so
+# that many of them can be answered together (answer_together): the exact computation's
+# fixed cost is per call, and explaining a workload asks for a handful of values at a time.
+Asking = Generator[QuantileAsk, FloatArray, T]
+
+
+def answer(asking: Asking[T]) -> T:
+    """Run one asking computation to its result."""
+    return answer_together([asking])[0]
+
+
+def answer_together(askings: Sequence[Asking[T]]) -> list[T]:
+    """Run asking computations side by side, all the asks of a round in one ``quantiles`` call.
+
+    A path's quantile does not depend on the others computed with it, so the
+    values are those each computation would get alone.
+    """
+    results: dict[int, T] = {}
+    waiting: dict[int, QuantileAsk] = {}
+
+    def advance(i: int, values: FloatArray | None) -> None:
+        try:
+            waiting[i] = askings[i].send(values)  # type: ignore[arg-type]
+        except StopIteration as done:
+            results[i] = done.value
+
+    for i in range(len(askings)):
+        advance(i, None)
+    while waiting:
+        asks = list(waiting.items())
+        waiting.clear()
+        values = quantiles(
+            np.concatenate([ask.levels for _, ask in asks]),
+            Parts.concat([ask.parts for _, ask in asks]),
+        )
+        start = 0
+        for i, ask in asks:
+            advance(i, values[start : start + ask.parts.size])
+            start += ask.parts.size
+    return [results[i] for i in range(len(askings))]
 
 
 def wait_params(lam: FloatArray, servers: IntArray, parts: Parts) -> tuple[FloatArray, FloatArray]:
