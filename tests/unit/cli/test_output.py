@@ -35,3 +35,18 @@ def test_written_document_reads_back(tmp_path: Path) -> None:
     assert YAML(typ="safe").load(out.read_text(encoding="utf-8")) == ODD
     write_document(ODD, tmp_path / "placement.json")
     assert YAML(typ="safe").load((tmp_path / "placement.json").read_text()) == ODD
+
+
+def test_shared_tags_write_what_ruamels_own_representer_writes() -> None:
+    import io
+
+    from fleetplane.model.synthetic import generate_fleet
+    from fleetplane.placement import plan
+
+    placement = plan(generate_fleet(12, 40, 3)).placement
+    documents = [ODD, placement.model_dump(mode="json", by_alias=True, exclude_none=True)]
+    stock = YAML(typ="safe", pure=False)
+    stock.default_flow_style = False
+    buffer = io.StringIO()
+    stock.dump_all(documents, buffer)
+    assert dump_yaml(documents) == buffer.getvalue()
