@@ -20,7 +20,7 @@ from fleetplane.placement._internal import capacity, sizing
 from fleetplane.placement._internal.candidates import Candidates
 from fleetplane.placement._internal.capacity import CapacityState, Demand
 from fleetplane.placement._internal.context import PlanContext
-from fleetplane.placement._internal.pipeline import choose_policy
+from fleetplane.placement._internal.pipeline import SOLVERS, choose_policy
 from fleetplane.placement._internal.rules import compile_policy
 from fleetplane.placement._internal.scoring import Scorer
 
@@ -396,3 +396,124 @@ def test_objective_of_a_candidate_does_not_depend_on_the_others(sources: int) ->
         some = np.flatnonzero(rng.random(size) < rng.random())
         got = scorer.objective(idx[some], replicas[some], shares[:, some], 0.5)
         assert got.tolist() == everyone[some].tolist()
+
+
+def test_released_since_names_the_pools_a_release_may_have_grown() -> None:
+    """A release grows its own pool, and its site's others only where power is budgeted."""
+    fleet = generate_fleet(60, 10, 2)
+    ctx = PlanContext.build(fleet, compile_policy(choose_policy(fleet, None)))
+    index = ctx.index
+    budgeted = np.isfinite(index.site_power_budget)
+    state = CapacityState(index)
+    demand = Demand(0.5, 1.0, -1, 0, 10.0)
+
+    def other_row_of(site: int, row: int) -> int | None:
+        rows = [int(r) for r in index.rows_of_site(site) if int(r) != row]
+        return rows[0] if rows else None
+
+    seen_budgeted = seen_open = False
+    for row in range(index.n_rows):
+        site = int(index.row_site[row])
+        sibling = other_row_of(site, row)
+        if sibling is None or state.fit_count(row, demand) == 0:
+            continue
+        elsewhere = next(r for r in range(index.n_rows) if int(index.row_site[r]) != site)
+        before = state.releases
+        nodes = state.place(row, 1, demand)
+        assert nodes is not None
+        assert not state.released_since(before, np.array([row, sibling, elsewhere]))
+        state.release(row, nodes, demand)
+        assert state.released_since(before, np.array([row]))
+        assert not state.released_since(before, np.array([elsewhere]))
+        assert state.released_since(before, np.array([sibling])) == bool(budgeted[site])
+        seen_budgeted |= bool(budgeted[site])
+        seen_open |= not bool(budgeted[site])
+        if seen_budgeted and seen_open:
+            break
+    assert seen_budgeted and seen_open
+    copy = state.copy()
+    before = state.releases
+    state.adopt(copy)
+    assert state.released_since(before, np.array([elsewhere]))
+
+
+def test_a_star_kept_through_releases_elsewhere_is_what_evaluating_again_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Greedy keeps a star's evaluation across releases on pools that could not change it."""
+    from fleetplane.placement._internal import greedy
+
+    kept = 0
+    stale = greedy._Planner.stale
+
+    def checked(self: greedy._Planner, state: CapacityState) -> bool:
+        nonlocal kept
+        ev = self.evaluation
+        answer = stale(self, state)
+        if not answer and ev is not None and ev.releases not in (-1, state.releases):
+            best, second = self._options(state, self._every_source, self.tasks, True)
+            assert _same(best, ev.best) and _same(second, ev.second)
+            kept += 1
+        return answer
+
+    monkeypatch.setattr(greedy._Planner, "stale", checked)
+    monkeypatch.setitem(SOLVERS, "greedy-heuristic", greedy.solve)
+    plan(generate_fleet(200, 2000, 0), solver="greedy-heuristic")
+    assert kept > 20
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or b is None:
+        return a is b
+    fields = ("primary", "replicas", "cost", "work", "partner", "partner_replicas")
+    same = all(getattr(a, f) == getattr(b, f) for f in fields)
+    return same and bool(np.array_equal(a.group, b.group))  # type: ignore[attr-defined]
+
+
+def test_a_stars_evaluation_goes_stale_when_a_cheaper_full_pool_gets_room(planned: object) -> None:
+    """Released room on a pool the walk found full (before the best) sends the star back;
+    released room on a pool it never looked at does not."""
+    from fleetplane.placement._internal.greedy import _Planner
+    from fleetplane.placement._internal.pipeline import _full_star_replicas
+    from fleetplane.placement._internal.scoring import build_scorer
+
+    ctx = planned.context  # type: ignore[attr-defined]
+    tables: dict[str, Candidates] = planned.candidates  # type: ignore[attr-defined]
+    checked = 0
+    for cands in sorted(tables.values(), key=lambda c: c.view.name):
+        planner = _Planner(
+            cands, build_scorer(cands, ctx.objective), _full_star_replicas([cands])[0]
+        )
+        if planner.is_job or planner.spread or len(set(cands.site.tolist())) < 3:
+            continue
+        state = CapacityState(ctx.index)
+        first = planner.evaluate(state)
+        assert first is not None
+        cheapest = first.best.primary
+        row, demand = int(cands.row[cheapest]), cands.demand(cheapest)
+        filled = state.place(row, state.fit_count(row, demand), demand)
+        assert filled is not None
+        ev = planner.evaluate(state)
+        if ev is None or ev.second is None or int(cands.row[ev.best.primary]) == row:
+            continue
+        # Something placed on the best's pool: its rows changed, so the releases decide.
+        best_row = int(cands.row[ev.best.primary])
+        nodes = state.place(best_row, 1, cands.demand(ev.best.primary))
+        assert nodes is not None
+        unrelated = next(
+            r for r in range(ctx.index.n_rows)
+            if r not in set(cands.row.tolist())
+            and int(ctx.index.row_site[r]) not in set(cands.site.tolist())
+            and state.fit_count(r, demand) > 0
+        )
+        elsewhere = state.place(unrelated, 1, demand)
+        assert elsewhere is not None
+        state.release(unrelated, elsewhere, demand)
+        assert not planner.stale(state)
+        state.release(row, filled, demand)
+        assert state.place(best_row, 1, cands.demand(ev.best.primary)) is not None
+        assert planner.stale(state)
+        checked += 1
+        if checked == 5:
+            break
+    assert checked == 5

@@ -70,6 +70,12 @@ class CapacityState:
         # How many times replicas were given back (``release``): while it stands still, every
         # pool's room only ever shrinks, which lets a solver keep an evaluation that still fits.
         self.releases = 0
+        # ``releases`` at the last release on each pool (0: none), and on each site with a
+        # power budget: a release frees one pool's nodes and its site's power, so only that
+        # pool, and the site's other pools where power is budgeted, may have grown.
+        self.row_released = np.zeros(index.n_rows, dtype=np.int64)
+        self.power_released = np.zeros(index.n_sites, dtype=np.int64)
+        self._budgeted: list[bool] = np.isfinite(index.site_power_budget).tolist()
         # (row, demand) -> (row version, replicas its nodes take): node-level fits of a pool
         # only change when something is placed on or released from it, which bumps its version.
         self._fits: dict[tuple[int, Demand], tuple[int, int]] = {}
@@ -90,6 +96,9 @@ class CapacityState:
         clone._budget = self._budget
         clone._site_rows = self._site_rows
         clone.releases = self.releases
+        clone.row_released = self.row_released.copy()
+        clone.power_released = self.power_released.copy()
+        clone._budgeted = self._budgeted
         clone._fits = {}
         clone._big = _BigPools()
         return clone
@@ -103,9 +112,20 @@ class CapacityState:
         self.version[:] = source.version
         self.touched[:] = source.touched
         self.releases = max(self.releases, source.releases) + 1
+        self.row_released[:] = self.releases  # any pool may have grown
+        self.power_released[:] = self.releases
         # What this state remembered was counted on its own history, not the copy's.
         self._fits = {}
         self._big = _BigPools()
+
+    def released_since(self, releases: int, rows: IntArray) -> bool:
+        """Whether any of the pools ``rows`` may have grown since the count ``releases``."""
+        if releases == self.releases:
+            return False
+        return bool(
+            (self.row_released[rows] > releases).any()
+            or (self.power_released[self.index.row_site[rows]] > releases).any()
+        )
 
     def power_left(self, sites: IntArray) -> FloatArray:
         return np.asarray(self.index.site_power_budget[sites] - self.power_used[sites])
@@ -263,6 +283,9 @@ class CapacityState:
         self.power_used[site] -= total * demand.power
         version = self.version[row] = next(_VERSIONS)
         self.releases += 1
+        self.row_released[row] = self.releases
+        if self._budgeted[site]:
+            self.power_released[site] = self.releases
         if self._starts[row + 1] - first > _SMALL_POOL:
             self._big.changed(row, version, [first + node for node, _ in nodes])
             self._big.released(row)

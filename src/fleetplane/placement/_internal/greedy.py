@@ -91,6 +91,8 @@ class Evaluation:
     second: Option | None
     stamp: tuple[tuple[int, int], ...]  # (row, capacity version) of the rows it relied on
     releases: int = -1  # CapacityState.releases when evaluated (-1: not reusable, see stale())
+    # Pools where giving replicas back could change the two options (None: any; see stale()).
+    watched: IntArray | None = None
 
     @property
     def regret(self) -> float:
@@ -674,8 +676,36 @@ class _Planner:
             second,
             self._stamp(capacity, best, second),
             capacity.releases if reusable else -1,
+            self._watched(best, second) if reusable else None,
         )
         return self.evaluation
+
+    def _watched(self, best: Option, second: Option | None) -> IntArray | None:
+        """Pools whose growing could change a reusable evaluation's two options (None: any).
+
+        A star's walk takes, in a fixed order, the first candidate that fits
+        and the next that fits on another site; more room changes nothing for
+        a candidate that fit. So only the candidates before the second that
+        did not fit matter (before the best, every one).
+
+        A job's options would depend only on the candidates its walk found
+        short of room, were its cost per task exactly non-increasing in the
+        tasks taken; but ``objective(k) / k`` can come out one unit in the
+        last place below the per-replica price for a smaller ``k``, so a
+        fresh walk can break an exact tie between equally priced pools the
+        other way. Any release still sends a job back, as it always did,
+        which keeps plans as they were.
+        """
+        if self.is_job:
+            return None
+        assert self._first_step is not None
+        order = self._first_step[2]
+        site = self.cands.site
+        at_best = int(np.flatnonzero(order == best.primary)[0])
+        end = order.size if second is None else int(np.flatnonzero(order == second.primary)[0])
+        between = order[at_best + 1 : end]
+        between = between[site[between] != site[best.primary]]
+        return np.asarray(self.cands.row[np.concatenate([order[:at_best], between])], np.int64)
 
     def _stamp(
         self, capacity: CapacityState, best: Option, second: Option | None
@@ -693,23 +723,32 @@ class _Planner:
         """Whether the evaluation must be made again before committing on it.
 
         Not when the rows it relied on are unchanged. Nor, without spread,
-        when nothing was released anywhere since (so every pool's room only
-        shrank) and its best and second options still fit as they were. A
-        single star walks its candidates in a fixed cost order and takes the
-        first two that fit: those before them did not fit then and fit even
-        less now. A job takes at each candidate as many tasks as fit, and its
-        cost per task only grows as that number shrinks (the per-site term is
-        carried by fewer tasks; the bound order of _task_options rests on
-        the same fact): no other candidate got cheaper. Either way evaluating
-        again would find the same two options (and the same candidates
-        without room, already counted).
+        when nothing was released since on the pools it watches (_watched:
+        for a star the pools that might have let a cheaper candidate fit, for
+        a job every pool), so their room only shrank, and its best and second
+        options still fit as they were. A single star walks its candidates in
+        a fixed cost order and takes the first two that fit: those before them
+        did not fit then and fit even less now. A job takes at each candidate
+        as many tasks as fit, and its cost per task only grows as that number
+        shrinks (the per-site term is carried by fewer tasks; the bound order
+        of _task_options rests on the same fact): no other candidate got
+        cheaper. Either way evaluating again would find the same two options
+        (and the same candidates without room, already counted). A release
+        frees one pool's nodes and its site's power, so only that pool, and
+        where power is budgeted the site's others, can have grown
+        (CapacityState.released_since).
         """
         ev = self.evaluation
         if ev is None:
             return True
         if all(capacity.version.item(r) == v for r, v in ev.stamp):
             return False
-        if ev.releases < 0 or ev.releases != capacity.releases:
+        if ev.releases < 0:
+            return True
+        if ev.watched is None:
+            if ev.releases != capacity.releases:
+                return True
+        elif capacity.released_since(ev.releases, ev.watched):
             return True
         for option in (ev.best, ev.second):
             if option is not None and not self._fits(capacity, option.primary, option.replicas):
