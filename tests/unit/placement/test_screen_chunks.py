@@ -207,3 +207,16 @@ def test_diagnoses_and_reasons_asked_together_equal_those_asked_alone(
     assert len(calls) == 1
     assert words == [feasibility.reason(ctx, v, m) for v, m in misses]
     assert all(" > " in text and "SLO from" in text for text in words)
+
+
+def test_unplaceable_summaries_made_in_small_blocks_are_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleetplane.placement import plan
+    from fleetplane.placement._internal import explain
+
+    fleet = generate_fleet(40, 300, 3)
+    whole = plan(fleet).placement.spec.unplaceable
+    assert len(whole) >= 3
+    monkeypatch.setattr(explain, "_SUMMARY_BLOCK", 2)
+    assert plan(fleet).placement.spec.unplaceable == whole

@@ -26,6 +26,9 @@ from fleetplane.placement._internal.solve import Unplaced
 from fleetplane.placement._internal.verify import SourceLatency
 from fleetplane.placement._internal.workload_view import WorkloadView
 
+# Unplaceable workloads whose diagnoses run side by side (summarize_all_unplaceable).
+_SUMMARY_BLOCK = 256
+
 
 @dataclass(frozen=True)
 class AllocationExplanation:
@@ -130,8 +133,16 @@ def summarize_unplaceable(
 def summarize_all_unplaceable(
     ctx: PlanContext, items: Sequence[tuple[Candidates, Unplaced | None]]
 ) -> list[Unplaceable]:
-    """:func:`summarize_unplaceable` of each, their exact latencies computed together."""
-    return prediction.answer_together([_summarizing(ctx, c, v) for c, v in items])
+    """:func:`summarize_unplaceable` of each, their exact latencies computed together.
+
+    In blocks: each diagnosis under way holds a few arrays over every pool
+    of the fleet, and a broken fleet may leave every workload unplaced.
+    """
+    out: list[Unplaceable] = []
+    for start in range(0, len(items), _SUMMARY_BLOCK):
+        block = items[start : start + _SUMMARY_BLOCK]
+        out += prediction.answer_together([_summarizing(ctx, c, v) for c, v in block])
+    return out
 
 
 def _summarizing(

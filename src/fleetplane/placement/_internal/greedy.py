@@ -731,12 +731,12 @@ class _Planner:
         did not fit then and fit even less now. A job takes at each candidate
         as many tasks as fit, and its cost per task only grows as that number
         shrinks (the per-site term is carried by fewer tasks; the bound order
-        of _task_options rests on the same fact): no other candidate got
-        cheaper. Either way evaluating again would find the same two options
-        (and the same candidates without room, already counted). A release
-        frees one pool's nodes and its site's power, so only that pool, and
-        where power is budgeted the site's others, can have grown
-        (CapacityState.released_since).
+        of _task_options rests on the same fact; to the last bit it may not,
+        see _watched): no other candidate got cheaper. Either way evaluating
+        again would find the same two options (and the same candidates
+        without room, already counted). A release frees one pool's nodes and
+        its site's power, so only that pool, and where power is budgeted the
+        site's others, can have grown (CapacityState.released_since).
         """
         ev = self.evaluation
         if ev is None:
