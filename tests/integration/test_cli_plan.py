@@ -259,3 +259,13 @@ def test_a_long_plan_table_reads_as_rich_prints_it(
     by_rich = run("plan", fleet)
     assert fast.returncode == by_rich.returncode
     assert fast.stdout == by_rich.stdout
+
+
+def test_an_error_quoting_bracketed_input_prints_it_whole(fleet_dir: Path) -> None:
+    """User input in an error is never read as rich markup ('[gi]' would vanish as a tag)."""
+    fleet = fleet_dir / "fleet.yaml"
+    fleet.write_text(fleet.read_text().replace("memory: 16Gi", 'memory: "16[gi]"'))
+    result = run("plan", fleet_dir)
+    assert result.returncode == 1
+    assert "cannot read '16[gi]' as a size" in result.stderr
+    assert result.stdout == ""

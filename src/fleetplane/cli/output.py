@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fleetplane.errors import FleetplaneError
 
@@ -46,7 +47,8 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except FleetplaneError as error:
-            stderr.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+            # The message quotes user input (rules, values): never read as markup.
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -338,7 +339,8 @@ def _print_table(placement: Placement) -> None:
     )
     for missing in spec.unplaceable:
         console.print(
-            f"\n[bold red]unplaceable[/] {missing.workload}: {missing.reason}", highlight=False
+            f"\n[bold red]unplaceable[/] {missing.workload}: {escape(missing.reason)}",
+            highlight=False,
         )
         for r in missing.rejections:
             console.print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fleetplane.cli.long_table import print_table
@@ -36,7 +37,7 @@ def changes_table(console: Console, title: str, changes: list[PlacementChange]) 
             ", ".join(c.after),
             f"{c.cost_delta:+,.2f}",
             f"{c.move_cost:,.2f}",
-            c.reason,
+            escape(c.reason),  # free text (rule names and text): never read as markup
         )
     print_table(console, table)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from fleetplane.cli.columns import render_columns
 from fleetplane.cli.main import app
@@ -144,7 +145,7 @@ def simulate(
     skipped = result.skipped if sweep_spec is None else results[0].skipped
     warnings = result.warnings if sweep_spec is None else results[0].warnings
     for warning in warnings:
-        stderr.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        stderr.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     if skipped:
         names = ", ".join(f"{k} ({v})" for k, v in skipped.items())
         raise IncompleteResult(f"not simulated, because the placement leaves them out: {names}")
