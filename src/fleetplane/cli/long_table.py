@@ -34,7 +34,8 @@ def print_table(console: Console, table: Table) -> None:
         console.print(table)
         return
     lines = _rendered(console, _probe(table, rows))
-    box = (table.box or boxes.HEAVY_HEAD).substitute(
+    assert table.box is not None  # _plain_rows: only tables with a box
+    box = table.box.substitute(
         console.options, safe=table.safe_box if table.safe_box is not None else console.safe_box
     )
     widths = _widths(lines[-1], box)
