@@ -75,7 +75,6 @@ class CapacityState:
         # pool, and the site's other pools where power is budgeted, may have grown.
         self.row_released = np.zeros(index.n_rows, dtype=np.int64)
         self.power_released = np.zeros(index.n_sites, dtype=np.int64)
-        self._budgeted: list[bool] = np.isfinite(index.site_power_budget).tolist()
         # (row, demand) -> (row version, replicas its nodes take): node-level fits of a pool
         # only change when something is placed on or released from it, which bumps its version.
         self._fits: dict[tuple[int, Demand], tuple[int, int]] = {}
@@ -98,7 +97,6 @@ class CapacityState:
         clone.releases = self.releases
         clone.row_released = self.row_released.copy()
         clone.power_released = self.power_released.copy()
-        clone._budgeted = self._budgeted
         clone._fits = {}
         clone._big = _BigPools()
         return clone
@@ -284,7 +282,7 @@ class CapacityState:
         version = self.version[row] = next(_VERSIONS)
         self.releases += 1
         self.row_released[row] = self.releases
-        if self._budgeted[site]:
+        if math.isfinite(self._budget[site]):
             self.power_released[site] = self.releases
         if self._starts[row + 1] - first > _SMALL_POOL:
             self._big.changed(row, version, [first + node for node, _ in nodes])
