@@ -38,20 +38,17 @@ class CostBreakdown(Spec):
     def summed(cls, items: Iterable[CostBreakdown]) -> CostBreakdown:
         """``sum(items, CostBreakdown())`` field by field in the same order, building one model,
         not one per addition (a large plan adds tens of thousands)."""
-        fields = ("compute", "egress", "model_distribution", "energy", "preference_penalty")
-        acc = [0.0] * len(fields)
+        acc = [0.0] * len(_COST_FIELDS)
         for item in items:
-            acc = [a + getattr(item, f) for a, f in zip(acc, fields, strict=True)]
-        return cls(**dict(zip(fields, acc, strict=True)))
+            acc = [a + getattr(item, f) for a, f in zip(acc, _COST_FIELDS, strict=True)]
+        return cls(**dict(zip(_COST_FIELDS, acc, strict=True)))
 
     def __add__(self, other: CostBreakdown) -> CostBreakdown:
-        return CostBreakdown(
-            compute=self.compute + other.compute,
-            egress=self.egress + other.egress,
-            model_distribution=self.model_distribution + other.model_distribution,
-            energy=self.energy + other.energy,
-            preference_penalty=self.preference_penalty + other.preference_penalty,
-        )
+        return CostBreakdown(**{f: getattr(self, f) + getattr(other, f) for f in _COST_FIELDS})
+
+
+# Read once: ``model_fields`` is a slow descriptor in pydantic 2.11+.
+_COST_FIELDS = tuple(CostBreakdown.model_fields)
 
 
 class LatencyPrediction(Spec):
