@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -31,6 +32,7 @@ from fleetplane.cli.output import (
     write_document,
 )
 from fleetplane.errors import Problem, SourcePosition, ValidationError
+from fleetplane.gc_pause import gc_paused
 from fleetplane.model.loader import LoadResult, read_fleet
 from fleetplane.model.placement import Placement, WorkloadPlacement
 from fleetplane.model.policy import PlacementPolicy
@@ -96,7 +98,7 @@ def plan(
         )
     placement = result.placement
     if out is not None:
-        write_document(placement.to_document(), out)
+        write_document(_document(placement), out)
     if explain or without_site or scale_demand != 1.0 or price or compare_baselines:
         _extras(
             loaded,
@@ -112,9 +114,16 @@ def plan(
     if output is OutputFormat.table:
         _print_table(placement)
     else:
-        emit_document(placement.to_document(), output)
+        emit_document(_document(placement), output)
     if placement.spec.unplaceable:
         raise typer.Exit(2)
+
+
+def _document(placement: Placement) -> dict[str, Any]:
+    # A big plan's document is a million dicts and lists, all kept, no cycles: the collector's
+    # full passes over them (and over the fleet and the plan) took most of the time.
+    with gc_paused():
+        return placement.to_document()
 
 
 def _current(path: Path | None) -> Placement | None:
