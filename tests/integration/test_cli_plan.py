@@ -198,7 +198,7 @@ def test_the_installed_command_in_a_real_process(fleet_dir: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from fleetplane.cli.main import app; app()",
+            "from fleetplane.cli.main import run; run()",
             "plan",
             str(fleet_dir),
             "-o",
@@ -222,7 +222,7 @@ def test_json_on_stdout_of_a_real_process_is_only_the_document(solver: str) -> N
         [
             sys.executable,
             "-c",
-            "from fleetplane.cli.main import app; app()",
+            "from fleetplane.cli.main import run; run()",
             "plan",
             str(example),
             "--solver",

@@ -135,7 +135,7 @@ def test_brackets_in_messages_survive_the_console(tmp_path: Path) -> None:
 
 
 def test_end_to_end_in_a_separate_process(broken_fleet: Path) -> None:
-    command = [sys.executable, "-c", "from fleetplane.cli.main import app; app()"]
+    command = [sys.executable, "-c", "from fleetplane.cli.main import run; run()"]
     done = subprocess.run(
         [*command, "validate", str(broken_fleet)], capture_output=True, text=True, check=False
     )

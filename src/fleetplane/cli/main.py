@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import sys
+
 import typer
 
 from fleetplane import __version__
@@ -28,6 +33,39 @@ def main(
     ),
 ) -> None:
     """fleetplane command line."""
+
+
+def run() -> None:
+    """The installed ``fleetplane`` command: the app, then an exit without the heap's teardown.
+
+    After a plan of 2,000 sites × 20,000 workloads the process holds 1.5 GB
+    of Python objects, and the interpreter's shutdown frees them one by one:
+    2 s after the work is done, for memory the OS takes back at once. So once
+    the command has finished, the exit handlers run (``atexit``), output is
+    flushed, and the process ends with the command's status. An uncaught
+    exception still takes Python's usual way out (traceback, full shutdown).
+    """
+    try:
+        app()
+        status = 0
+    except SystemExit as done:
+        status = _exit_status(done.code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that is gone (or a stream closed): nothing left to deliver.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
+def _exit_status(code: object) -> int:
+    """The status ``sys.exit(code)`` would give, printing a message code as Python does."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def _register() -> None:
