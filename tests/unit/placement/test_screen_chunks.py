@@ -220,3 +220,34 @@ def test_unplaceable_summaries_made_in_small_blocks_are_the_same(
     assert len(whole) >= 3
     monkeypatch.setattr(explain, "_SUMMARY_BLOCK", 2)
     assert plan(fleet).placement.spec.unplaceable == whole
+
+
+def test_path_parts_equal_latency_parts_for_the_same_pairs() -> None:
+    # verify.design_paths gathers many workloads' paths at once through path_parts.
+    fleet = generate_fleet(40, 300, 2)
+    ctx = _context(fleet)
+    rng = np.random.default_rng(5)
+    want: list[prediction.Parts] = []
+    sites, rows = [], []
+    views = [ctx.view(n) for n in sorted(fleet.workloads)]
+    for view in [v for v in views if v.sources and not v.is_job][:60]:
+        profile = view.profiles[0]
+        chosen = np.sort(rng.choice(ctx.index.n_rows, size=3, replace=False))
+        storage = feasibility.storage_latency(ctx, view, chosen)
+        parts = feasibility.latency_parts(ctx, view, profile, chosen, storage)
+        want.append(parts)
+        # latency_parts is (sources × rows) flattened, row-major.
+        sites += [s.site for s in view.sources for _ in chosen]
+        rows += [int(r) for _ in view.sources for r in chosen]
+    expected = prediction.Parts.concat(want)
+    got = feasibility.path_parts(
+        _context(fleet),  # its own network rows, filled by path_parts alone
+        np.array(sites, dtype=np.int64),
+        np.array(rows, dtype=np.int64),
+        expected.storage,
+        expected.svc_mean,
+        expected.svc_cv,
+    )
+    assert expected.size > 300
+    for field in ("rtt_mu", "rtt_sigma", "loss"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(expected, field))

@@ -257,6 +257,33 @@ def latency_parts(
     )
 
 
+
+def path_parts(
+    ctx: PlanContext,
+    source_sites: IntArray,
+    rows: IntArray,
+    storage: FloatArray,
+    svc_mean: FloatArray,
+    svc_cv: FloatArray,
+) -> prediction.Parts:
+    """The parts of request paths listed one by one: from site ``source_sites[k]`` to ``rows[k]``.
+
+    The values :func:`latency_parts` gives for the same (source, row) pairs
+    (the same gathers), for paths of many workloads at once: one gather per
+    source site rather than a dozen numpy calls per workload and row.
+    """
+    sites = ctx.index.row_site[rows]
+    mu, sigma, loss = np.empty(rows.size), np.empty(rows.size), np.empty(rows.size)
+    order = np.argsort(source_sites, kind="stable")
+    site_list, starts = np.unique(source_sites[order], return_index=True)
+    bounds = [*starts.tolist(), rows.size]
+    for site, start, end in zip(site_list.tolist(), bounds[:-1], bounds[1:], strict=True):
+        net = ctx.network.source(site)
+        mine = order[start:end]
+        at = sites[mine]
+        mu[mine], sigma[mine], loss[mine] = net.rtt_mu[at], net.rtt_sigma[at], net.loss[at]
+    return prediction.Parts(mu, sigma, loss, storage, svc_mean, svc_cv)
+
 # -- screening: static stages, then latency bounds; exact latency is resolved in a batch ----
 
 # Stages that depend only on the workload's requirements (not its size or

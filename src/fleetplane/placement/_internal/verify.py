@@ -162,49 +162,54 @@ class DesignPaths:
 def design_paths(
     ctx: PlanContext, table: dict[str, Candidates], allocations: dict[str, list[Allocation]]
 ) -> DesignPaths:
+    """Every (allocation, source it serves) of request workloads with targets, at design load."""
     names: list[str] = []
     alloc_idx: list[int] = []
     source_idx: list[int] = []
-    parts_list: list[prediction.Parts] = []
     lam: list[float] = []
     servers: list[int] = []
+    source_site: list[int] = []
+    rows: list[int] = []
+    storage: list[float] = []
+    svc_mean: list[float] = []
+    svc_cv: list[float] = []
     for name in sorted(allocations):
         view = table[name].view
         if view.is_job or not view.targets:
             continue
         cands = table[name]
         rates = np.array([s.rate for s in view.sources]) * view.design_factor
-        for a_i, alloc in enumerate(allocations[name]):
-            c = alloc.candidate
-            row = np.array([int(cands.row[c])], dtype=np.int64)
-            profile = view.profiles[int(cands.profile[c])]
-            storage = feasibility.storage_latency(ctx, view, row)
-            parts = feasibility.latency_parts(ctx, view, profile, row, storage)
-            design = np.array(alloc.design_shares)
-            served = np.flatnonzero(design > 0)
-            parts_list.append(parts.take(served))
-            count = served.size
+        allocs = allocations[name]
+        where = [int(cands.row[a.candidate]) for a in allocs]
+        stored = feasibility.storage_latency(ctx, view, np.array(where, dtype=np.int64)).tolist()
+        for a_i, alloc in enumerate(allocs):
+            profile = view.profiles[int(cands.profile[alloc.candidate])]
+            service = profile.service
+            assert service is not None  # request workloads have service times
+            served = [s for s, share in enumerate(alloc.design_shares) if share > 0]
+            count = len(served)
             names += [name] * count
             alloc_idx += [a_i] * count
-            source_idx += served.tolist()
-            lam += [float(rates @ design)] * count
+            source_idx += served
+            lam += [float(rates @ np.array(alloc.design_shares))] * count
             servers += [alloc.replicas * profile.spec.concurrency] * count
-    empty = np.zeros(0)
-    merged = (
-        prediction.Parts(
-            *(
-                np.concatenate([getattr(p, f) for p in parts_list])
-                for f in prediction.Parts.__dataclass_fields__
-            )
-        )
-        if parts_list
-        else prediction.Parts(empty, empty, empty, empty, empty, empty)
-    )
+            source_site += [view.sources[s].site for s in served]
+            rows += [where[a_i]] * count
+            storage += [stored[a_i]] * count
+            svc_mean += [service.mean] * count
+            svc_cv += [service.cv] * count
     return DesignPaths(
         tuple(names),
         np.array(alloc_idx, dtype=np.int64),
         np.array(source_idx, dtype=np.int64),
-        merged,
+        feasibility.path_parts(
+            ctx,
+            np.array(source_site, dtype=np.int64),
+            np.array(rows, dtype=np.int64),
+            np.array(storage, dtype=np.float64),
+            np.array(svc_mean, dtype=np.float64),
+            np.array(svc_cv, dtype=np.float64),
+        ),
         np.array(lam, dtype=np.float64),
         np.array(servers, dtype=np.int64),
     )
