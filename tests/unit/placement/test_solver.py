@@ -8,8 +8,9 @@ from placement_fleets import fleet, image, inference, job, link, policy, pool, s
 
 from fleetplane.errors import PlacementError
 from fleetplane.model.fleet import Fleet
+from fleetplane.model.policy import Rule
 from fleetplane.placement import plan
-from fleetplane.placement._internal.candidates import Allocation
+from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.pipeline import choose_policy
 from fleetplane.placement._internal.rules import compile_policy
@@ -326,3 +327,43 @@ def test_verification_reports_each_allocation_of_a_workload_on_its_own_pool() ->
     other = ctx.index.row_label(int(cands.row[first.candidate]))
     assert len(lines) == 1
     assert label in lines[0] and other not in lines[0]
+
+
+def _verification_lines(
+    f: Fleet, allocations: dict[str, list[Allocation]], cands: dict[str, Candidates]
+) -> list[str]:
+    ctx = PlanContext.build(f, compile_policy(choose_policy(f, None)))
+    with pytest.raises(PlacementError) as raised:
+        verify(ctx, cands, allocations)
+    return str(raised.value).splitlines()
+
+
+def test_verification_names_the_allocation_a_filter_or_a_require_rule_fails() -> None:
+    f = three_sites("99.9%")
+    result = plan(f)
+    cands = result.candidates["w"]
+    index = PlanContext.build(f, compile_policy(choose_policy(f, None))).index
+    label = {}
+    for alloc in result.allocations["w"]:
+        row = int(cands.row[alloc.candidate])
+        label[index.site_of_row(row).name] = index.row_label(row)
+        # One profile: both allocations are checked together, each reported on its own.
+        assert int(cands.profile[alloc.candidate]) == 0
+    assert set(label) == {"a", "b"}
+
+    # The same allocations checked against a fleet where site b's nodes are too small ...
+    shrunk = three_sites("99.9%")
+    shrunk.sites["b"].spec.node_pools[0].cpu = 0.01
+    lines = _verification_lines(shrunk, result.allocations, result.candidates)
+    failing = [line for line in lines if "fails the" in line]
+    assert failing == [f"  workload w at {label['b']} (cpu): fails the capacity filter"]
+
+    # ... and against a policy whose require rule rules either site out.
+    for out, kept in (("a", "b"), ("b", "a")):
+        ruled = three_sites("99.9%")
+        ruled.policies["test-policy"].spec.rules = [
+            Rule(name=f"not-{out}", require=f"site.name != '{out}'")
+        ]
+        lines = _verification_lines(ruled, result.allocations, result.candidates)
+        refused = [line for line in lines if "require rule" in line]
+        assert len(refused) == 1 and label[out] in refused[0] and label[kept] not in refused[0]

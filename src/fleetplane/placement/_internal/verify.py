@@ -19,7 +19,7 @@ from fleetplane.placement._internal import feasibility, prediction
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.context import PlanContext
-from fleetplane.placement._internal.fleet_index import FloatArray, IntArray
+from fleetplane.placement._internal.fleet_index import BoolArray, FloatArray, IntArray
 from fleetplane.placement._internal.solve import needs_spread
 from fleetplane.placement._internal.workload_view import WorkloadView
 
@@ -64,15 +64,11 @@ def _check_rows(
         some = np.array([rows[i] for i in mine], dtype=np.int64)
         for key, stage in _ROW_STAGES:
             ok, _ = stage(ctx, view, profile, some)
-            if not bool(np.all(ok)):
-                bad = np.broadcast_to(np.asarray(ok, dtype=bool), some.shape)
-                failed_here = [i for j, i in enumerate(mine) if not bad[j]]
-                for i in failed_here:
-                    failed[i].append(key)
+            for j in _failing(ok, some.size):
+                failed[mine[j]].append(key)
         ok, _ = ctx.rules.require(view, profile, some)
-        ok = np.broadcast_to(np.asarray(ok, dtype=bool), some.shape)
-        for j, i in enumerate(mine):
-            required[i] = bool(ok[j])
+        for j in _failing(ok, some.size):
+            required[mine[j]] = False
     every = np.array(rows, dtype=np.int64)
     if view.sources:
         zone_ok = feasibility.source_zone_ok(ctx, view, every)
@@ -104,6 +100,15 @@ def _check_rows(
                 f"{where}: {alloc.replicas} replicas outside [{low}, {view.max_replicas}]"
             )
     return problems
+
+
+def _failing(ok: BoolArray | bool, size: int) -> list[int]:
+    """Positions where a stage's answer for ``size`` rows (an array, or one value for all) fails."""
+    if isinstance(ok, np.ndarray) and ok.shape == (size,):
+        # Most answers are all true: one reduction, no per-row Python.
+        return [] if ok.all() else np.flatnonzero(~ok.astype(bool)).tolist()
+    every = np.broadcast_to(np.asarray(ok, dtype=bool), (size,))
+    return np.flatnonzero(~every).tolist()
 
 
 def _check_coverage(
