@@ -196,3 +196,34 @@ def test_summed_costs_equal_adding_them_one_by_one() -> None:
     ]
     assert CostBreakdown.summed(items) == sum(items, CostBreakdown())
     assert CostBreakdown.summed([]) == CostBreakdown()
+
+
+def test_breakdowns_of_a_workload_equal_breakdown_of_each_allocation_to_the_bit() -> None:
+    import dataclasses
+
+    from fleetplane.model.synthetic import generate_fleet
+    from fleetplane.placement._internal.scoring import breakdowns
+
+    result = plan(generate_fleet(60, 600, 5))
+    rng = np.random.default_rng(11)
+    many_sources = 0
+    for name, allocs in sorted(result.allocations.items()):
+        cands = result.candidates[name]
+        many_sources += len(cands.view.sources) >= 9  # numpy sums those pairwise in blocks
+        assert breakdowns(cands, allocs) == [breakdown(cands, a) for a in allocs], name
+        if not cands.view.sources:
+            continue
+        # Every term non-zero and of mixed magnitudes, so any change of operation or order
+        # shows in the last bits: random prices and service times, and random shares.
+        rates = cands.rates
+        for values in (rates.energy_idle, rates.energy_busy, rates.energy_request, cands.egress,
+                       cands.svc_mean):
+            values[...] = rng.uniform(0.1, 10.0, values.shape) * 10.0 ** rng.integers(-3, 4)
+        cands.concurrency[...] = rng.integers(1, 9, cands.concurrency.shape)
+        mixed = [
+            dataclasses.replace(a, shares=tuple(rng.uniform(0.0, 1.0, len(a.shares)) * (
+                rng.uniform(size=len(a.shares)) > 0.2)))
+            for a in allocs
+        ]
+        assert breakdowns(cands, mixed) == [breakdown(cands, a) for a in mixed], name
+    assert many_sources

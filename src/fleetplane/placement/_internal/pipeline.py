@@ -39,7 +39,7 @@ from fleetplane.placement._internal.greedy import solve as greedy_solve
 from fleetplane.placement._internal.long_lived import LongLivedObjects
 from fleetplane.placement._internal.moves import open_cordoned, operator_controls
 from fleetplane.placement._internal.rules import Locate, compile_policy
-from fleetplane.placement._internal.scoring import breakdown, build_scorer
+from fleetplane.placement._internal.scoring import breakdowns, build_scorer
 from fleetplane.placement._internal.solve import Solver, SolverInput, SolverOutput
 from fleetplane.placement._internal.verify import SourceLatency, report_latencies, verify
 
@@ -287,45 +287,6 @@ def _predicted(levels: tuple[float, ...], measured: list[SourceLatency]) -> Late
     return LatencyPrediction(**fields)
 
 
-def _breakdowns(cands: Candidates, allocs: list[Allocation]) -> list[CostBreakdown]:
-    """``scoring.breakdown`` of each allocation, per-source terms taken for its column only.
-
-    ``breakdown`` builds the (sources × candidates) busy-replica array for one
-    column; here the same values come from that column's own elementwise
-    products (identical floats), once per workload rather than per candidate.
-    """
-    view = cands.view
-    if not view.sources:
-        return [breakdown(cands, a) for a in allocs]
-    rates = cands.rates
-    requests = np.array([s.monthly_requests for s in view.sources], dtype=np.float64)
-    avg = np.array([s.rate * s.mean_factor for s in view.sources], dtype=np.float64)
-    out = []
-    for alloc in allocs:
-        c, n = alloc.candidate, alloc.replicas
-        shares = np.array(alloc.shares, dtype=np.float64)
-        egress = float(np.sum(shares * np.where(shares > 0, cands.egress[:, c], 0.0)))
-        energy = n * rates.energy_idle[c]
-        if view.is_job:
-            energy += n * rates.energy_busy[c]
-            busy = np.zeros(avg.size)
-        else:
-            busy = avg * cands.svc_mean[c] / cands.concurrency[c]
-        energy += float(
-            np.sum(shares * (requests * rates.energy_request[c] + busy * rates.energy_busy[c]))
-        )
-        out.append(
-            CostBreakdown(
-                compute=float(n * rates.compute[c]),
-                egress=egress,
-                model_distribution=float(cands.model_cost[c]),
-                energy=float(energy),
-                preference_penalty=float(alloc.weight * cands.penalty[c]),
-            )
-        )
-    return out
-
-
 def _name(fleet: Fleet) -> str:
     base = re.sub(r"[^a-z0-9.-]+", "-", fleet.name.lower()).strip("-.") or "fleet"
     return f"{base}-plan"[:253]
@@ -514,7 +475,7 @@ def _document(
             lines += text
             continue
         allocs = allocations[name]
-        costs = _breakdowns(cands, allocs)
+        costs = breakdowns(cands, allocs)
         by_allocation = explain.latency_by_allocation(
             view, latencies.get(name, []), levels.get(name, ())
         )
