@@ -79,3 +79,17 @@ def test_exit_handlers_still_run(tmp_path: Path) -> None:
     prelude = f"import atexit, pathlib; atexit.register(pathlib.Path({str(marker)!r}).touch); "
     assert _run("--version", prelude=prelude).returncode == 0
     assert marker.exists()
+
+
+def test_a_thread_still_at_work_is_waited_for(tmp_path: Path) -> None:
+    # It finishes only once the main thread has, as at any Python exit: a process ended
+    # without waiting for it would never write the file.
+    marker = tmp_path / "finished"
+    prelude = (
+        "import pathlib, threading; "
+        "threading.Thread(target=lambda: (threading.main_thread().join(), "
+        f"pathlib.Path({str(marker)!r}).touch())).start(); "
+    )
+    done = _run("plan", "/nonexistent/fleet", prelude=prelude)
+    assert done.returncode == 1
+    assert marker.exists()

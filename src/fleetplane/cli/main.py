@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import os
 import sys
+import threading
 
 import typer
 
@@ -43,19 +44,27 @@ def run() -> None:
     2 s after the work is done, for memory the OS takes back at once. So once
     the command has finished, the exit handlers run (``atexit``), output is
     flushed, and the process ends with the command's status. An uncaught
-    exception still takes Python's usual way out (traceback, full shutdown).
+    exception, or a thread still at work, takes Python's usual way out.
     """
     try:
         app()
         status = 0
     except SystemExit as done:
         status = _exit_status(done.code)
+    if _threads_still_running():
+        sys.exit(status)  # Python's own exit waits for them
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         # A reader that is gone (or a stream closed): nothing left to deliver.
         with contextlib.suppress(BrokenPipeError, ValueError):
             stream.flush()
     os._exit(status)
+
+
+def _threads_still_running() -> bool:
+    """Whether threads other than this one that Python would wait for at exit are alive."""
+    this = threading.current_thread()
+    return any(t.is_alive() and not t.daemon and t is not this for t in threading.enumerate())
 
 
 def _exit_status(code: object) -> int:
