@@ -208,8 +208,22 @@ def quantiles(
     """Exact end-to-end q-quantiles per element (one batched call into fleetplane.latency)."""
     if parts.size == 0:
         return np.zeros(0)
-    c = np.zeros(parts.size) if wait_c is None else wait_c
-    theta = np.ones(parts.size) if wait_theta is None else wait_theta
+    def full(values: FloatArray | float) -> FloatArray:
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (parts.size,))
+
+    levels = full(q)
+    c = full(0.0 if wait_c is None else wait_c)
+    theta = full(1.0 if wait_theta is None else wait_theta)
+    distinct, again = _distinct_paths(levels, parts, c, theta)
+    if distinct is None or again is None:
+        return _exact(levels, parts, c, theta)
+    # Each path's quantile is a function of its own inputs alone (the library solves
+    # every row on its own), so equal inputs are solved once: a third of them in a plan.
+    found = _exact(levels[distinct], parts.take(distinct), c[distinct], theta[distinct])
+    return np.asarray(found[again], dtype=np.float64)
+
+
+def _exact(q: FloatArray, parts: Parts, c: FloatArray, theta: FloatArray) -> FloatArray:
     weights, offsets = _loss_components(parts)
     # Unreachable paths and unstable queues are answered here: the library
     # returns inf for them too, and keeping them out avoids its arithmetic on
@@ -223,7 +237,7 @@ def quantiles(
             return np.asarray(a, dtype=np.float64)[idx, None]
 
         out[idx] = mixture_quantile_many(
-            np.broadcast_to(q, (parts.size,))[idx],
+            q[idx],
             weights[idx],
             col(parts.rtt_mu),
             col(parts.rtt_sigma),
@@ -234,6 +248,22 @@ def quantiles(
             col(parts.svc_cv),
         )
     return out
+
+
+def _distinct_paths(
+    q: FloatArray, parts: Parts, c: FloatArray, theta: FloatArray
+) -> tuple[IntArray | None, IntArray | None]:
+    """First occurrences of the distinct (level, path, wait) inputs and where each element's is.
+
+    (None, None) when every element is distinct. Inputs are compared bit for bit
+    (0.0 and -0.0 differ), so an element and its representative are the same input.
+    """
+    fields = [np.asarray(getattr(parts, f), dtype=np.float64) for f in Parts.__dataclass_fields__]
+    bits = np.ascontiguousarray(np.column_stack([q, *fields, c, theta])).view(np.uint64)
+    _, first, again = np.unique(bits, axis=0, return_index=True, return_inverse=True)
+    if first.size == parts.size:
+        return None, None
+    return first, again.reshape(-1)
 
 
 @dataclass(frozen=True)
