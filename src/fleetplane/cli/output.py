@@ -180,8 +180,9 @@ def dump_yaml(documents: list[dict[str, Any]] | dict[str, Any]) -> str:
     from ruamel.yaml import YAML
 
     # The C emitter (ruamel.yaml.clib, a dependency): the pure-Python one took 80 s for the
-    # 23 MB Placement of a 2,000-site x 20,000-workload plan, this one about 20 s. Same
-    # representer and YAML 1.2 resolver, so the same data; only long lines fold differently.
+    # 23 MB Placement of a 2,000-site x 20,000-workload plan, this one with the representer
+    # above about 7 s. YAML 1.2 resolution either way, so the same data; only long lines
+    # fold differently.
     yaml = YAML(typ="safe", pure=False)
     yaml.Representer = _plain_data_representer()
     yaml.default_flow_style = False
