@@ -219,7 +219,7 @@ class Server:
 
     def start(self) -> None:
         token_file = self.directory / "admin.token"
-        command = [sys.executable, "-c", "from fleetplane.cli.main import app; app()", "serve",
+        command = [sys.executable, "-c", "from fleetplane.cli.main import run; run()", "serve",
                    "--database", f"sqlite:///{self.database}",
                    "--listen", f"{HOST}:{self.api_port}",
                    "--tls-cert", str(self.api_cert), "--tls-key", str(self.api_key),
@@ -319,7 +319,7 @@ class SiteAgent:
 
     def start(self, telemetry_interval: float = 1.0) -> None:
         command = in_site(
-            self.site, sys.executable, "-c", "from fleetplane.cli.main import app; app()",
+            self.site, sys.executable, "-c", "from fleetplane.cli.main import run; run()",
             "agent", "--server", self.server.agent_url, "--site", self.site,
             "--data-dir", str(self.data_dir), "--ca-cert", str(self.server.ca_file),
             "--bootstrap-token", self.token, "--agent-id", "a1", "--runtime", "process",

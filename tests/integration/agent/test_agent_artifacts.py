@@ -151,7 +151,7 @@ class Fleet:
         env = {**os.environ, "FLEETPLANE_SERVER": self.server.url,
                "FLEETPLANE_TOKEN": self.server.token}
         return subprocess.run(
-            [sys.executable, "-c", "from fleetplane.cli.main import app; app()", *args],
+            [sys.executable, "-c", "from fleetplane.cli.main import run; run()", *args],
             capture_output=True, text=True, env=env, timeout=120, check=False)
 
     def push(self, version: str, name: str = "hello", release: Path | None = None) -> str:
@@ -221,7 +221,7 @@ class Agent:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, token: str) -> None:
-        command = [sys.executable, "-c", "from fleetplane.cli.main import app; app()", "agent",
+        command = [sys.executable, "-c", "from fleetplane.cli.main import run; run()", "agent",
                    "--server", self.fleet.agent_url, "--site", "a",
                    "--data-dir", str(self.data_dir),
                    "--ca-cert", str(self.fleet.ca_dir / "ca.crt"), "--agent-id", "a1",

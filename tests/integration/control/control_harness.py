@@ -116,7 +116,7 @@ def start_server(
     command = [
         sys.executable,
         "-c",
-        "from fleetplane.cli.main import app; app()",
+        "from fleetplane.cli.main import run; run()",
         "serve",
         "--database",
         database_url,

@@ -142,7 +142,7 @@ def test_only_operators_and_admins_push_and_names_are_checked(api: Api) -> None:
 def _cli(server_url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "FLEETPLANE_SERVER": server_url, "FLEETPLANE_TOKEN": token}
     return subprocess.run(
-        [sys.executable, "-c", "from fleetplane.cli.main import app; app()", "artifact", *args],
+        [sys.executable, "-c", "from fleetplane.cli.main import run; run()", "artifact", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
