@@ -257,7 +257,6 @@ def latency_parts(
     )
 
 
-
 def path_parts(
     ctx: PlanContext,
     source_sites: IntArray,
@@ -283,6 +282,7 @@ def path_parts(
         at = sites[mine]
         mu[mine], sigma[mine], loss[mine] = net.rtt_mu[at], net.rtt_sigma[at], net.loss[at]
     return prediction.Parts(mu, sigma, loss, storage, svc_mean, svc_cv)
+
 
 # -- screening: static stages, then latency bounds; exact latency is resolved in a batch ----
 

@@ -101,9 +101,7 @@ def _elements(requests: list[Request]) -> _Elements:
     if not owners:
         return _no_elements()
     cat = np.concatenate
-    merged = prediction.Parts(
-        *(cat([getattr(p, f) for p in parts]) for f in prediction.Parts.__dataclass_fields__)
-    )
+    merged = prediction.Parts.concat(parts)
     return _Elements(
         cat(owners), cat(cols), cat(lams), cat(qs), cat(targets), cat(ks), cat(cmax), merged
     )
@@ -131,12 +129,7 @@ def _elements_flat(requests: list[Request]) -> _Elements:
         cat([b.target for b in blocks]),
         cat([b.concurrency for b in blocks]),
         cat([b.c_max for b in blocks]),
-        prediction.Parts(
-            *(
-                cat([getattr(b.parts, f) for b in blocks])
-                for f in prediction.Parts.__dataclass_fields__
-            )
-        ),
+        prediction.Parts.concat([b.parts for b in blocks]),
     )
 
 
