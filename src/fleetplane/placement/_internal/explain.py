@@ -123,20 +123,14 @@ def describe_placed(
     return lines
 
 
-def summarize_unplaceable(
-    ctx: PlanContext, cands: Candidates, verdict: Unplaced | None
-) -> Unplaceable:
-    """Counts per constraint, one example each, and the closest miss."""
-    return prediction.answer(_summarizing(ctx, cands, verdict))
-
-
 def summarize_all_unplaceable(
     ctx: PlanContext, items: Sequence[tuple[Candidates, Unplaced | None]]
 ) -> list[Unplaceable]:
-    """:func:`summarize_unplaceable` of each, their exact latencies computed together.
+    """Per unplaced workload: counts per constraint, one example each, and the closest miss.
 
-    In blocks: each diagnosis under way holds a few arrays over every pool
-    of the fleet, and a broken fleet may leave every workload unplaced.
+    Their exact latencies are computed together, in blocks: each diagnosis under
+    way holds a few arrays over every pool of the fleet, and a broken fleet may
+    leave every workload unplaced.
     """
     out: list[Unplaceable] = []
     for start in range(0, len(items), _SUMMARY_BLOCK):
