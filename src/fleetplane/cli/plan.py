@@ -97,8 +97,10 @@ def plan(
             current=_current(current),
         )
     placement = result.placement
+    document = None  # made once for both --out and -o json|yaml
     if out is not None:
-        write_document(_document(placement), out)
+        document = _document(placement)
+        write_document(document, out)
     if explain or without_site or scale_demand != 1.0 or price or compare_baselines:
         _extras(
             loaded,
@@ -114,7 +116,7 @@ def plan(
     if output is OutputFormat.table:
         _print_table(placement)
     else:
-        emit_document(_document(placement), output)
+        emit_document(document if document is not None else _document(placement), output)
     if placement.spec.unplaceable:
         raise typer.Exit(2)
 
