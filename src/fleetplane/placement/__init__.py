@@ -35,6 +35,7 @@ def plan(
     progress: Progress | None = None,
     current: Placement | None = None,
     time_limit: float = 30.0,
+    helper_process: bool = True,
 ) -> PlanResult:
     """Plan the whole fleet.
 
@@ -52,6 +53,11 @@ def plan(
     ``current``: re-plan from this Placement — moves cost the policy's
     ``moveCost``, ``moveBudget`` caps them, pinned assignments and cordoned
     or draining sites are respected; ``placement.spec.changes`` is the diff.
+
+    ``helper_process``: feasibility may fork one helper process to work out
+    half of a big fleet's chunks (more than 2,048 workloads; only while no
+    other thread runs and with two cores or more). The plan is the same
+    either way; False keeps all the work in this process.
     """
     return run(
         fleet,
@@ -62,4 +68,5 @@ def plan(
         progress=progress,
         time_limit=time_limit,
         current=current,
+        helper_process=helper_process,
     )

@@ -22,6 +22,8 @@ source); ``verify`` re-checks them against every filter and capacity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
+from typing import Any
 
 import numpy as np
 
@@ -104,3 +106,94 @@ def concat_rates(parts: list[ReplicaRates]) -> ReplicaRates:
     return ReplicaRates(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in ReplicaRates.__dataclass_fields__)
     )
+
+
+# A table's arrays over its candidates (or sources × candidates), in field order.
+_ARRAYS = (
+    "row",
+    "profile",
+    "entry",
+    "site",
+    "domain",
+    "storage",
+    "svc_mean",
+    "svc_cv",
+    "concurrency",
+    "model_cost",
+    "penalty",
+    "source_ok",
+    "rtt_mu",
+    "rtt_sigma",
+    "loss",
+    "egress",
+)
+_RATES = tuple(ReplicaRates.__dataclass_fields__)
+
+
+@dataclass
+class _Column:
+    """One array field of many tables: their values end to end, and how to cut them apart."""
+
+    flat: np.ndarray | list[np.ndarray]  # a list when the tables' dtypes differ
+    shapes: list[tuple[int, ...]]
+    fortran: list[bool]  # laid out column-major (kept: numpy's sums follow the layout)
+
+    @classmethod
+    def of(cls, arrays: list[np.ndarray]) -> _Column:
+        shapes = [a.shape for a in arrays]
+        fortran = [bool(a.flags.f_contiguous and not a.flags.c_contiguous) for a in arrays]
+        if len({a.dtype for a in arrays}) > 1:
+            return cls(arrays, shapes, fortran)
+        pieces = [a.ravel(order="F" if f else "C") for a, f in zip(arrays, fortran, strict=True)]
+        flat = np.concatenate(pieces) if pieces else np.zeros(0)
+        return cls(flat, shapes, fortran)
+
+    def split(self) -> list[np.ndarray]:
+        if isinstance(self.flat, list):
+            return self.flat
+        out = []
+        at = 0
+        for shape, fortran in zip(self.shapes, self.fortran, strict=True):
+            n = prod(shape)
+            out.append(self.flat[at : at + n].reshape(shape, order="F" if fortran else "C"))
+            at += n
+        return out
+
+
+@dataclass
+class PackedTables:
+    """Candidate tables without their views: a few flat arrays, quick to pickle.
+
+    Sending thousands of tables to another process as they are would pickle
+    (and rebuild) hundreds of thousands of small arrays, a few µs each, and
+    every table's view with the fleet model behind it; the receiver has the
+    views already.
+    """
+
+    columns: dict[str, _Column]
+    beyond_cap: list[int]
+
+
+def pack_tables(tables: list[Candidates]) -> PackedTables:
+    columns = {name: _Column.of([getattr(t, name) for t in tables]) for name in _ARRAYS}
+    for name in _RATES:
+        columns[f"rates.{name}"] = _Column.of([getattr(t.rates, name) for t in tables])
+    return PackedTables(columns, [t.beyond_cap for t in tables])
+
+
+def unpack_tables(packed: PackedTables, views: list[WorkloadView]) -> list[Candidates]:
+    """The tables :func:`pack_tables` was given, for ``views`` (in the same order).
+
+    Like the tables feasibility builds in one batch, they share one list as
+    their ``batch``.
+    """
+    columns = {name: column.split() for name, column in packed.columns.items()}
+    batch: list[Candidates] = []
+    for i, view in enumerate(views):
+        arrays: dict[str, Any] = {name: columns[name][i] for name in _ARRAYS}
+        rates = ReplicaRates(*(columns[f"rates.{name}"][i] for name in _RATES))
+        table = Candidates(view, rates=rates, **arrays)
+        table.beyond_cap = packed.beyond_cap[i]
+        table.batch = batch
+        batch.append(table)
+    return batch

@@ -7,9 +7,10 @@ timed on its own (``PlanResult.timings``).
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,14 @@ from fleetplane.model.placement import (
 )
 from fleetplane.model.policy import PlacementPolicy
 from fleetplane.model.workload import PERCENTILES
-from fleetplane.placement._internal import explain, feasibility, prediction, replan, sizing
+from fleetplane.placement._internal import (
+    explain,
+    feasibility,
+    feasibility_fork,
+    prediction,
+    replan,
+    sizing,
+)
 from fleetplane.placement._internal.candidates import Allocation, Candidates
 from fleetplane.placement._internal.capacity import CapacityState
 from fleetplane.placement._internal.context import PlanContext
@@ -42,6 +50,7 @@ from fleetplane.placement._internal.rules import Locate, compile_policy
 from fleetplane.placement._internal.scoring import breakdowns, build_scorer
 from fleetplane.placement._internal.solve import Solver, SolverInput, SolverOutput
 from fleetplane.placement._internal.verify import SourceLatency, report_latencies, verify
+from fleetplane.placement._internal.workload_view import WorkloadView
 
 SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "auto": solve_auto}
 
@@ -49,7 +58,8 @@ SOLVERS: dict[str, Solver] = {"greedy": greedy_solve, "exact": exact_solve, "aut
 # and builds their candidate tables before the next: the per-path arrays of
 # screening then only ever exist for one chunk (a 20,000-workload fleet
 # otherwise holds gigabytes of them at once), while each exact batch stays
-# large. The exact budget applies per chunk.
+# large. The exact budget applies per chunk, so a chunk's tables are the same
+# whichever process works them out (feasibility_fork.py).
 FEASIBILITY_CHUNK = 2048
 # Workloads explained between two freezes of what the Placement keeps (long_lived.py).
 _EXPLAIN_SETTLE_EVERY = 2048
@@ -303,7 +313,9 @@ def run(
     cel_cache: bool = True,
     time_limit: float = 30.0,
     current: Placement | None = None,
+    helper_process: bool = True,
 ) -> PlanResult:
+    """Plan ``fleet``; ``helper_process`` lets feasibility fork a helper (feasibility_fork)."""
     if solver not in SOLVERS:
         raise ValidationError(
             f"unknown solver {solver!r}; choose one of {', '.join(sorted(SOLVERS))}"
@@ -311,7 +323,16 @@ def run(
     # What the plan is given and what each stage hands on live to its end: see long_lived.py.
     with LongLivedObjects() as long_lived:
         args = (fleet, policy, solver, seed, locate, progress, cel_cache, time_limit, current)
-        return _run(*args, long_lived)
+        return _run(*args, helper_process, long_lived)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the child processes it has waited for.
+
+    The feasibility helper's time counts once it has exited, at the end of its stage.
+    """
+    spent = os.times()
+    return time.process_time() + spent.children_user + spent.children_system
 
 
 def _run(
@@ -324,16 +345,17 @@ def _run(
     cel_cache: bool,
     time_limit: float,
     current: Placement | None,
+    helper: bool,
     long_lived: LongLivedObjects,
 ) -> PlanResult:
     timings: dict[str, float] = {}
     cpu_timings: dict[str, float] = {}
     clock = time.perf_counter()
-    cpu_clock = time.process_time()
+    cpu_clock = _cpu_seconds()
 
     def lap(stage: str) -> None:
         nonlocal clock, cpu_clock
-        now, cpu_now = time.perf_counter(), time.process_time()
+        now, cpu_now = time.perf_counter(), _cpu_seconds()
         timings[stage] = timings.get(stage, 0.0) + now - clock
         cpu_timings[stage] = cpu_timings.get(stage, 0.0) + cpu_now - cpu_clock
         clock, cpu_clock = now, cpu_now
@@ -350,15 +372,21 @@ def _run(
     long_lived.settle()
     lap("index")
 
-    table_list: list[Candidates] = []
-    for start in range(0, len(views), FEASIBILITY_CHUNK):
-        chunk = feasibility.screen_many(ctx, views[start : start + FEASIBILITY_CHUNK])
-        feasibility.resolve_latency(chunk)
-        table_list += [feasibility.finish(ctx, s) for s in chunk]
-        del chunk
+    def feasible(chunk: Sequence[WorkloadView]) -> list[Candidates]:
+        screened = feasibility.screen_many(ctx, chunk)
+        feasibility.resolve_latency(screened)
+        found = [feasibility.finish(ctx, s) for s in screened]
+        del screened
         long_lived.settle()
-        if progress is not None:
-            progress("feasibility", len(table_list), len(views))
+        return found
+
+    table_list = feasibility_fork.tables(
+        [views[at : at + FEASIBILITY_CHUNK] for at in range(0, len(views), FEASIBILITY_CHUNK)],
+        feasible,
+        ctx.rules.stats,
+        helper=helper and feasibility_fork.helper_allowed(),
+        progress=(lambda done: progress("feasibility", done, len(views))) if progress else None,
+    )
     lap("feasibility")
 
     scorers = [build_scorer(c, ctx.objective) for c in table_list]

@@ -1,0 +1,192 @@
+"""Feasibility chunks worked out by this process and a forked helper, side by side.
+
+Feasibility is the largest stage before the solve, and a workload's
+candidate table depends only on the fleet, the policy and the chunk it is
+screened with (the exact budget applies per chunk): chunks can be worked out
+in any process, in any order, and come out the same. A helper forked once the
+plan context is built shares the fleet and the index with this process
+(copy on write), without pickling either. It takes chunks from the end while
+this process takes them from the start, so the two meet wherever the work
+splits evenly, and it sends each chunk back as a few flat arrays
+(candidates.pack_tables), which this process joins to its own views.
+
+Forking is only safe while no other thread runs: a lock one holds would stay
+held in the child for good. So with threads about (a server planning in a
+worker thread), on one core, or with one chunk, every chunk is worked out
+here, one after the other. A chunk the helper could not deliver (an error,
+or the helper killed) is worked out again here: an error then raises in this
+process as it would have, and of two errors the earlier chunk's wins, as it
+does without the helper.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.sharedctypes import SynchronizedArray
+
+from fleetplane.placement._internal.candidates import (
+    Candidates,
+    PackedTables,
+    pack_tables,
+    unpack_tables,
+)
+from fleetplane.placement._internal.rules import CacheStats
+from fleetplane.placement._internal.workload_view import WorkloadView
+
+# Works out the tables of one chunk of views (and settles what they leave behind).
+Work = Callable[[Sequence[WorkloadView]], list[Candidates]]
+
+# What the helper works on: set before it is forked, read only in the helper.
+_forked: tuple[Work, list[list[WorkloadView]], CacheStats, SynchronizedArray[int]] | None = None
+
+
+def helper_allowed() -> bool:
+    """Whether a helper process may be forked now (see the module's description)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    if threading.active_count() > 1:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) > 1
+
+
+def tables(
+    chunks: list[list[WorkloadView]],
+    work: Work,
+    stats: CacheStats,
+    *,
+    helper: bool,
+    progress: Callable[[int], None] | None = None,
+) -> list[Candidates]:
+    """Every chunk's tables, in chunk order; ``progress`` gets the workloads done so far.
+
+    ``stats`` (the rule evaluator's counters) also counts the helper's CEL
+    evaluations and lookups, so they add up to the work both processes did.
+    """
+    if not helper or len(chunks) < 2:
+        out: list[Candidates] = []
+        for chunk in chunks:
+            out += work(chunk)
+            if progress is not None:
+                progress(len(out))
+        return out
+    return _with_helper(chunks, work, stats, progress)
+
+
+def _with_helper(
+    chunks: list[list[WorkloadView]],
+    work: Work,
+    stats: CacheStats,
+    progress: Callable[[int], None] | None,
+) -> list[Candidates]:
+    global _forked
+    fork = multiprocessing.get_context("fork")
+    # The chunks neither process has claimed yet: [first, last]. This process claims from the
+    # start and the helper from the end, each one chunk at a time, so neither is ever left
+    # waiting on chunks queued for the other.
+    left = fork.Array("q", [0, len(chunks) - 1])
+    _forked = (work, chunks, stats, left)
+    mine: dict[int, list[Candidates]] = {}
+    failed: dict[int, Exception] = {}
+    theirs: dict[int, list[Candidates] | None] = {}  # None: to be worked out here again
+    # Unwritten output would be written again by the helper when it exits.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        with ProcessPoolExecutor(1, mp_context=fork) as pool:
+            # Forked at the first submit, before the pool starts its own threads. One call
+            # per chunk the helper might claim; those that find none left return at once.
+            calls = [pool.submit(_helper_chunk) for _ in range(len(chunks) - 1)]
+            while (k := _claim(left, from_end=False)) is not None:
+                try:
+                    mine[k] = work(chunks[k])
+                except Exception as error:  # raised in chunk order below
+                    failed[k] = error
+                    _close(left)
+                _receive(calls, chunks, stats, theirs, wait=False)
+                if progress is not None:
+                    progress(sum(len(chunks[k]) for k in (*mine, *theirs)))
+            _receive(calls, chunks, stats, theirs, wait=True)
+    finally:
+        _forked = None
+    out: list[Candidates] = []
+    for k, chunk in enumerate(chunks):
+        if k in failed:
+            raise failed[k]
+        found = mine[k] if k in mine else theirs.get(k)
+        # Not delivered (the helper failed on it, or died) or not claimed (after an error).
+        out += found if found is not None else work(chunk)
+    if progress is not None:
+        progress(len(out))
+    return out
+
+
+def _claim(left: SynchronizedArray[int], *, from_end: bool) -> int | None:
+    with left.get_lock():
+        first, last = left[0], left[1]
+        if first > last:
+            return None
+        if from_end:
+            left[1] = last - 1
+            return last
+        left[0] = first + 1
+        return first
+
+
+def _close(left: SynchronizedArray[int]) -> None:
+    """Leave no chunk to claim (after an error, the rest is not worth working out)."""
+    with left.get_lock():
+        left[0] = left[1] + 1
+
+
+def _receive(
+    calls: list[Future[_Delivery | None]],
+    chunks: list[list[WorkloadView]],
+    stats: CacheStats,
+    theirs: dict[int, list[Candidates] | None],
+    *,
+    wait: bool,
+) -> None:
+    """Join the tables of the helper's finished calls to this process's views."""
+    while calls and (wait or calls[0].done()):
+        call = calls.pop(0)
+        try:
+            delivered = call.result()
+        except Exception:
+            # The helper died (BrokenProcessPool): what it claimed is worked out here.
+            continue
+        if delivered is None:
+            continue
+        k, packed, evaluations, lookups = delivered
+        if packed is None:
+            theirs[k] = None
+            continue
+        stats.evaluations += evaluations
+        stats.lookups += lookups
+        theirs[k] = unpack_tables(packed, chunks[k])
+
+
+# What the helper sends for a chunk: its number, its tables (None: it failed; they are
+# worked out again here) and the CEL work they took (evaluations, lookups).
+_Delivery = tuple[int, PackedTables | None, int, int]
+
+
+def _helper_chunk() -> _Delivery | None:
+    """In the helper: the tables of the last chunk not claimed yet (None: none is left)."""
+    assert _forked is not None, "the helper runs in a process forked by _with_helper"
+    work, chunks, stats, left = _forked
+    k = _claim(left, from_end=True)
+    if k is None:
+        return None
+    evaluations, lookups = stats.evaluations, stats.lookups
+    try:
+        packed = pack_tables(work(chunks[k]))
+    except Exception:
+        _close(left)
+        return k, None, 0, 0
+    return k, packed, stats.evaluations - evaluations, stats.lookups - lookups
