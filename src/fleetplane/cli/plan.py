@@ -8,6 +8,7 @@ input (errors on stderr, nothing on stdout).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from fleetplane.model.units import format_duration
 PIPE_WIDTH = 200
 # Below this many workloads a plan takes well under a second: no progress bar.
 PROGRESS_THRESHOLD = 500
+# The progress bar is redrawn at most this often.
+_REDRAW_SECONDS = 0.1
 
 
 @app.command()
@@ -245,6 +248,8 @@ def _progress(workloads: int) -> Iterator[Callable[[str, int, int], None] | None
     if workloads < PROGRESS_THRESHOLD:
         yield None
         return
+    # Redrawn from report() rather than by rich's refresh thread: with a thread running, the
+    # plan would not fork its feasibility helper (placement/_internal/feasibility_fork.py).
     bar = Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -252,13 +257,20 @@ def _progress(workloads: int) -> Iterator[Callable[[str, int, int], None] | None
         TimeElapsedColumn(),
         console=stderr,
         transient=True,
+        auto_refresh=False,
     )
     tasks: dict[str, TaskID] = {}
+    drawn = 0.0
 
     def report(stage: str, done: int, total: int) -> None:
+        nonlocal drawn
         if stage not in tasks:
             tasks[stage] = bar.add_task(stage, total=total)
         bar.update(tasks[stage], completed=done, total=total)
+        now = time.monotonic()
+        if now - drawn >= _REDRAW_SECONDS or done == total:
+            drawn = now
+            bar.refresh()
 
     with bar:
         yield report
