@@ -6,10 +6,12 @@ fleet is built in memory by ``generate_fleet``):
 * feasibility + greedy solve time (the pipeline's index, feasibility,
   scoring and solve stages), placements per second, and the time of the
   remaining stages (trim, verification, explanation) separately — each as
-  wall time and as CPU time of this process (all its threads): on a shared
-  machine the wall time also counts waiting for a core, so say the load
-  (``uptime``) with the figures;
-* peak RSS of this process (VmHWM);
+  wall time and as CPU time of this process (all its threads) and of the
+  feasibility helper it forks on two cores or more (``--one-process``: none):
+  on a shared machine the wall time also counts waiting for a core, so say
+  the load (``uptime``) with the figures;
+* peak RSS of this process (VmHWM), and of the helper (its pages shared with
+  this process, copy on write, included);
 * the plan time of each example fleet (loading excluded).
 
 The solver measured is the greedy heuristic itself (``greedy.solve``,
@@ -26,12 +28,14 @@ extrapolated to the whole fleet (pairs × time per pair). The headline is
 our feasibility + solve time against that baseline's feasibility alone.
 
     python benchmarks/placement.py [--sites N --workloads M] [--sample K] [--solver NAME]
+                                   [--one-process]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -105,6 +109,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=int, default=20, help="workloads for the naive baseline")
     parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="keep feasibility in this process (no forked helper)",
+    )
+    parser.add_argument(
         "--solver",
         default="greedy-heuristic",
         help="solver for the generated fleet (default: the greedy heuristic alone)",
@@ -128,9 +137,16 @@ def main() -> int:
     rows.append(("generate fleet (not timed below)", f"{time.perf_counter() - start:.1f} s"))
 
     start = time.perf_counter()
-    result = plan(fleet, seed=args.seed, solver=args.solver)
+    result = plan(fleet, seed=args.seed, solver=args.solver, helper_process=not args.one_process)
     whole = time.perf_counter() - start
     timings, cpu = result.timings, result.cpu_timings
+    # The largest child this process has waited for: the helper, when one was forked.
+    helper_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    helper_rss = (
+        f"{helper_mib:,.0f} MiB (pages shared with this process included)"
+        if result.feasibility_helper
+        else "none (not forked)"
+    )
     search = sum(timings.get(stage, 0.0) for stage in SEARCH)
     search_cpu = sum(cpu.get(stage, 0.0) for stage in SEARCH)
     rest = sum(v for k, v in timings.items() if k not in SEARCH)
@@ -155,6 +171,7 @@ def main() -> int:
             f"{result.cel_evaluations:,} / {result.cel_lookups:,}",
         ),
         ("peak RSS", f"{peak_rss_mib():,.0f} MiB"),
+        ("peak RSS of the feasibility helper", helper_rss),
     ]
 
     per_pair, sampled = naive_seconds_per_pair(fleet, args.sample, args.seed)

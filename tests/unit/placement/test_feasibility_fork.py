@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from test_screen_chunks import _same_table
 
 from fleetplane.model.fleet import Fleet
 from fleetplane.model.synthetic import generate_fleet
@@ -24,8 +25,6 @@ from fleetplane.placement._internal.candidates import Candidates, pack_tables, u
 from fleetplane.placement._internal.context import PlanContext
 from fleetplane.placement._internal.rules import CacheStats, compile_policy
 from fleetplane.placement._internal.workload_view import WorkloadView
-
-from test_screen_chunks import _same_table
 
 CHUNK = 40
 
@@ -109,13 +108,17 @@ def test_plan_with_a_helper_equals_plan_without(
     monkeypatch.setattr(feasibility_fork, "helper_allowed", lambda: True)
 
     def document(helper: bool) -> str:
-        placement = pipeline.run(fleet, helper_process=helper).placement
-        data = placement.model_dump(mode="json")
+        result = pipeline.run(fleet, helper_process=helper)
+        assert result.feasibility_helper is helper
+        data = result.placement.model_dump(mode="json")
         data["spec"]["solver"].pop("time_seconds")
         return json.dumps(data, sort_keys=True)
 
     assert document(True) == document(False)
     assert spy.delivered > 0
+    # One chunk: nothing to share, nothing forked.
+    monkeypatch.setattr(pipeline, "FEASIBILITY_CHUNK", len(fleet.workloads))
+    assert not pipeline.run(fleet).feasibility_helper
 
 
 def test_the_first_error_in_chunk_order_is_raised(
@@ -131,7 +134,7 @@ def test_the_first_error_in_chunk_order_is_raised(
             raise ValueError(failing[chunk[0].name])
         return work(chunk)
 
-    with pytest.raises(ValueError, match="^third$"):
+    with pytest.raises(ValueError, match=r"^third$"):
         feasibility_fork.tables(chunks, flaky, CacheStats(), helper=True)
 
 

@@ -77,11 +77,13 @@ class PlanResult:
     candidates: dict[str, Candidates]
     allocations: dict[str, list[Allocation]]
     timings: dict[str, float] = field(default_factory=dict)
-    # The same stages in CPU seconds of this process (all its threads): on a
-    # shared machine wall time also counts the time spent waiting for a core.
+    # The same stages in CPU seconds of this process (all its threads) and of the
+    # feasibility helper: on a shared machine wall time also counts waiting for a core.
     cpu_timings: dict[str, float] = field(default_factory=dict)
     cel_evaluations: int = 0
     cel_lookups: int = 0
+    # Whether feasibility forked a helper process (feasibility_fork.py).
+    feasibility_helper: bool = False
     # The indexed fleet the plan was made on: explanations diagnose rejected sites against it.
     context: PlanContext | None = None
 
@@ -380,11 +382,13 @@ def _run(
         long_lived.settle()
         return found
 
+    chunks = [views[at : at + FEASIBILITY_CHUNK] for at in range(0, len(views), FEASIBILITY_CHUNK)]
+    forked = helper and len(chunks) > 1 and feasibility_fork.helper_allowed()
     table_list = feasibility_fork.tables(
-        [views[at : at + FEASIBILITY_CHUNK] for at in range(0, len(views), FEASIBILITY_CHUNK)],
+        chunks,
         feasible,
         ctx.rules.stats,
-        helper=helper and feasibility_fork.helper_allowed(),
+        helper=forked,
         progress=(lambda done: progress("feasibility", done, len(views))) if progress else None,
     )
     lap("feasibility")
@@ -453,6 +457,7 @@ def _run(
         cpu_timings=cpu_timings,
         cel_evaluations=ctx.rules.stats.evaluations,
         cel_lookups=ctx.rules.stats.lookups,
+        feasibility_helper=forked,
         context=ctx,
     )
 
