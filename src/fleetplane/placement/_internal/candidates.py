@@ -22,6 +22,7 @@ source); ``verify`` re-checks them against every filter and capacity.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 from math import prod
 from typing import Any
 
@@ -151,13 +152,16 @@ class _Column:
     def split(self) -> list[np.ndarray]:
         if isinstance(self.flat, list):
             return self.flat
-        out = []
-        at = 0
-        for shape, fortran in zip(self.shapes, self.fortran, strict=True):
-            n = prod(shape)
-            out.append(self.flat[at : at + n].reshape(shape, order="F" if fortran else "C"))
-            at += n
-        return out
+        flat = self.flat
+        ends = list(accumulate(prod(shape) for shape in self.shapes))
+        starts = [0, *ends[:-1]]
+        if all(len(shape) == 1 for shape in self.shapes):
+            # A slice is the array itself (and a tenth of a reshape's time, for thousands).
+            return [flat[a:b] for a, b in zip(starts, ends, strict=True)]
+        return [
+            flat[a:b].reshape(shape, order="F" if fortran else "C")
+            for a, b, shape, fortran in zip(starts, ends, self.shapes, self.fortran, strict=True)
+        ]
 
 
 @dataclass
