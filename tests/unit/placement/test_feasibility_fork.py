@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,26 @@ def test_a_helper_that_dies_costs_no_table(
     helped = feasibility_fork.tables(chunks, deadly, CacheStats(), helper=True)
     for a, b in zip(helped, _serial(fleet), strict=True):
         _same_table(a, b)
+
+
+def test_an_interrupted_plan_does_not_wait_for_the_helpers_chunks(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    ctx = _context(fleet)
+    chunks = _chunks(ctx, fleet)
+    work = _work(ctx)
+    parent = os.getpid()
+
+    def interrupted(chunk: Sequence[WorkloadView]) -> list[Candidates]:
+        if os.getpid() == parent:
+            raise KeyboardInterrupt  # Ctrl-C in this process's first chunk
+        (tmp_path / chunk[0].name).touch()  # a chunk the helper started
+        return work(chunk)
+
+    with pytest.raises(KeyboardInterrupt):
+        feasibility_fork.tables(chunks, interrupted, CacheStats(), helper=True)
+    # The helper was told to claim nothing more, and its chunks were not waited for.
+    assert len(list(tmp_path.iterdir())) < len(chunks) - 1
 
 
 def test_no_helper_while_another_thread_runs() -> None:

@@ -94,24 +94,31 @@ def _with_helper(
     mine: dict[int, list[Candidates]] = {}
     failed: dict[int, Exception] = {}
     theirs: dict[int, list[Candidates] | None] = {}  # None: to be worked out here again
-    # Unwritten output would be written again by the helper when it exits.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()  # unwritten output would be written again by the helper
+    pool = ProcessPoolExecutor(1, mp_context=fork)
     try:
-        with ProcessPoolExecutor(1, mp_context=fork) as pool:
-            # Forked at the first submit, before the pool starts its own threads. One call
-            # per chunk the helper might claim; those that find none left return at once.
-            calls = [pool.submit(_helper_chunk) for _ in range(len(chunks) - 1)]
-            while (k := _claim(left, from_end=False)) is not None:
-                try:
-                    mine[k] = work(chunks[k])
-                except Exception as error:  # raised in chunk order below
-                    failed[k] = error
-                    _close(left)
-                _receive(calls, chunks, stats, theirs, wait=False)
-                if progress is not None:
-                    progress(sum(len(chunks[k]) for k in (*mine, *theirs)))
-            _receive(calls, chunks, stats, theirs, wait=True)
+        # Forked at the first submit, before the pool starts its own threads. One call per
+        # chunk the helper might claim; those that find none left return at once.
+        calls = [pool.submit(_helper_chunk) for _ in range(len(chunks) - 1)]
+        while (k := _claim(left, from_end=False)) is not None:
+            try:
+                mine[k] = work(chunks[k])
+            except Exception as error:  # raised in chunk order below
+                failed[k] = error
+                _close(left)
+            _receive(calls, chunks, stats, theirs, wait=False)
+            if progress is not None:
+                progress(sum(len(chunks[k]) for k in (*mine, *theirs)))
+        _receive(calls, chunks, stats, theirs, wait=True)
+        pool.shutdown(wait=True)  # every call has returned: the helper exits and is reaped
+    except BaseException:
+        # Interrupted (Ctrl-C, or the progress callback failed): the helper claims nothing
+        # more, and this process does not wait for the chunk it is on.
+        _close(left)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
         _forked = None
     out: list[Candidates] = []
