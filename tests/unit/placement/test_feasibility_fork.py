@@ -1,7 +1,7 @@
 """Feasibility chunks shared with a forked helper process come out as if worked out here.
 
-The helper (feasibility_fork) claims chunks from the end while this process
-claims them from the start; its tables come back packed (candidates.pack_tables).
+The helper (feasibility_fork) and this process claim chunks one at a time,
+biggest first; the helper's tables come back packed (candidates.pack_tables).
 Whatever the split, the tables, the plan and the first error in chunk order
 must be those of working every chunk out in this process; a helper that dies
 costs time, not tables; a process with other threads running forks nothing.
@@ -146,10 +146,13 @@ def test_a_helper_that_dies_costs_no_table(
     chunks = _chunks(ctx, fleet)
     work = _work(ctx)
     parent = os.getpid()
+    started = [0]  # each process counts its own
 
     def deadly(chunk: Sequence[WorkloadView]) -> list[Candidates]:
-        if os.getpid() != parent and chunk is chunks[-2]:
-            os._exit(9)  # the helper is killed on its second chunk
+        if os.getpid() != parent:
+            started[0] += 1
+            if started[0] == 2:
+                os._exit(9)  # the helper is killed on its second chunk
         return work(chunk)
 
     helped = feasibility_fork.tables(chunks, deadly, CacheStats(), helper=True)

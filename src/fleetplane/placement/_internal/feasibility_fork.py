@@ -5,10 +5,10 @@ candidate table depends only on the fleet, the policy and the chunk it is
 screened with (the exact budget applies per chunk): chunks can be worked out
 in any process, in any order, and come out the same. A helper forked once the
 plan context is built shares the fleet and the index with this process
-(copy on write), without pickling either. It takes chunks from the end while
-this process takes them from the start, so the two meet wherever the work
-splits evenly, and it sends each chunk back as a few flat arrays
-(candidates.pack_tables), which this process joins to its own views.
+(copy on write), without pickling either. The two claim chunks one at a
+time, biggest first, and the helper sends each of its chunks back as a few
+flat arrays (candidates.pack_tables), which this process joins to its own
+views.
 
 Forking is only safe while no other thread runs: a lock one holds would stay
 held in the child for good. So with threads about (a server planning in a
@@ -27,7 +27,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing.sharedctypes import SynchronizedArray
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 
 from fleetplane.placement._internal.candidates import (
     Candidates,
@@ -42,7 +43,7 @@ from fleetplane.placement._internal.workload_view import WorkloadView
 Work = Callable[[Sequence[WorkloadView]], list[Candidates]]
 
 # What the helper works on: set before it is forked, read only in the helper.
-_forked: tuple[Work, list[list[WorkloadView]], CacheStats, SynchronizedArray[int]] | None = None
+_forked: tuple[Work, list[list[WorkloadView]], CacheStats, _Claims] | None = None
 
 
 def helper_allowed() -> bool:
@@ -86,11 +87,12 @@ def _with_helper(
 ) -> list[Candidates]:
     global _forked
     fork = multiprocessing.get_context("fork")
-    # The chunks neither process has claimed yet: [first, last]. This process claims from the
-    # start and the helper from the end, each one chunk at a time, so neither is ever left
-    # waiting on chunks queued for the other.
-    left = fork.Array("q", [0, len(chunks) - 1])
-    _forked = (work, chunks, stats, left)
+    # Both processes claim one chunk at a time, the next in this order, so neither is ever
+    # left waiting on chunks queued for the other; biggest first, so that the one that
+    # finishes first waits at most for a small chunk of the other's at the end.
+    order = sorted(range(len(chunks)), key=lambda k: (-_estimate(chunks[k]), k))
+    claims = _Claims(order, fork.Value("q", 0))
+    _forked = (work, chunks, stats, claims)
     mine: dict[int, list[Candidates]] = {}
     failed: dict[int, Exception] = {}
     theirs: dict[int, list[Candidates] | None] = {}  # None: to be worked out here again
@@ -102,12 +104,12 @@ def _with_helper(
         # Forked at the first submit, before the pool starts its own threads. One call per
         # chunk the helper might claim; those that find none left return at once.
         calls = [pool.submit(_helper_chunk) for _ in range(len(chunks) - 1)]
-        while (k := _claim(left, from_end=False)) is not None:
+        while (k := claims.next()) is not None:
             try:
                 mine[k] = work(chunks[k])
             except Exception as error:  # raised in chunk order below
                 failed[k] = error
-                _close(left)
+                claims.close()
             _receive(calls, chunks, stats, theirs, wait=False)
             if progress is not None:
                 progress(sum(len(chunks[k]) for k in (*mine, *theirs)))
@@ -116,7 +118,7 @@ def _with_helper(
     except BaseException:
         # Interrupted (Ctrl-C, or the progress callback failed): the helper claims nothing
         # more, and this process does not wait for the chunk it is on.
-        _close(left)
+        claims.close()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
@@ -133,22 +135,29 @@ def _with_helper(
     return out
 
 
-def _claim(left: SynchronizedArray[int], *, from_end: bool) -> int | None:
-    with left.get_lock():
-        first, last = left[0], left[1]
-        if first > last:
-            return None
-        if from_end:
-            left[1] = last - 1
-            return last
-        left[0] = first + 1
-        return first
+def _estimate(chunk: list[WorkloadView]) -> int:
+    """A chunk's work, roughly: screening and pricing go per (profile, data source) pair."""
+    return sum(len(view.profiles) * max(1, len(view.sources)) for view in chunk)
 
 
-def _close(left: SynchronizedArray[int]) -> None:
-    """Leave no chunk to claim (after an error, the rest is not worth working out)."""
-    with left.get_lock():
-        left[0] = left[1] + 1
+@dataclass
+class _Claims:
+    """The chunks in the order they are claimed, and (shared by both processes) the next."""
+
+    order: list[int]
+    at: Synchronized[int]
+
+    def next(self) -> int | None:
+        with self.at.get_lock():
+            if self.at.value >= len(self.order):
+                return None
+            self.at.value += 1
+            return self.order[self.at.value - 1]
+
+    def close(self) -> None:
+        """Leave no chunk to claim (after an error, the rest is not worth working out)."""
+        with self.at.get_lock():
+            self.at.value = len(self.order)
 
 
 def _receive(
@@ -184,16 +193,16 @@ _Delivery = tuple[int, PackedTables | None, int, int]
 
 
 def _helper_chunk() -> _Delivery | None:
-    """In the helper: the tables of the last chunk not claimed yet (None: none is left)."""
+    """In the helper: the tables of the next chunk not claimed yet (None: none is left)."""
     assert _forked is not None, "the helper runs in a process forked by _with_helper"
-    work, chunks, stats, left = _forked
-    k = _claim(left, from_end=True)
+    work, chunks, stats, claims = _forked
+    k = claims.next()
     if k is None:
         return None
     evaluations, lookups = stats.evaluations, stats.lookups
     try:
         packed = pack_tables(work(chunks[k]))
     except Exception:
-        _close(left)
+        claims.close()
         return k, None, 0, 0
     return k, packed, stats.evaluations - evaluations, stats.lookups - lookups
