@@ -21,7 +21,7 @@ source); ``verify`` re-checks them against every filter and capacity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from math import prod
 from typing import Any
@@ -109,24 +109,10 @@ def concat_rates(parts: list[ReplicaRates]) -> ReplicaRates:
     )
 
 
-# A table's arrays over its candidates (or sources × candidates), in field order.
-_ARRAYS = (
-    "row",
-    "profile",
-    "entry",
-    "site",
-    "domain",
-    "storage",
-    "svc_mean",
-    "svc_cv",
-    "concurrency",
-    "model_cost",
-    "penalty",
-    "source_ok",
-    "rtt_mu",
-    "rtt_sigma",
-    "loss",
-    "egress",
+# A table's arrays over its candidates (or sources × candidates), in field order: every
+# field declared as an array (the estimate scoring fills in later, optional, is not one).
+_ARRAYS = tuple(
+    f.name for f in fields(Candidates) if f.type in ("IntArray", "FloatArray", "BoolArray")
 )
 _RATES = tuple(ReplicaRates.__dataclass_fields__)
 
