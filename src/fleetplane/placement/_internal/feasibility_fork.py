@@ -112,7 +112,7 @@ def _with_helper(
                 claims.close()
             _receive(calls, chunks, stats, theirs, wait=False)
             if progress is not None:
-                progress(sum(len(chunks[k]) for k in (*mine, *theirs)))
+                progress(sum(len(chunks[j]) for j in (*mine, *theirs)))
         _receive(calls, chunks, stats, theirs, wait=True)
         pool.shutdown(wait=True)  # every call has returned: the helper exits and is reaped
     except BaseException:
